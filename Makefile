@@ -1,0 +1,45 @@
+# streamwarden: `make demo` runs the platform end to end, `make test` runs the whole test suite.
+# Both install what they need first: .venv (Python packages) and .jvm (JVM artifacts, via Maven).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY_STAMP  := $(VENV)/.installed
+JVM_STAMP := .jvm/.fetched
+JVM_POMS  := infra/jvm/pom.xml $(wildcard infra/jvm/*/pom.xml)
+
+.DEFAULT_GOAL := help
+.PHONY: help install jvm demo test test-unit lint clean
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: $(PY_STAMP) $(JVM_STAMP) ## Create .venv and fetch the JVM artifacts (once)
+
+$(PY_STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11"; exit 1; }
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+jvm: $(JVM_STAMP) ## Fetch the Kafka broker and Spark's Kafka connector with Maven (once)
+
+$(JVM_STAMP): $(JVM_POMS)
+	@command -v java >/dev/null || { echo "error: java not found; run: apt-get install -y openjdk-17-jdk-headless"; exit 1; }
+	@command -v mvn >/dev/null || { echo "error: mvn not found; run: apt-get install -y maven"; exit 1; }
+	rm -rf .jvm/kafka .jvm/spark-kafka
+	mvn --batch-mode --quiet -f infra/jvm/pom.xml package
+	@touch $@
+
+demo: install ## Start the embedded stack and run the platform end to end
+	$(BIN)/warden demo
+
+test: install ## Run the whole test suite (unit and integration, real services)
+	$(BIN)/pytest
+
+test-unit: install ## Run only the tests that need no running service
+	$(BIN)/pytest -m "not integration"
+
+clean: ## Remove .venv and .jvm (not your data under WARDEN_HOME)
+	rm -rf $(VENV) .jvm

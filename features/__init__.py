@@ -1,0 +1,1 @@
+"""Features: the telemetry contract and the feature logic shared by batch and stream (Feast repo in `repo/`)."""

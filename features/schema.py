@@ -1,0 +1,36 @@
+"""The telemetry contract of ARCHITECTURE.md: event fields, sensor columns, lake schemas.
+
+Everything that parses, generates, stores or featurizes events takes its field names from here.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SENSOR_COLUMNS: tuple[str, ...] = ("temperature", "humidity", "pressure", "vibration", "voltage")
+EVENT_FIELDS: tuple[str, ...] = ("event_id", "device_id", "ts", *SENSOR_COLUMNS)
+
+ANOMALY_KINDS: tuple[str, ...] = ("spike", "stuck", "drift", "dropout", "correlated")
+
+# Lake datasets are partitioned by the event's UTC date, in a hive-style `date=YYYY-MM-DD` folder.
+PARTITION_COLUMN = "date"
+
+TELEMETRY_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("device_id", pa.string(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        *(pa.field(name, pa.float64(), nullable=False) for name in SENSOR_COLUMNS),
+    ]
+)
+
+# Ground truth, as a maintenance log would keep it; it never travels in the event.
+LABEL_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("device_id", pa.string(), nullable=False),
+        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("is_anomaly", pa.bool_(), nullable=False),
+        pa.field("anomaly_type", pa.string(), nullable=True),
+    ]
+)

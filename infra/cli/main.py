@@ -1,0 +1,62 @@
+"""`warden`: the command line. Each command parses its options, calls one function, renders the result."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from infra.exceptions import WardenError
+
+
+class WardenGroup(click.Group):
+    """Turns usage errors and WardenErrors into one line and a non-zero exit, never a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        verbose = "--verbose" in sys.argv[1:]
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("warden: interrupted", err=True)
+            sys.exit(130)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "warden"
+            click.echo(f"{command}: error: {exc.format_message()} (see --help)", err=True)
+            sys.exit(2)
+        except WardenError as exc:
+            if verbose:
+                raise
+            click.echo(f"warden: error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("warden: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=WardenGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option("--verbose", is_flag=True, help="Show tracebacks for errors.")
+def cli(verbose: bool) -> None:
+    """streamwarden: real-time anomaly detection on IoT telemetry.
+
+    Kafka, Spark Structured Streaming, Feast, MLflow and Airflow, on one machine by default.
+    Settings come from WARDEN_* environment variables (see `warden status`).
+    """
+
+
+def _register() -> None:
+    from infra.cli import data, demo, stack
+
+    for module in (stack, data, demo):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main(prog_name="warden")

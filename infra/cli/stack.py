@@ -1,0 +1,77 @@
+"""`warden up | down | status`."""
+
+from __future__ import annotations
+
+import click
+
+from infra.settings import get_settings
+from infra.stack import manager
+from infra.stack.airflow import ADMIN_USER, AirflowStack
+from infra.stack.mlflow import mlflow_password
+
+_SERVICES = click.Choice(manager.SERVICE_NAMES)
+
+
+@click.command()
+@click.option(
+    "--service",
+    "services",
+    type=_SERVICES,
+    multiple=True,
+    help="Start only this service (repeatable). Default: kafka, mlflow and airflow.",
+)
+@click.option(
+    "--lake",
+    type=click.Choice(["local"]),
+    default="local",
+    help="Where the lake lives: a local folder under WARDEN_HOME (or WARDEN_LAKE_ROOT).",
+)
+def up(services: tuple[str, ...], lake: str) -> None:
+    """Start the embedded stack on 127.0.0.1 and create the contract's topics.
+
+    Idempotent: services already running are left alone. Data lives under WARDEN_HOME and
+    survives `warden down`.
+    """
+    settings = get_settings()
+    statuses = manager.up(settings, services or manager.SERVICE_NAMES)
+    for status in statuses:
+        click.echo(f"  {status.name:<8} {status.url}")
+    click.echo(f"  lake     {settings.lake_url} ({lake})")
+    click.echo("Logins and settings: `warden status`.")
+
+
+@click.command()
+@click.option("--purge", is_flag=True, help="Also delete the services' data (topics, registry, Airflow DB).")
+def down(purge: bool) -> None:
+    """Stop every service that `warden up` started; no process is left behind."""
+    stopped = manager.down(get_settings(), purge=purge)
+    click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    if purge:
+        click.echo("purged service data")
+
+
+@click.command()
+@click.option("--settings/--no-settings", "show_settings", default=True, help="Also print the effective settings.")
+def status(show_settings: bool) -> None:
+    """Probe each service with a real request and show URLs, logins and settings.
+
+    Exits 1 when a service is not healthy.
+    """
+    settings = get_settings()
+    statuses = manager.status(settings)
+    for entry in statuses:
+        mark = "up  " if entry.health.ok else "DOWN"
+        click.echo(f"{mark} {entry.name:<8} {entry.url:<28} {entry.health.detail}")
+    airflow_password = AirflowStack(settings).admin_password()
+    click.echo(f"Airflow UI login: {ADMIN_USER} / {airflow_password or '(created on first start)'}")
+    click.echo(f"MLflow login:     {settings.mlflow_username} / {mlflow_password(settings)}")
+    click.echo(f"Logs: {settings.home / 'logs'}")
+    if show_settings:
+        click.echo("Settings:")
+        for name, value in settings.as_dict().items():
+            click.echo(f"  {name} = {value}")
+    if not all(entry.health.ok for entry in statuses):
+        raise click.exceptions.Exit(1)
+
+
+COMMANDS = [up, down, status]

@@ -1,0 +1,173 @@
+"""The embedded Apache Kafka broker: one KRaft node started from the Maven jars with `java`."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from infra.exceptions import ServiceError
+from infra.settings import Settings
+from infra.stack.process import ManagedProcess, port_is_open, require_free_port
+from infra.stack.service import Health
+
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+
+
+def contract_topics(settings: Settings) -> list[TopicSpec]:
+    """The topics of ARCHITECTURE.md's external contract."""
+    return [
+        TopicSpec(settings.topic_telemetry, settings.telemetry_partitions),
+        TopicSpec(settings.topic_alerts, settings.telemetry_partitions),
+        TopicSpec(settings.topic_dlq, 1),
+    ]
+
+
+def admin_client(settings: Settings) -> AdminClient:
+    # log_level 0: a probe of a stopped broker must not fill stderr with connection retries.
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 3000, "log_level": 0})
+
+
+class KafkaBroker:
+    name = "kafka"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.home / "kafka"
+        self.process = ManagedProcess(self.name, settings.home)
+
+    @property
+    def url(self) -> str:
+        return self.settings.kafka_bootstrap
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.settings.kafka_listen[1], self.settings.kafka_controller_port]
+
+    def _classpath(self) -> str:
+        jars = self.settings.jars_dir / "kafka"
+        if not any(jars.glob("kafka_2.13-*.jar")):
+            raise ServiceError(f"Kafka jars not found in {jars}; run `make jvm` to fetch them with Maven")
+        return f"{jars}/*"
+
+    def _render_config(self) -> Path:
+        host, port = self.settings.kafka_listen
+        template = (_HERE / "server.properties.template").read_text()
+        config = self.dir / "server.properties"
+        config.write_text(
+            template.format(
+                host=host,
+                port=port,
+                controller_port=self.settings.kafka_controller_port,
+                log_dir=self.dir / "data",
+            )
+        )
+        return config
+
+    def _format_storage_once(self, config: Path, classpath: str) -> None:
+        """Format the log dir on first start; the cluster id is kept so data survives restarts."""
+        if (self.dir / "data" / "meta.properties").exists():
+            return
+        cluster_id_file = self.dir / "cluster.id"
+        if not cluster_id_file.exists():
+            cluster_id = self._java(classpath, "kafka.tools.StorageTool", "random-uuid").strip()
+            cluster_id_file.write_text(cluster_id)
+        self._java(
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "--ignore-formatted",
+            "-t",
+            cluster_id_file.read_text().strip(),
+            "-c",
+            str(config),
+        )
+
+    def _java(self, classpath: str, main: str, *args: str) -> str:
+        result = subprocess.run(  # noqa: S603
+            [self.settings.java, "-Xmx256m", "-cp", classpath, main, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise ServiceError(f"kafka: {main} {args[0]} failed: {last[0]}")
+        return result.stdout
+
+    def start(self) -> None:
+        if self.process.pid() is not None:
+            return
+        host, _ = self.settings.kafka_listen
+        for port in self.ports:
+            require_free_port(host, port, "kafka")
+        classpath = self._classpath()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        config = self._render_config()
+        self._format_storage_once(config, classpath)
+        heap = f"-Xmx{self.settings.kafka_heap_mb}m"
+        self.process.start(
+            [
+                self.settings.java,
+                heap,
+                f"-Xms{self.settings.kafka_heap_mb}m",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-XX:InitiatingHeapOccupancyPercent=35",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={_HERE / 'kafka-log4j2.properties'}",
+                f"-Dkafka.logs.dir={self.settings.home / 'logs'}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(config),
+            ]
+        )
+
+    def health(self) -> Health:
+        host, port = self.settings.kafka_listen
+        if not port_is_open(host, port):
+            return Health(False, f"nothing listens on {host}:{port}")
+        try:
+            metadata = admin_client(self.settings).list_topics(timeout=3)
+        except KafkaException as exc:
+            return Health(False, f"metadata request failed: {exc.args[0].str()}")
+        return Health(True, f"{len(metadata.brokers)} broker(s), {len(metadata.topics)} topics")
+
+    def ensure_topics(self) -> list[str]:
+        """Create the contract's topics if missing; refuse a topic with the wrong partition count."""
+        admin = admin_client(self.settings)
+        existing = admin.list_topics(timeout=5).topics
+        created = []
+        for spec in contract_topics(self.settings):
+            if spec.name in existing:
+                actual = len(existing[spec.name].partitions)
+                if actual != spec.partitions:
+                    raise ServiceError(
+                        f'topic "{spec.name}" has {actual} partitions, expected {spec.partitions}; '
+                        'run "warden down --purge" then "warden up"'
+                    )
+                continue
+            future = admin.create_topics([NewTopic(spec.name, spec.partitions, 1)])[spec.name]
+            try:
+                future.result(timeout=15)
+            except KafkaException as exc:
+                raise ServiceError(f'cannot create topic "{spec.name}": {exc.args[0].str()}') from None
+            created.append(spec.name)
+        return created
+
+    def exited_early(self) -> str | None:
+        return self.process.exited_early()
+
+    def stop(self) -> bool:
+        return self.process.stop(timeout=30)

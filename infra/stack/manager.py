@@ -1,0 +1,90 @@
+"""`warden up | down | status`: start, stop and probe the embedded stack as one unit."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from infra.exceptions import ServiceError
+from infra.progress import ProgressLine
+from infra.settings import Settings
+from infra.stack.airflow import AirflowStack
+from infra.stack.kafka import KafkaBroker
+from infra.stack.mlflow import MlflowServer
+from infra.stack.service import Health, Service
+
+SERVICE_NAMES = ("kafka", "mlflow", "airflow")
+# Seconds to become healthy on a busy 2-core machine (Airflow migrates its DB on first start).
+_START_TIMEOUT = {"kafka": 90.0, "mlflow": 120.0, "airflow": 240.0}
+
+
+def build_services(settings: Settings, names: Sequence[str] = SERVICE_NAMES) -> list[Service]:
+    factories = {"kafka": KafkaBroker, "mlflow": MlflowServer, "airflow": AirflowStack}
+    unknown = sorted(set(names) - set(factories))
+    if unknown:
+        raise ServiceError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}")
+    return [factories[name](settings) for name in SERVICE_NAMES if name in names]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    url: str
+    health: Health
+
+
+def up(settings: Settings, names: Sequence[str] = SERVICE_NAMES, progress: ProgressLine | None = None) -> list[ServiceStatus]:
+    """Start the services that are not running, wait until each is healthy, create the topics.
+
+    Idempotent: running services are left alone.
+    """
+    progress = progress or ProgressLine("up")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    services = build_services(settings, names)
+    for service in services:
+        progress.update(f"starting {service.name}", force=True)
+        service.start()
+    started = time.monotonic()
+    pending = {service.name: service for service in services}
+    healthy: dict[str, Health] = {}
+    while pending:
+        for name, service in list(pending.items()):
+            health = service.health()
+            if health.ok:
+                healthy[name] = health
+                del pending[name]
+                continue
+            if (why := service.exited_early()) is not None:
+                raise ServiceError(f"{name} exited while starting: {why}")
+            if time.monotonic() - started > _START_TIMEOUT[name]:
+                raise ServiceError(
+                    f"{name} not healthy after {_START_TIMEOUT[name]:.0f} s ({health.detail}); "
+                    f"see {settings.home / 'logs'}"
+                )
+        waited = time.monotonic() - started
+        progress.update(f"waiting for {', '.join(pending) or 'nothing'} ({waited:.0f} s)")
+        if pending:
+            time.sleep(0.5)
+    if "kafka" in names:
+        broker = next(s for s in services if isinstance(s, KafkaBroker))
+        created = broker.ensure_topics()
+        if created:
+            progress.update(f"created topics {', '.join(created)}", force=True)
+    progress.done(f"{', '.join(s.name for s in services)} healthy in {time.monotonic() - started:.1f} s")
+    return [ServiceStatus(s.name, s.url, healthy[s.name]) for s in services]
+
+
+def down(settings: Settings, purge: bool = False) -> list[str]:
+    """Stop every service this stack started (in reverse order); `purge` also deletes their data."""
+    stopped = [service.name for service in reversed(build_services(settings)) if service.stop()]
+    if purge:
+        for folder in ("kafka", "mlflow", "airflow", "run"):
+            shutil.rmtree(settings.home / folder, ignore_errors=True)
+    return stopped
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    """Probe every service with a real request (metadata request, HTTP health endpoint)."""
+    return [ServiceStatus(s.name, s.url, s.health()) for s in build_services(settings)]

@@ -1,0 +1,138 @@
+"""Start, find and stop the embedded services' processes.
+
+Each process runs in its own session (process group), so `stop` takes its children with it;
+its pid lives in `$WARDEN_HOME/run/<name>.pid` and its output in `$WARDEN_HOME/logs/<name>.log`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.exceptions import PortInUseError, ServiceError
+
+
+def port_is_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def require_free_port(host: str, port: int, service: str) -> None:
+    if port_is_open(host, port):
+        raise PortInUseError(
+            f"port {port} on {host} is already in use by another process; "
+            f"{service} needs it (stop that process or change the {service} port setting)"
+        )
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    """One long-running process of the embedded stack."""
+
+    name: str
+    home: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "run" / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "logs" / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid if the process is alive, else None (and a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if _alive(pid):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def start(
+        self, command: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> int:
+        if (pid := self.pid()) is not None:
+            return pid
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} start {self.name}\n".encode())
+            log.flush()
+            try:
+                proc = subprocess.Popen(  # noqa: S603 - commands are built from settings, not input
+                    list(command),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **(env or {})},
+                    cwd=cwd,
+                    start_new_session=True,
+                )
+            except FileNotFoundError as exc:
+                raise ServiceError(f"{self.name}: cannot run {command[0]!r}: {exc.strerror}") from None
+        self.pid_file.write_text(str(proc.pid))
+        return proc.pid
+
+    def exited_early(self) -> str | None:
+        """If the process died, the last lines of its log, to explain why."""
+        if self.pid() is not None:
+            return None
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except FileNotFoundError:
+            return "no log"
+        return " | ".join(lines[-3:]) if lines else "no output"
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """SIGTERM the process group, SIGKILL it after `timeout`; True if something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.1)
+        if _group_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+            while _group_alive(pid):
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123 - procfs, not the lake
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

@@ -1,0 +1,21 @@
+"""Admin passwords for the embedded services: generated once, kept under $WARDEN_HOME/secrets (0600)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def stored_secret(home: Path, name: str) -> str:
+    """The secret called `name`, created on first use."""
+    path = home / "secrets" / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    value = secrets.token_urlsafe(18)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value)
+    return value

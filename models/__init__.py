@@ -1,0 +1,1 @@
+"""Model definitions, training and evaluation code, MLflow registry helpers."""

@@ -1,0 +1,1 @@
+"""Batch jobs: backfill, validation, training-set building, training, evaluation, promotion."""

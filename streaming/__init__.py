@@ -1,0 +1,1 @@
+"""The streaming side: the Spark Structured Streaming job, Kafka wiring, the telemetry simulator."""
