@@ -17,7 +17,7 @@ class WardenGroup(click.Group):
         kwargs["standalone_mode"] = False
         verbose = "--verbose" in sys.argv[1:]
         try:
-            return super().main(*args, **kwargs)
+            result = super().main(*args, **kwargs)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.Abort:
@@ -35,6 +35,8 @@ class WardenGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("warden: interrupted", err=True)
             sys.exit(130)
+        # Without standalone mode, click returns a command's `Exit` code instead of exiting.
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 @click.group(cls=WardenGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

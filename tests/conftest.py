@@ -1,0 +1,89 @@
+"""Shared fixtures. Services start once per session, on free ports, under a temporary WARDEN_HOME,
+so the suite never touches a developer's own stack."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings, load_settings
+from infra.stack import manager
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stack_env(home: Path) -> dict[str, str]:
+    """Environment for a private stack: its own home and free ports."""
+    return {
+        "WARDEN_HOME": str(home),
+        "WARDEN_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "WARDEN_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+        "WARDEN_AIRFLOW_PORT": str(free_port()),
+    }
+
+
+def run_warden(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the real `warden` command line as a user would."""
+    warden = Path(sys.executable).with_name("warden")
+    return subprocess.run(  # noqa: S603
+        [str(warden), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    env = stack_env(tmp_path_factory.mktemp("warden-home"))
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def settings(session_env: dict[str, str]) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def kafka(settings: Settings) -> Iterator[Settings]:
+    """The embedded Kafka broker, with the contract's topics, for the whole session."""
+    manager.up(settings, ["kafka"])
+    yield settings
+    manager.down(settings)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("warden-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()

@@ -1,0 +1,49 @@
+"""Bad input is one line naming the problem and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_warden
+
+COMMANDS = ["up", "down", "status", "simulate", "backfill", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_defaults(command: str) -> None:
+    result = run_warden({}, command, "--help")
+    assert result.returncode == 0
+    assert "Usage: warden " + command in result.stdout
+    if command in ("simulate", "backfill", "demo"):
+        assert "[default:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["simulate", "--rate", "fast"], "--rate"),
+        (["simulate", "--duration", "-5"], "--duration"),
+        (["simulate", "--anomaly-rate", "0.9"], "--anomaly-rate"),
+        (["backfill", "--days", "0"], "--days"),
+        (["simulate", "--frobnicate"], "--frobnicate"),
+        (["launch"], "launch"),
+        (["up", "--service", "redis"], "redis"),
+    ],
+)
+def test_bad_input_is_one_line(args: list[str], named: str) -> None:
+    result = run_warden({}, *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_setting_is_one_line(tmp_path: Path) -> None:
+    result = run_warden({"WARDEN_HOME": str(tmp_path), "WARDEN_TELEMETRY_PARTITIONS": "many"}, "status")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if "WARDEN_TELEMETRY_PARTITIONS" in line
+    ]

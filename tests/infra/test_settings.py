@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+
+from infra.exceptions import ConfigError
+from infra.settings import load_settings
+
+
+def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in ("WARDEN_HOME", "WARDEN_KAFKA_BOOTSTRAP", "MLFLOW_TRACKING_URI", "WARDEN_LAKE_ROOT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.kafka_listen == ("127.0.0.1", 9092)
+    assert (settings.topic_telemetry, settings.topic_alerts, settings.topic_dlq) == (
+        "iot_stream",
+        "anomaly_alerts",
+        "iot_stream_dlq",
+    )
+    assert settings.telemetry_partitions == 12
+    assert settings.mlflow_listen == ("127.0.0.1", 5000)
+    assert settings.home == Path("~/.streamwarden").expanduser()
+    assert settings.lake_url == str(settings.home / "lake")
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WARDEN_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("WARDEN_LAKE_ROOT", "hdfs://127.0.0.1:8020/warden/")
+    monkeypatch.setenv("WARDEN_KAFKA_BOOTSTRAP", "127.0.0.1:19092,127.0.0.1:19093")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:15000/")
+    monkeypatch.setenv("WARDEN_TELEMETRY_PARTITIONS", "6")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "s3cret")
+    settings = load_settings()
+    assert settings.home == tmp_path / "h"
+    assert settings.lake_url == "hdfs://127.0.0.1:8020/warden"
+    assert settings.kafka_listen == ("127.0.0.1", 19092)
+    assert settings.mlflow_tracking_uri == "http://127.0.0.1:15000"
+    assert settings.telemetry_partitions == 6
+    shown = settings.as_dict()
+    assert shown["mlflow_password"] == "********"
+    assert "s3cret" not in str(shown)
+    # Child processes get the same settings back.
+    env = settings.to_env()
+    assert env["WARDEN_TELEMETRY_PARTITIONS"] == "6"
+    assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15000"
+
+
+def test_local_lake_root_is_absolute(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WARDEN_LAKE_ROOT", "relative/lake")
+    assert load_settings().lake_url == str(tmp_path / "relative" / "lake")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("WARDEN_TELEMETRY_PARTITIONS", "zero", "WARDEN_TELEMETRY_PARTITIONS"),
+        ("WARDEN_TELEMETRY_PARTITIONS", "-3", "WARDEN_TELEMETRY_PARTITIONS"),
+        ("WARDEN_KAFKA_BOOTSTRAP", "localhost", "WARDEN_KAFKA_BOOTSTRAP"),
+        ("MLFLOW_TRACKING_URI", "ftp://x", "MLFLOW_TRACKING_URI"),
+        ("WARDEN_LAKE_ROOT", "s3://bucket/lake", "WARDEN_LAKE_ROOT"),
+        ("WARDEN_AIRFLOW_PORT", "70000", "WARDEN_AIRFLOW_PORT"),
+    ],
+)
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    message = str(error.value)
+    assert named in message
+    assert "\n" not in message

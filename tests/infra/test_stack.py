@@ -1,0 +1,164 @@
+"""`warden up | status | down` against the real Kafka, MLflow and Airflow processes."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from infra.settings import Settings, load_settings
+from infra.stack import manager
+from infra.stack.airflow import ADMIN_USER, AirflowStack
+from infra.stack.mlflow import mlflow_password
+from tests.conftest import run_warden, stack_env
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Settings]]:
+    """A private stack with all three services, started through the CLI as a user would."""
+    env = stack_env(tmp_path_factory.mktemp("full-stack"))
+    result = run_warden(env, "up")
+    assert result.returncode == 0, result.stderr
+    settings = load_settings(
+        home=Path(env["WARDEN_HOME"]),
+        kafka_bootstrap=env["WARDEN_KAFKA_BOOTSTRAP"],
+        kafka_controller_port=int(env["WARDEN_KAFKA_CONTROLLER_PORT"]),
+        mlflow_tracking_uri=env["MLFLOW_TRACKING_URI"],
+        airflow_port=int(env["WARDEN_AIRFLOW_PORT"]),
+    )
+    yield env, settings
+    run_warden(env, "down")
+
+
+def _pids(settings: Settings) -> list[int]:
+    return [int(p.read_text()) for p in (settings.home / "run").glob("*.pid")]
+
+
+def _listening_addresses(port: int) -> set[str]:
+    with open("/proc/net/tcp") as v4, open("/proc/net/tcp6") as v6:  # noqa: PTH123
+        rows = v4.read().splitlines()[1:] + v6.read().splitlines()[1:]
+    found = set()
+    for row in rows:
+        local, state = row.split()[1], row.split()[3]
+        address, hex_port = local.rsplit(":", 1)
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(address)
+    return found
+
+
+def test_status_probes_every_service(full_stack: tuple[dict[str, str], Settings]) -> None:
+    env, settings = full_stack
+    result = run_warden(env, "status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("kafka", "mlflow", "airflow"):
+        assert any(line.startswith("up") and name in line for line in result.stdout.splitlines()), result.stdout
+    password = AirflowStack(settings).admin_password()
+    assert password and f"{ADMIN_USER} / {password}" in result.stdout
+    assert f"mlflow_tracking_uri = {settings.mlflow_tracking_uri}" in result.stdout
+
+
+def test_contract_topics_exist_with_their_partitions(full_stack: tuple[dict[str, str], Settings]) -> None:
+    _, settings = full_stack
+    from infra.stack.kafka import admin_client
+
+    topics = admin_client(settings).list_topics(timeout=10).topics
+    assert len(topics["iot_stream"].partitions) == 12
+    assert len(topics["anomaly_alerts"].partitions) == 12
+    assert len(topics["iot_stream_dlq"].partitions) == 1
+
+
+def test_services_listen_on_loopback_only(full_stack: tuple[dict[str, str], Settings]) -> None:
+    _, settings = full_stack
+    ports = [
+        settings.kafka_listen[1],
+        settings.kafka_controller_port,
+        settings.mlflow_listen[1],
+        settings.airflow_port,
+    ]
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F"}
+    for port in ports:
+        addresses = _listening_addresses(port)
+        assert addresses, f"nothing listens on {port}"
+        assert addresses <= loopback, f"port {port} listens on {addresses}"
+    # Airflow's log servers (8793/8794) would bind every interface: they must not run.
+    for port in (8793, 8794):
+        assert not ({"00000000", "00000000000000000000000000000000"} & _listening_addresses(port))
+
+
+def test_writes_need_a_login(full_stack: tuple[dict[str, str], Settings]) -> None:
+    _, settings = full_stack
+    create = f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/experiments/create"
+    assert requests.post(create, json={"name": "anonymous"}, timeout=10).status_code == 401
+    login = (settings.mlflow_username, mlflow_password(settings))
+    assert requests.post(create, json={"name": "with-login"}, auth=login, timeout=10).status_code == 200
+    dags = f"{settings.airflow_url}/api/v2/dags"
+    assert requests.get(dags, timeout=10).status_code == 401
+    token = requests.post(
+        f"{settings.airflow_url}/auth/token",
+        json={"username": ADMIN_USER, "password": AirflowStack(settings).admin_password()},
+        timeout=10,
+    )
+    assert token.status_code == 201
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    assert requests.get(dags, headers=headers, timeout=10).status_code == 200
+
+
+def test_up_is_idempotent(full_stack: tuple[dict[str, str], Settings]) -> None:
+    env, settings = full_stack
+    before = sorted(_pids(settings))
+    result = run_warden(env, "up")
+    assert result.returncode == 0, result.stderr
+    assert sorted(_pids(settings)) == before
+
+
+def test_port_taken_by_another_process_is_named(tmp_path: Path) -> None:
+    env = stack_env(tmp_path)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        env["WARDEN_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{port}"
+        result = run_warden(env, "up", "--service", "kafka")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("warden: error")]
+    assert len(errors) == 1 and f"port {port}" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_kafka_data_survives_down_and_up(full_stack: tuple[dict[str, str], Settings]) -> None:
+    env, settings = full_stack
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})
+    for i in range(25):
+        producer.produce(settings.topic_dlq, f"kept-{i}".encode())
+    assert producer.flush(30) == 0
+
+    assert run_warden(env, "down").returncode == 0
+    assert _pids(settings) == []
+    assert run_warden(env, "up", "--service", "kafka").returncode == 0
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "survivor"})
+    low, high = consumer.get_watermark_offsets(TopicPartition(settings.topic_dlq, 0), timeout=10)
+    consumer.close()
+    assert high - low == 25
+
+
+def test_down_leaves_no_process_behind(full_stack: tuple[dict[str, str], Settings]) -> None:
+    env, settings = full_stack
+    assert run_warden(env, "up").returncode == 0
+    pids = _pids(settings)
+    assert len(pids) == 6  # kafka, mlflow, and Airflow's api-server, scheduler, dag-processor, triggerer
+    result = run_warden(env, "down")
+    assert result.returncode == 0
+    assert "airflow" in result.stdout and "kafka" in result.stdout
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+    # Nothing of the group is left either (children such as LocalExecutor workers, uvicorn).
+    assert manager.status(settings) and not any(s.health.ok for s in manager.status(settings))
+    status = run_warden(env, "status")
+    assert status.returncode == 1
