@@ -34,3 +34,12 @@ LABEL_SCHEMA = pa.schema(
         pa.field("anomaly_type", pa.string(), nullable=True),
     ]
 )
+
+# Readings outside these bounds cannot come from a working sensor: they are rejected, not scored.
+SENSOR_BOUNDS: dict[str, tuple[float, float]] = {
+    "temperature": (-273.15, 2000.0),  # °C
+    "humidity": (0.0, 100.0),  # %RH
+    "pressure": (0.0, 100_000.0),  # kPa
+    "vibration": (0.0, 1000.0),  # mm/s RMS
+    "voltage": (0.0, 100_000.0),  # V
+}

@@ -7,13 +7,12 @@ Spark reads the same datasets through `Lake.url`.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from features.schema import PARTITION_COLUMN
 from infra.exceptions import LakeError
@@ -49,36 +48,50 @@ class Lake:
         except OSError as exc:
             raise LakeError(f"lake root {self.root} is not writable: {exc}") from None
 
-    def write(
-        self,
-        table: pa.Table,
-        dataset: str,
-        basename: str,
-        existing: Literal["append", "replace_partitions"] = "append",
-    ) -> int:
-        """Write `table` partitioned by the UTC date of its `ts` column; returns rows written.
+    def write(self, table: pa.Table, dataset: str, basename: str) -> int:
+        """Add `table` to `dataset`, partitioned by the UTC date of its `ts` column; returns rows.
 
-        `basename` names the files (`{i}` is replaced by a counter); `replace_partitions` deletes
-        whatever the touched date partitions held before, so a re-run replaces its own output.
+        `basename` names the files (`{i}` is replaced by a counter); a file of the same name is
+        replaced.
         """
         dates = pc.strftime(table["ts"], format="%Y-%m-%d", locale="C")
-        table = table.append_column(PARTITION_COLUMN, dates)
         try:
             ds.write_dataset(
-                table,
+                table.append_column(PARTITION_COLUMN, dates),
                 self._path(dataset),
                 format="parquet",
                 partitioning=_PARTITIONING,
                 filesystem=self._arrow_fs,
                 basename_template=basename,
-                existing_data_behavior=(
-                    "delete_matching" if existing == "replace_partitions" else "overwrite_or_ignore"
-                ),
+                existing_data_behavior="overwrite_or_ignore",
                 max_rows_per_group=256 * 1024,
             )
         except OSError as exc:
             raise LakeError(f"cannot write {dataset}/ under {self.root}: {exc}") from None
         return table.num_rows
+
+    def remove(self, dataset: str, prefix: str, dates: list[str]) -> int:
+        """Delete the files of `dataset` whose names start with `prefix` in the given date
+        partitions (YYYY-MM-DD): how a writer replaces its own earlier output and nobody else's."""
+        removed = 0
+        for date in dates:
+            folder = f"{self._path(dataset)}/{PARTITION_COLUMN}={date}"
+            if not self.fs.exists(folder):
+                continue
+            for path in self.fs.ls(folder, detail=False):
+                if path.rsplit("/", 1)[-1].startswith(prefix):
+                    self.fs.rm(path)
+                    removed += 1
+        return removed
+
+    def write_file(self, table: pa.Table, dataset: str, filename: str) -> None:
+        """Write (or replace) one unpartitioned Parquet file `dataset/filename`."""
+        folder = self._path(dataset)
+        try:
+            self.fs.makedirs(folder, exist_ok=True)
+            pq.write_table(table, f"{folder}/{filename}", filesystem=self._arrow_fs)
+        except OSError as exc:
+            raise LakeError(f"cannot write {dataset}/{filename} under {self.root}: {exc}") from None
 
     def read(self, dataset: str, columns: list[str] | None = None) -> pa.Table:
         """The whole dataset (with its `date` partition column) as one Arrow table."""

@@ -83,6 +83,37 @@ class Settings(BaseSettings):
 
     # Spark
     spark_master: str = "local[*]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: PositiveInt = 4
+
+    # The streaming job
+    stream_starting_offsets: str = Field(
+        default="earliest",
+        description='Where a new query starts: "earliest", "latest" or Spark\'s per-partition JSON. '
+        "Ignored once the query has a checkpoint: the checkpoint's offsets win.",
+    )
+    stream_max_offsets_per_trigger: PositiveInt = Field(
+        default=400_000, description="Admission control: at most this many events per micro-batch."
+    )
+    stream_trigger_seconds: float = Field(
+        default=0.0, ge=0.0, description="Micro-batch interval; 0 starts the next batch as soon as one ends."
+    )
+    stream_fail_on_data_loss: bool = Field(
+        default=True,
+        description="Stop the query when offsets it has not read were deleted (retention) or a topic "
+        "was recreated. False skips the lost range and goes on: only for short-retention dev topics.",
+    )
+    max_event_bytes: PositiveInt = Field(default=4096, description="Bigger events go to the dead-letter topic.")
+    champion_poll_seconds: float = Field(default=5.0, gt=0, description="How often the stream re-checks the champion alias.")
+    metrics_port: Port = Field(default=9108, ge=1, le=65535, description="Prometheus metrics of the stream.")
+
+    # Features and models
+    model_name: str = "iot-anomaly"
+    feature_window_minutes: PositiveInt = Field(default=60, description="Length of the per-device rolling window.")
+    feature_step_minutes: PositiveInt = Field(default=15, description="Rolling statistics are computed on this grid.")
+    feature_max_age_minutes: PositiveInt = Field(
+        default=120, description="Online statistics older than this are stale and not used."
+    )
 
     # JVM
     jars_dir: Path = Field(
@@ -148,6 +179,14 @@ class Settings(BaseSettings):
     @property
     def airflow_url(self) -> str:
         return f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.home / "checkpoints" / "stream"
+
+    @property
+    def feast_dir(self) -> Path:
+        return self.home / "feast"
 
     @property
     def java(self) -> str:

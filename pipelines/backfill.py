@@ -10,7 +10,9 @@ from features.schema import ANOMALY_KINDS
 from infra.lake import Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
-from streaming.simulator import TelemetryGenerator
+from streaming.simulator import TelemetryGenerator, fleet_registry
+
+_PREFIX = "backfill-"
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class BackfillParams:
     interval_s: float = 60.0
     anomaly_rate: float = 0.02
     seed: int = 0
-    end: datetime | None = None  # exclusive; default: today 00:00 UTC
+    end: datetime | None = None  # exclusive; default: the start of the current hour, UTC
 
 
 @dataclass
@@ -33,16 +35,20 @@ class BackfillReport:
 
 
 def backfill(settings: Settings, params: BackfillParams, progress: ProgressLine | None = None) -> BackfillReport:
-    """Write `days` whole UTC days of telemetry and labels, one date partition per day.
+    """Write `days` days of telemetry and labels ending at `end`, partitioned by date, and the
+    fleet's registry (devices/).
 
-    The history ends where today's live data begins (today 00:00 UTC unless `end` is given).
-    Re-running replaces the partitions it writes, so a backfill can be repeated safely.
+    Re-running replaces earlier backfill output on the dates it covers, never the stream's
+    files, so a backfill can be repeated safely.
     """
     progress = progress or ProgressLine("backfill")
     lake = Lake(settings)
     lake.check_writable()
-    end = params.end or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = params.end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=params.days)
+    dates = [f"{start + timedelta(days=d):%Y-%m-%d}" for d in range((end - start).days + 1)]
+    for dataset in ("telemetry", "labels"):
+        lake.remove(dataset, _PREFIX, dates)
     generator = TelemetryGenerator(
         params.devices,
         seed=params.seed,
@@ -51,17 +57,19 @@ def backfill(settings: Settings, params: BackfillParams, progress: ProgressLine 
         anomaly_rate=params.anomaly_rate,
         id_prefix="b",
     )
+    lake.write_file(fleet_registry(generator.fleet), "devices", f"fleet-{params.devices}.parquet")
     rounds_per_day = round(86_400 / params.interval_s)
     report = BackfillReport(start, end, lake=lake.root)
     for day in range(params.days):
         chunk = generator.next_chunk(rounds_per_day)
-        lake.write(chunk.telemetry_table(generator.fleet), "telemetry", "backfill-{i}.parquet", "replace_partitions")
-        lake.write(chunk.label_table(generator.fleet), "labels", "backfill-{i}.parquet", "replace_partitions")
+        basename = f"{_PREFIX}{day:04d}-{{i}}.parquet"
+        lake.write(chunk.telemetry_table(generator.fleet), "telemetry", basename)
+        lake.write(chunk.label_table(generator.fleet), "labels", basename)
         report.events += len(chunk)
         report.anomalies.update(ANOMALY_KINDS[k] for k in chunk.kind[chunk.kind >= 0])
         progress.update(f"day {day + 1}/{params.days}, {report.events:,} events", force=True)
     progress.done(
         f"{report.events:,} events, {sum(report.anomalies.values()):,} anomalous, "
-        f"{start:%Y-%m-%d} to {end - timedelta(days=1):%Y-%m-%d}, in {lake.root}"
+        f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, in {lake.root}"
     )
     return report

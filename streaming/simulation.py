@@ -16,7 +16,7 @@ from infra.lake import Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from streaming.kafka_io import DeliveryCounter, produce_all, require_broker, telemetry_producer
-from streaming.simulator import TelemetryGenerator
+from streaming.simulator import TelemetryGenerator, fleet_registry
 
 # Each step produces about this much event time, so pacing stays smooth at any rate.
 _STEP_SECONDS = 0.1
@@ -69,6 +69,7 @@ def simulate(settings: Settings, params: SimulationParams, progress: ProgressLin
         anomaly_rate=params.anomaly_rate,
         id_prefix="s",
     )
+    lake.write_file(fleet_registry(generator.fleet), "devices", f"fleet-{params.devices}.parquet")
     rounds_per_step = max(1, round(params.rate * _STEP_SECONDS / params.devices))
     step_seconds = rounds_per_step * params.devices / params.rate
     producer = telemetry_producer(settings)

@@ -92,6 +92,21 @@ class Fleet:
         return len(self.device_ids)
 
 
+# Devices of the fleet are registered at one fixed time: registry rows never change.
+_REGISTERED_AT = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def fleet_registry(fleet: Fleet) -> pa.Table:
+    """The device registry an asset database would hold: device_id, device_type, registered_at."""
+    return pa.table(
+        {
+            "device_id": fleet.device_ids,
+            "device_type": fleet.device_types,
+            "registered_at": pa.array([_REGISTERED_AT] * len(fleet), pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
 @dataclass(frozen=True)
 class Chunk:
     """Generated events in emission order, with their ground truth."""

@@ -52,7 +52,7 @@ def simulate_command(
 
 
 @click.command("backfill")
-@click.option("--days", type=click.IntRange(min=1, max=3650), default=7, help="Whole UTC days of history, ending today 00:00 UTC.")
+@click.option("--days", type=click.IntRange(min=1, max=3650), default=7, help="Days of history, ending at the start of the current hour (UTC).")
 @click.option("--devices", type=click.IntRange(min=1), default=100, help="Number of devices.")
 @click.option("--interval", type=click.FloatRange(min=1.0), default=60.0, help="Seconds between two readings of a device.")
 @click.option("--anomaly-rate", type=_RATE, default=0.02, help="Share of anomalous readings, in [0, 0.5).")
@@ -60,7 +60,8 @@ def simulate_command(
 def backfill_command(days: int, devices: int, interval: float, anomaly_rate: float, seed: int) -> None:
     """Write simulated history to the lake (telemetry/ and labels/, Parquet, by date).
 
-    Re-running replaces the date partitions it writes.
+    Also writes the fleet's device registry (devices/). Re-running replaces earlier backfill
+    output on the dates it covers; the stream's files are left alone.
     """
     report = backfill(get_settings(), BackfillParams(days, devices, interval, anomaly_rate, seed))
     click.echo(

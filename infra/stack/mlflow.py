@@ -35,6 +35,10 @@ def mlflow_client_env(settings: Settings) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "MLFLOW_TRACKING_USERNAME": settings.mlflow_username,
         "MLFLOW_TRACKING_PASSWORD": mlflow_password(settings),
+        # MLflow 3 reports usage to its vendor by default; nothing leaves this machine.
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        # Progress bars of artifact downloads would interleave with the stream's own output.
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
 
 
@@ -93,6 +97,7 @@ class MlflowServer:
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": stored_secret(self.settings.home, "mlflow-flask-key"),
                 # The job runner starts 7 consumer processes that nothing here uses.
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                "MLFLOW_DISABLE_TELEMETRY": "true",
             },
             cwd=self.dir,
         )

@@ -1,0 +1,1 @@
+"""The Feast feature repository: entities, data sources, feature views, feature services."""

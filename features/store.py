@@ -1,0 +1,65 @@
+"""The Feast store: open it, apply the repository's definitions, read online statistics."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from features.logic import STATS_COLUMNS, STATS_TIME
+from infra.settings import Settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+REPO_DIR = Path(__file__).parent / "repo"
+FEATURE_SERVICE = "anomaly_v1"
+_REGISTRY_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def feature_store(settings: Settings) -> FeatureStore:
+    """The store of `features/repo`, its registry and online store under WARDEN_HOME/feast."""
+    from feast import FeatureStore
+
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    # feature_store.yaml takes its paths from the environment (Feast expands ${VARS} in it).
+    os.environ["WARDEN_FEAST_DIR"] = str(settings.feast_dir)
+    return FeatureStore(repo_path=str(REPO_DIR))
+
+
+def apply_definitions(store: FeatureStore) -> None:
+    """What `feast apply` does, from the repository's modules."""
+    from features.repo import entities, feature_services, feature_views
+
+    store.apply(
+        [
+            entities.device,
+            feature_views.device_stats,
+            feature_views.device_metadata,
+            feature_services.anomaly_v1,
+        ]
+    )
+
+
+def online_features(store: FeatureStore, device_ids: list[str]) -> pd.DataFrame:
+    """One batched online read for these devices: statistics, their window end, device type.
+
+    Devices the store has never seen come back with nulls; no TTL is applied here
+    (`features.logic.usable_stats` decides what is fresh).
+    """
+    service = store.get_feature_service(FEATURE_SERVICE)
+    response = store.get_online_features(features=service, entity_rows={"device_id": device_ids})
+    frame = response.to_df()
+    frame[STATS_TIME] = pd.to_datetime(frame[STATS_TIME], utc=True)
+    return frame[["device_id", STATS_TIME, *STATS_COLUMNS, "device_type"]]
+
+
+def materialize(store: FeatureStore, end: datetime) -> None:
+    """Load the offline features up to `end` into the online store."""
+    store.materialize_incremental(end_date=end, feature_views=["device_stats"])
+    # The registry never expires (ttl 0), and Feast would start an incremental load a year
+    # back: load all of it, it is one row per device.
+    store.materialize(start_date=_REGISTRY_EPOCH, end_date=end, feature_views=["device_metadata"])

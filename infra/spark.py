@@ -1,0 +1,59 @@
+"""The one place a SparkSession is built: master, Kafka connector jars, time zone, loopback."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from infra.exceptions import ConfigError
+from infra.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def connector_jars(settings: Settings) -> list[str]:
+    """Spark's Kafka connector and what it needs, as fetched by `make jvm`."""
+    folder = settings.jars_dir / "spark-kafka"
+    jars = sorted(str(p) for p in folder.glob("*.jar"))
+    if not any("spark-sql-kafka" in jar for jar in jars):
+        raise ConfigError(f"Spark's Kafka connector is not in {folder}; run `make jvm` to fetch it with Maven")
+    return jars
+
+
+def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) -> SparkSession:
+    """A session on WARDEN_SPARK_MASTER; on a cluster `spark.jars` also ships the jars to executors."""
+    # Spark picks a non-loopback address by default; the embedded stack is loopback only.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # pyspark turns timestamps into naive local datetimes: make local time UTC, like the session.
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    # Python workers (pandas UDFs) run this interpreter, with this venv's packages.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    if settings.java_home is not None:
+        os.environ.setdefault("JAVA_HOME", str(settings.java_home))
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master(settings.spark_master)
+        .appName(app_name)
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        # Python workers (pandas UDFs) on a cluster run this interpreter too.
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.local.dir", str(settings.home / "spark-tmp"))
+        .config("spark.sql.warehouse.dir", str(settings.home / "spark-warehouse"))
+        .config("spark.sql.streaming.metricsEnabled", "true")
+    )
+    if with_kafka:
+        builder = builder.config("spark.jars", ",".join(connector_jars(settings)))
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session

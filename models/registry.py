@@ -1,0 +1,165 @@
+"""Every MLflow registry call of streamwarden: one registered model, three aliases, version tags.
+
+- `champion`: what the stream scores with;
+- `challenger`: the newest candidate waiting for a person's approval;
+- `previous`: the champion before the last promotion.
+
+No stages. Everything else about a version is a tag: its model kind, decision threshold,
+feature list, training window, Git commit, and who decided its promotion and when.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from infra.exceptions import ServiceError
+from infra.settings import Settings
+from infra.stack.mlflow import mlflow_client_env
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS = "previous"
+
+TAG_KIND = "model_kind"
+TAG_THRESHOLD = "threshold"
+TAG_FEATURES = "feature_list"
+TAG_WINDOW = "training_window"
+TAG_COMMIT = "git_commit"
+TAG_DECIDED_BY = "decided_by"
+TAG_DECIDED_AT = "decided_at"
+TAG_DECISION = "decision"
+TAG_REASON = "decision_reason"
+
+
+def configure_mlflow(settings: Settings) -> MlflowClient:
+    """Point this process's MLflow client at the tracking server, with its login."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    # The MLflow client reads its login from the environment only.
+    os.environ.update(mlflow_client_env(settings))
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return MlflowClient(settings.mlflow_tracking_uri)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What the stream and the promotion need to know about one registered version."""
+
+    name: str
+    version: str
+    status: str
+    kind: str
+    threshold: float
+    features: tuple[str, ...]
+    run_id: str
+
+    @classmethod
+    def of(cls, version: ModelVersion) -> VersionInfo:
+        tags = version.tags or {}
+        return cls(
+            name=version.name,
+            version=str(version.version),
+            status=version.status,
+            kind=tags.get(TAG_KIND, ""),
+            threshold=float(tags.get(TAG_THRESHOLD, "nan")),
+            features=tuple(json.loads(tags.get(TAG_FEATURES, "[]"))),
+            run_id=version.run_id or "",
+        )
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> VersionInfo | None:
+    """The version under `alias`, or None when the alias (or the model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return VersionInfo.of(client.get_model_version_by_alias(name, alias))
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def get_version(client: MlflowClient, name: str, version: str) -> VersionInfo:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return VersionInfo.of(client.get_model_version(name, version))
+    except MlflowException:
+        raise ServiceError(f"model {name} has no version {version}") from None
+
+
+def register(client: MlflowClient, name: str, model_uri: str, tags: dict[str, str], timeout: int = 300) -> VersionInfo:
+    """Register a logged model as a new version of `name` and wait until it is READY."""
+    import mlflow
+
+    created = mlflow.register_model(model_uri, name, await_registration_for=timeout, tags=tags)
+    deadline = time.monotonic() + timeout
+    while True:
+        version = client.get_model_version(name, created.version)
+        if version.status == "READY":
+            return VersionInfo.of(version)
+        if version.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
+            raise ServiceError(f"model {name} version {created.version} did not become READY ({version.status})")
+        time.sleep(0.5)
+
+
+def set_challenger(client: MlflowClient, version: VersionInfo) -> None:
+    client.set_registered_model_alias(version.name, CHALLENGER, version.version)
+
+
+def promote(client: MlflowClient, name: str, version: str, decided_by: str, reason: str) -> VersionInfo:
+    """Move `champion` to `version` (the old champion becomes `previous`) and record who decided.
+
+    Idempotent: promoting the current champion again changes nothing.
+    """
+    target = get_version(client, name, version)
+    if target.status != "READY":
+        raise ServiceError(f"model {name} version {version} is {target.status}, not READY")
+    current = version_by_alias(client, name, CHAMPION)
+    if current is not None and current.version == target.version:
+        return target
+    _record_decision(client, target, "approved", decided_by, reason)
+    if current is not None:
+        client.set_registered_model_alias(name, PREVIOUS, current.version)
+    client.set_registered_model_alias(name, CHAMPION, target.version)
+    challenger = version_by_alias(client, name, CHALLENGER)
+    if challenger is not None and challenger.version == target.version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return target
+
+
+def reject(client: MlflowClient, name: str, version: str, decided_by: str, reason: str) -> VersionInfo:
+    """Tag `version` rejected with the reason; it leaves `challenger` if it held it."""
+    target = get_version(client, name, version)
+    _record_decision(client, target, "rejected", decided_by, reason)
+    challenger = version_by_alias(client, name, CHALLENGER)
+    if challenger is not None and challenger.version == target.version:
+        client.delete_registered_model_alias(name, CHALLENGER)
+    return target
+
+
+def _record_decision(client: MlflowClient, version: VersionInfo, decision: str, decided_by: str, reason: str) -> None:
+    if not decided_by.strip():
+        raise ServiceError("a promotion decision needs the name of the person who made it")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    for key, value in (
+        (TAG_DECISION, decision),
+        (TAG_DECIDED_BY, decided_by),
+        (TAG_DECIDED_AT, stamp),
+        (TAG_REASON, reason),
+    ):
+        client.set_model_version_tag(version.name, version.version, key, value)

@@ -1,0 +1,76 @@
+"""The training set: labeled events with point-in-time features, split by time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from features.logic import FEATURE_COLUMNS, add_features, grid_floor, usable_stats
+from features.store import FEATURE_SERVICE, feature_store
+from infra.exceptions import LakeError
+from infra.lake import Lake
+from infra.settings import Settings
+from models.estimators import LABEL
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    def __str__(self) -> str:
+        return f"{self.start.isoformat()}/{self.end.isoformat()}"
+
+
+def labeled_events(settings: Settings, spark: SparkSession, window: Window) -> DataFrame:
+    """Telemetry in [start, end) joined with its ground truth (events without a label are left out)."""
+    lake = Lake(settings)
+    try:
+        telemetry = spark.read.parquet(lake.url("telemetry"))
+        labels = spark.read.parquet(lake.url("labels"))
+    except Exception as exc:  # AnalysisException: the path does not exist
+        raise LakeError(f"telemetry or labels missing under {lake.root} ({type(exc).__name__}); run `warden backfill`") from None
+    in_window = (F.col("ts") >= window.start) & (F.col("ts") < window.end)
+    events = telemetry.where(in_window).drop("date").dropDuplicates(["event_id"])
+    truth = labels.where(in_window).select("event_id", "is_anomaly", "anomaly_type").dropDuplicates(["event_id"])
+    return events.join(truth, "event_id")
+
+
+def point_in_time_stats(settings: Settings, spark: SparkSession, events: DataFrame) -> DataFrame:
+    """Join each event with the newest device statistics whose window ended at or before it.
+
+    Statistics exist only on the grid, so the newest row at or before `ts` is the newest at or
+    before grid_floor(ts): Feast is asked once per (device, grid point), not once per event.
+    That also keeps two events of one device in the same instant from being collapsed into one
+    (Feast's file store drops entity rows that share a key and a timestamp, feast-dev/feast#6787).
+    """
+    step = settings.feature_step_minutes
+    keyed = events.withColumn("_grid", grid_floor(F.col("ts"), step))
+    entity_df = keyed.select("device_id", F.col("_grid").alias("event_timestamp")).distinct().toPandas()
+    store = feature_store(settings)
+    service = store.get_feature_service(FEATURE_SERVICE)
+    historical = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    stats = spark.createDataFrame(historical.rename(columns={"event_timestamp": "_grid"}))
+    return keyed.join(stats, ["device_id", "_grid"], "left").drop("_grid")
+
+
+def build_training_set(settings: Settings, spark: SparkSession, window: Window) -> DataFrame:
+    """Labeled events with FEATURE_COLUMNS, `label` and a time-ordered `split`.
+
+    The split is by time, never shuffled: the oldest 70 % trains, the next 15 % picks the
+    threshold, the newest 15 % is the test window every candidate is judged on.
+    """
+    events = labeled_events(settings, spark, window)
+    with_stats = usable_stats(point_in_time_stats(settings, spark, events), settings.feature_max_age_minutes)
+    featured = add_features(with_stats).withColumn(LABEL, F.col("is_anomaly").cast("int"))
+    span = (window.end - window.start).total_seconds()
+    position = (F.unix_timestamp("ts") - window.start.timestamp()) / span
+    split = F.when(position < 0.70, "train").when(position < 0.85, "validation").otherwise("test")
+    return featured.withColumn("split", split).select(
+        "event_id", "device_id", "ts", "anomaly_type", "feature_status", *FEATURE_COLUMNS, LABEL, "split"
+    )
