@@ -59,8 +59,10 @@ def usable_stats(events: DataFrame, max_age_minutes: int) -> DataFrame:
     say which in `feature_status` (fresh / stale / missing). Feast does not enforce a feature
     view's TTL on online reads, so the age is checked here, for both paths."""
     age_seconds = F.unix_timestamp("ts") - F.unix_timestamp(STATS_TIME)
+    first_mean = F.col(f"mean_{SENSOR_COLUMNS[0]}")
+    # A store returns NaN or null for a device it has never seen, depending on the path.
     status = (
-        F.when(F.col(STATS_TIME).isNull() | F.col(f"mean_{SENSOR_COLUMNS[0]}").isNull(), F.lit(MISSING))
+        F.when(F.col(STATS_TIME).isNull() | first_mean.isNull() | F.isnan(first_mean), F.lit(MISSING))
         .when(age_seconds > max_age_minutes * 60, F.lit(STALE))
         .otherwise(F.lit(FRESH))
     )
@@ -78,14 +80,20 @@ def _scale(sensor: str) -> Column:
     return F.greatest(F.coalesce(std, floor), floor)
 
 
-def add_features(events: DataFrame) -> DataFrame:
+def add_features(events: DataFrame, earlier: DataFrame | None = None) -> DataFrame:
     """Add FEATURE_COLUMNS to events (device_id, ts, event_id, sensors, stats columns).
 
-    Missing statistics give neutral z-scores (0); the first reading of a device in `events`
-    has no previous reading (delta = NO_PREVIOUS). In the stream `events` is one micro-batch,
-    in training the whole window: a device's readings are ordered by (ts, event_id).
+    A device's readings are ordered by (ts, event_id); `earlier` holds readings that came
+    before `events` (device_id, ts, event_id, sensors) so that the first event of a device
+    still has its previous reading: the stream passes each device's last reading of the
+    earlier batches, training passes nothing (its window holds the history). Missing
+    statistics give neutral z-scores (0); a device with no previous reading at all gets
+    delta = NO_PREVIOUS.
     """
     previous = Window.partitionBy("device_id").orderBy("ts", "event_id")
+    if earlier is not None:
+        context = earlier.select("device_id", "ts", "event_id", *SENSOR_COLUMNS, F.lit(True).alias("_earlier"))
+        events = events.withColumn("_earlier", F.lit(False)).unionByName(context, allowMissingColumns=True)
     columns = [F.col(c) for c in events.columns]
     for sensor in SENSOR_COLUMNS:
         z = (F.col(sensor) - F.col(f"mean_{sensor}")) / _scale(sensor)
@@ -93,6 +101,8 @@ def add_features(events: DataFrame) -> DataFrame:
         delta = F.abs(F.col(sensor) - F.lag(sensor).over(previous)) / _scale(sensor)
         columns.append(F.coalesce(delta, F.lit(NO_PREVIOUS)).alias(f"delta_{sensor}"))
     with_features = events.select(*columns)
+    if earlier is not None:
+        with_features = with_features.where(~F.col("_earlier")).drop("_earlier")
     return with_features.withColumn(
         "max_abs_z", F.greatest(*(F.abs(F.col(c)) for c in Z_COLUMNS))
     ).withColumn("min_delta", F.least(*(F.col(c) for c in DELTA_COLUMNS)))

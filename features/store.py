@@ -52,9 +52,9 @@ def online_features(store: FeatureStore, device_ids: list[str]) -> pd.DataFrame:
     """
     service = store.get_feature_service(FEATURE_SERVICE)
     response = store.get_online_features(features=service, entity_rows={"device_id": device_ids})
-    frame = response.to_df()
+    frame = response.to_df()[["device_id", STATS_TIME, *STATS_COLUMNS, "device_type"]]
     frame[STATS_TIME] = pd.to_datetime(frame[STATS_TIME], utc=True)
-    return frame[["device_id", STATS_TIME, *STATS_COLUMNS, "device_type"]]
+    return frame.astype(object).where(frame.notna(), None)
 
 
 def materialize(store: FeatureStore, end: datetime) -> None:

@@ -21,18 +21,30 @@ BAD_TIMESTAMP = "bad_timestamp"
 NON_FINITE = "non_finite"
 OUT_OF_RANGE = "out_of_range"
 
-_TEXT_FIELDS = ("event_id", "device_id", "ts")
 _CORRUPT = "_corrupt_record"
-# Every field as text: tells a missing field from one of the wrong type, and bad JSON from good.
-_RAW_SCHEMA = T.StructType(
+# The contract's types: the one parse every valid event goes through. JSON integers are valid
+# doubles; a quoted number or any other mismatch puts the record in the corrupt column.
+_TYPED_SCHEMA = T.StructType(
+    [T.StructField(name, T.DoubleType() if name in SENSOR_COLUMNS else T.StringType()) for name in EVENT_FIELDS]
+    + [T.StructField(_CORRUPT, T.StringType())]
+)
+# Every field as text, parsed only for the rare records the typed parse could not take: it tells
+# a missing field from one of the wrong type, and bad JSON from good.
+_TEXT_SCHEMA = T.StructType(
     [T.StructField(name, T.StringType()) for name in EVENT_FIELDS] + [T.StructField(_CORRUPT, T.StringType())]
 )
-# The contract's types; JSON integers are valid doubles, a quoted number is not.
-_TYPED_SCHEMA = T.StructType([T.StructField(name, T.DoubleType()) for name in SENSOR_COLUMNS])
+_PERMISSIVE = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
 
 
 def _names_where(conditions: dict[str, Column]) -> Column:
     return F.concat_ws(",", *(F.when(cond, F.lit(name)) for name, cond in conditions.items()))
+
+
+def _any(conditions: dict[str, Column]) -> Column:
+    result = F.lit(False)
+    for condition in conditions.values():
+        result = result | condition
+    return result
 
 
 def parse_events(records: DataFrame, max_event_bytes: int) -> DataFrame:
@@ -42,43 +54,55 @@ def parse_events(records: DataFrame, max_event_bytes: int) -> DataFrame:
     text, extra fields are ignored, and a missing Kafka key is fine (the event names its device).
     """
     text = F.col("value").cast("string")
-    parsed = records.select(
+    # Each step is its own projection: Spark does not share an expression between the branches
+    # of a CASE WHEN, and would otherwise parse an event once per reference.
+    parsed = records.select("*", F.from_json(text, _TYPED_SCHEMA, _PERMISSIVE).alias("_e"))
+    parsed = parsed.select(
         "*",
-        F.from_json(text, _RAW_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}).alias("_raw"),
-        F.from_json(text, _TYPED_SCHEMA).alias("_typed"),
-    )
-    raw = {name: F.col(f"_raw.{name}") for name in EVENT_FIELDS}
-    typed = {name: F.col(f"_typed.{name}") for name in SENSOR_COLUMNS}
-    event_ts = F.try_to_timestamp(raw["ts"])
+        *(F.col(f"_e.{name}").alias(f"_{name}") for name in EVENT_FIELDS),
+        F.col(f"_e.{_CORRUPT}").isNotNull().alias("_mismatch"),
+        F.try_to_timestamp(F.col("_e.ts")).alias("_event_ts"),
+    ).drop("_e")
+    field = {name: F.col(f"_{name}") for name in EVENT_FIELDS}
+    # Only for mismatched records (a CASE branch is evaluated only when taken).
+    as_text = F.from_json(text, _TEXT_SCHEMA, _PERMISSIVE)
+    text_field = {name: as_text.getField(name) for name in EVENT_FIELDS}
 
-    missing = {name: raw[name].isNull() | (F.trim(raw[name]) == "") for name in EVENT_FIELDS}
-    wrong_type = {name: typed[name].isNull() for name in SENSOR_COLUMNS}
-    non_finite = {name: F.isnan(typed[name]) | (F.abs(typed[name]) == float("inf")) for name in SENSOR_COLUMNS}
-    out_of_range = {
-        name: (typed[name] < low) | (typed[name] > high) for name, (low, high) in SENSOR_BOUNDS.items()
+    missing = {name: field[name].isNull() | (F.trim(field[name]) == "") for name in EVENT_FIELDS}
+    missing_text = {name: text_field[name].isNull() | (F.trim(text_field[name]) == "") for name in EVENT_FIELDS}
+    non_finite = {name: F.isnan(field[name]) | (F.abs(field[name]) == float("inf")) for name in SENSOR_COLUMNS}
+    out_of_range = {name: (field[name] < low) | (field[name] > high) for name, (low, high) in SENSOR_BOUNDS.items()}
+    # A text value that is not a JSON number: what the typed parse rejected.
+    not_a_number = {
+        name: ~text_field[name].rlike(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
+        | F.col("value").cast("string").rlike(f'"{name}"\\s*:\\s*"')
+        for name in SENSOR_COLUMNS
     }
-
-    def any_of(conditions: dict[str, Column]) -> Column:
-        result = F.lit(False)
-        for condition in conditions.values():
-            result = result | condition
-        return result
 
     reason = (
         F.when(F.length("value") > max_event_bytes, F.lit(TOO_LARGE))
-        .when(F.col(f"_raw.{_CORRUPT}").isNotNull() | F.col("_raw").isNull(), F.lit(INVALID_JSON))
-        .when(any_of(missing), F.lit(MISSING_FIELD))
-        .when(any_of(wrong_type), F.lit(WRONG_TYPE))
-        .when(event_ts.isNull(), F.lit(BAD_TIMESTAMP))
-        .when(any_of(non_finite), F.lit(NON_FINITE))
-        .when(any_of(out_of_range), F.lit(OUT_OF_RANGE))
+        .when(F.col("_mismatch") & as_text.getField(_CORRUPT).isNotNull(), F.lit(INVALID_JSON))
+        .when(F.col("_mismatch") & _any(missing_text), F.lit(MISSING_FIELD))
+        .when(F.col("_mismatch"), F.lit(WRONG_TYPE))
+        .when(_any(missing), F.lit(MISSING_FIELD))
+        .when(F.col("_event_ts").isNull(), F.lit(BAD_TIMESTAMP))
+        .when(_any(non_finite), F.lit(NON_FINITE))
+        .when(_any(out_of_range), F.lit(OUT_OF_RANGE))
     )
+    parsed = parsed.withColumn("reason", reason)
+    reason = F.col("reason")
     detail = (
         F.when(reason == TOO_LARGE, F.format_string(f"event of %d bytes exceeds {max_event_bytes}", F.length("value")))
         .when(reason == INVALID_JSON, F.lit("value is not a JSON object"))
-        .when(reason == MISSING_FIELD, F.concat(F.lit("missing or empty: "), _names_where(missing)))
-        .when(reason == WRONG_TYPE, F.concat(F.lit("not a number: "), _names_where(wrong_type)))
-        .when(reason == BAD_TIMESTAMP, F.concat(F.lit("ts is not an ISO-8601 time: "), F.substring(raw["ts"], 1, 64)))
+        .when(
+            reason == MISSING_FIELD,
+            F.concat(
+                F.lit("missing or empty: "),
+                F.when(F.col("_mismatch"), _names_where(missing_text)).otherwise(_names_where(missing)),
+            ),
+        )
+        .when(reason == WRONG_TYPE, F.concat(F.lit("not a number: "), _names_where(not_a_number)))
+        .when(reason == BAD_TIMESTAMP, F.concat(F.lit("ts is not an ISO-8601 time: "), F.substring(field["ts"], 1, 64)))
         .when(reason == NON_FINITE, F.concat(F.lit("NaN or infinite: "), _names_where(non_finite)))
         .when(reason == OUT_OF_RANGE, F.concat(F.lit("physically impossible: "), _names_where(out_of_range)))
     )
@@ -89,10 +113,10 @@ def parse_events(records: DataFrame, max_event_bytes: int) -> DataFrame:
         "partition",
         "offset",
         F.col("timestamp").alias("kafka_ts"),
-        raw["event_id"].alias("event_id"),
-        raw["device_id"].alias("device_id"),
-        event_ts.alias("ts"),
-        *(typed[name].alias(name) for name in SENSOR_COLUMNS),
-        reason.alias("reason"),
-        detail.alias("reason_detail"),
+        field["event_id"].alias("event_id"),
+        field["device_id"].alias("device_id"),
+        F.col("_event_ts").alias("ts"),
+        *(field[name].alias(name) for name in SENSOR_COLUMNS),
+        "reason",
+        F.when(reason.isNotNull(), detail).alias("reason_detail"),
     )

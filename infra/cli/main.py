@@ -50,9 +50,9 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from infra.cli import data, demo, stack
+    from infra.cli import data, demo, models, stack
 
-    for module in (stack, data, demo):
+    for module in (stack, data, models, demo):
         for command in module.COMMANDS:
             cli.add_command(command)
 

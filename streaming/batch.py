@@ -1,0 +1,240 @@
+"""The body of each micro-batch: validate, enrich, score, and write every sink exactly once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from features.logic import FEATURE_COLUMNS, STATS_COLUMNS, STATS_TIME, add_features, usable_stats
+from features.schema import EVENT_FIELDS
+from features.store import online_features
+from infra.settings import Settings
+from models.loader import ScoringModel
+from models.scoring import SCORE
+from streaming.metrics import BatchMetrics, StreamMetrics
+from streaming.parse import parse_events
+from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
+from streaming.state import LastReadings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+_ONLINE_SCHEMA = T.StructType(
+    [
+        T.StructField("device_id", T.StringType()),
+        T.StructField(STATS_TIME, T.TimestampType()),
+        *(T.StructField(name, T.DoubleType()) for name in STATS_COLUMNS),
+        T.StructField("device_type", T.StringType()),
+    ]
+)
+_QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+
+
+class _PhaseClock:
+    """Wall time of each phase of a batch, in milliseconds: where a batch spends its time."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = round((now - self.last) * 1000, 1)
+        self.last = now
+
+
+class StopRequested(RuntimeError):
+    """Raised into Spark when a batch starts after the job was asked to stop."""
+
+
+class BatchProcessor:
+    """Called by `foreachBatch` with each micro-batch of raw Kafka records and its id."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spark: SparkSession,
+        store: FeatureStore,
+        champion: Callable[[], ScoringModel | None],
+        lake: LakeBatchWriter,
+        readings: LastReadings,
+        kafka_sink: Callable[[], TransactionalKafkaSink],
+        metrics: StreamMetrics,
+    ) -> None:
+        self.settings = settings
+        self.spark = spark
+        self.store = store
+        self.champion = champion
+        self.lake = lake
+        self.readings = readings
+        self.kafka_sink = kafka_sink
+        self.metrics = metrics
+        # Held while a batch runs, so a shutdown can wait for the batch to finish.
+        self.busy = threading.Lock()
+        self.stopping = threading.Event()
+
+    def __call__(self, records: DataFrame, batch_id: int) -> None:
+        if self.stopping.is_set():
+            # Shutting down: fail before any side effect; the batch is replayed on restart.
+            raise StopRequested(f"batch {batch_id} not started: the job is stopping")
+        with self.busy:
+            self._process(records, batch_id)
+
+    def _process(self, records: DataFrame, batch_id: int) -> None:
+        model = self.champion()
+        if model is None:  # the job only starts once a champion is loaded
+            raise RuntimeError("no champion model loaded")
+        metrics = BatchMetrics(batch_id, model_name=model.info.name, model_version=model.version)
+        clock = _PhaseClock(metrics.phases_ms)
+        parsed = parse_events(records, self.settings.max_event_bytes).persist()
+        try:
+            valid = parsed.where(F.col("reason").isNull())
+            rejected = parsed.where(F.col("reason").isNotNull())
+            earlier = self.readings.before(batch_id)
+            clock.lap("read")
+            scored = self._score(valid, earlier, model).persist()
+            try:
+                clock.lap("features")
+                self._write_lake(valid, scored, rejected, batch_id)
+                clock.lap("lake")
+                self.readings.save(batch_id, valid, earlier)
+                clock.lap("state")
+                alerts = self._alerts(scored)
+                dead_letters = self._dead_letters(rejected)
+                clock.lap("collect")
+                written = self.kafka_sink().publish(batch_id, alerts, dead_letters)
+                metrics.alerts_skipped_as_written = not written
+                clock.lap("kafka")
+                self._summarize(scored, rejected, metrics, len(alerts))
+                clock.lap("summary")
+            finally:
+                scored.unpersist()
+        finally:
+            parsed.unpersist()
+        self.metrics.record_batch(metrics)
+
+    def _score(self, valid: DataFrame, earlier: DataFrame | None, model: ScoringModel) -> DataFrame:
+        devices = [row[0] for row in valid.select("device_id").distinct().collect()]
+        online = online_features(self.store, devices) if devices else None
+        stats = self.spark.createDataFrame(online, schema=_ONLINE_SCHEMA) if online is not None and len(online) else (
+            self.spark.createDataFrame([], schema=_ONLINE_SCHEMA)
+        )
+        events = valid.join(F.broadcast(stats), "device_id", "left")
+        featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), earlier)
+        info = model.info
+        return model.score(featured).select(
+            "*",
+            F.lit(info.threshold).alias("threshold"),
+            (F.col(SCORE) >= F.lit(info.threshold)).alias("is_alert"),
+            F.lit(info.name).alias("model_name"),
+            F.lit(info.version).alias("model_version"),
+            F.current_timestamp().alias("scored_at"),
+        )
+
+    def _write_lake(self, valid: DataFrame, scored: DataFrame, rejected: DataFrame, batch_id: int) -> None:
+        day = F.date_format("ts", "yyyy-MM-dd").alias("date")
+        self.lake.write(valid.select(*EVENT_FIELDS, day), "telemetry", batch_id)
+        self.lake.write(
+            scored.select(
+                *EVENT_FIELDS,
+                "device_type",
+                "feature_status",
+                *(c for c in FEATURE_COLUMNS if c not in EVENT_FIELDS),
+                SCORE,
+                "threshold",
+                "is_alert",
+                "model_name",
+                "model_version",
+                "scored_at",
+                F.col("partition").alias("source_partition"),
+                F.col("offset").alias("source_offset"),
+                F.col("kafka_ts").alias("source_timestamp"),
+                F.lit(batch_id).alias("batch_id"),
+                day,
+            ),
+            "scored",
+            batch_id,
+        )
+        # A rejected event may have no usable time of its own: file it under its Kafka timestamp.
+        self.lake.write(
+            rejected.select(
+                F.col("value").cast("string").alias("value"),
+                F.col("key").cast("string").alias("key"),
+                "reason",
+                "reason_detail",
+                F.col("topic").alias("source_topic"),
+                F.col("partition").alias("source_partition"),
+                F.col("offset").alias("source_offset"),
+                F.col("kafka_ts").alias("source_timestamp"),
+                F.lit(batch_id).alias("batch_id"),
+                F.date_format("kafka_ts", "yyyy-MM-dd").alias("date"),
+            ),
+            "rejected",
+            batch_id,
+        )
+
+    def _alerts(self, scored: DataFrame) -> list[tuple[bytes | None, bytes]]:
+        payload = F.to_json(
+            F.struct(
+                "event_id",
+                "device_id",
+                F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX").alias("event_ts"),
+                F.date_format("scored_at", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX").alias("scored_at"),
+                F.col(SCORE).alias("score"),
+                "threshold",
+                "model_name",
+                "model_version",
+                "device_type",
+                "feature_status",
+                F.struct(*FEATURE_COLUMNS).alias("features"),
+                F.col("partition").alias("source_partition"),
+                F.col("offset").alias("source_offset"),
+            )
+        )
+        rows = scored.where("is_alert").select(F.col("device_id"), payload.alias("json")).collect()
+        return [(row[0].encode(), row[1].encode()) for row in rows]
+
+    def _dead_letters(self, rejected: DataFrame) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+        rows = rejected.select("key", "value", "reason", "reason_detail", "topic", "partition", "offset", "kafka_ts").collect()
+        letters = []
+        for row in rows:
+            headers = [
+                ("reason", row["reason"].encode()),
+                ("reason_detail", (row["reason_detail"] or "").encode()),
+                ("source_topic", row["topic"].encode()),
+                ("source_partition", str(row["partition"]).encode()),
+                ("source_offset", str(row["offset"]).encode()),
+                ("source_timestamp", row["kafka_ts"].isoformat().encode() if row["kafka_ts"] else b""),
+            ]
+            key = bytes(row["key"]) if row["key"] is not None else None
+            letters.append((key, bytes(row["value"]) if row["value"] is not None else b"", headers))
+        return letters
+
+    def _summarize(self, scored: DataFrame, rejected: DataFrame, metrics: BatchMetrics, alerts: int) -> None:
+        now_ms = time.time() * 1000
+        ts_ms = F.unix_millis("ts")
+        kafka_ms = F.unix_millis("kafka_ts")
+        row = scored.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.percentile_approx(ts_ms, [1 - q for q in _QUANTILES.values()]).alias("ts_q"),
+            F.percentile_approx(kafka_ms, [1 - q for q in _QUANTILES.values()]).alias("kafka_q"),
+            *(F.sum((F.col("feature_status") == s).cast("int")).alias(s) for s in ("fresh", "stale", "missing")),
+        ).first()
+        metrics.scored_rows = int(row["rows"]) if row else 0
+        metrics.alerts = alerts
+        if row and row["rows"]:
+            # The p-th latency percentile is now minus the (1 - p)-th percentile of the timestamps.
+            metrics.latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["ts_q"], strict=True)}
+            metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["kafka_q"], strict=True)}
+            metrics.feature_status = {s: int(row[s] or 0) for s in ("fresh", "stale", "missing")}
+        metrics.dead_letters = {r["reason"]: int(r["count"]) for r in rejected.groupBy("reason").count().collect()}
+        metrics.input_rows = metrics.scored_rows + sum(metrics.dead_letters.values())

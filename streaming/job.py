@@ -1,0 +1,173 @@
+"""`warden stream`: the long-running Spark Structured Streaming job.
+
+Kafka (Spark's own `kafka` source, offsets in the query's checkpoint) → parse and validate in
+Spark SQL → Feast online statistics + in-batch features → the `champion` model, re-resolved
+every few seconds and swapped without a restart → alerts and dead letters to Kafka (one
+transaction per batch), telemetry, scored rows and rejects to the lake (idempotent per batch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+from infra.exceptions import ServiceError
+from infra.progress import ProgressLine
+from infra.settings import Settings
+from infra.spark import spark_session
+from models.loader import ChampionWatcher, ScoringModel
+from models.registry import VersionInfo, configure_mlflow
+from streaming.batch import BatchProcessor
+from streaming.kafka_io import require_broker
+from streaming.metrics import ProgressListener, StreamMetrics
+from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
+from streaming.state import LastReadings
+
+log = logging.getLogger(__name__)
+QUERY_NAME = "warden-stream"
+
+
+@dataclass
+class StreamReport:
+    batches: int = 0
+    rows: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    swaps: int = 0
+    refusals: int = 0
+    seconds: float = 0.0
+    exit_reason: str = ""
+
+
+def _query_id(settings: Settings) -> str:
+    """The query's persistent id from its checkpoint: the same across restarts."""
+    metadata = settings.checkpoint_dir / "metadata"
+    return str(json.loads(metadata.read_text())["id"])
+
+
+def run_stream(
+    settings: Settings,
+    duration: float | None = None,
+    progress: ProgressLine | None = None,
+    stop: threading.Event | None = None,
+) -> StreamReport:
+    """Run until SIGTERM/SIGINT, `stop`, or `duration` seconds; finish the batch in flight, exit."""
+    progress = progress or ProgressLine("stream")
+    stop = stop or threading.Event()
+    require_broker(settings)
+    report = StreamReport()
+    started = time.monotonic()
+    metrics = StreamMetrics(settings)
+
+    def swapped(old: ScoringModel | None, new: ScoringModel) -> None:
+        report.swaps += 1
+        metrics.swaps.inc()
+        progress.update(f"now scoring with version {new.version}" + (f" (was {old.version})" if old else ""), force=True)
+
+    def refused(info: VersionInfo, why: str) -> None:
+        report.refusals += 1
+        metrics.refusals.inc()
+        progress.update(f"refused version {info.version}: {why}", force=True)
+
+    if threading.current_thread() is threading.main_thread():
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    spark = spark_session(settings, QUERY_NAME)
+    client = configure_mlflow(settings)
+    watcher = ChampionWatcher(spark, client, settings.model_name, settings.champion_poll_seconds, swapped, refused)
+    while watcher.current is None and not stop.is_set():
+        watcher.check()
+        if watcher.current is None:
+            progress.update(
+                f'waiting for a champion: no loadable version under alias "champion" of {settings.model_name}; '
+                "train one (`warden train`) and promote it (`warden promote`)",
+                force=True,
+            )
+            stop.wait(settings.champion_poll_seconds)
+    if stop.is_set():
+        report.exit_reason = "stopped before a champion was available"
+        return report
+    watcher.start()
+
+    from features.store import feature_store
+
+    store = feature_store(settings)
+    sink: list[TransactionalKafkaSink] = []
+
+    def kafka_sink() -> TransactionalKafkaSink:
+        # Created on the first batch, once the checkpoint (and so the query's id) exists.
+        if not sink:
+            sink.append(TransactionalKafkaSink(settings, _query_id(settings)))
+        return sink[0]
+
+    processor = BatchProcessor(
+        settings,
+        spark,
+        store,
+        lambda: watcher.current,
+        LakeBatchWriter(spark, settings.lake_url),
+        LastReadings(spark, str(settings.checkpoint_dir / "last_readings")),
+        kafka_sink,
+        metrics,
+    )
+    spark.streams.addListener(ProgressListener(metrics))
+    source = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("subscribe", settings.topic_telemetry)
+        .option("startingOffsets", settings.stream_starting_offsets)
+        .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
+        .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
+        .load()
+    )
+    query = (
+        source.writeStream.queryName(QUERY_NAME)
+        .foreachBatch(processor)
+        .option("checkpointLocation", str(settings.checkpoint_dir))
+        .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
+        .start()
+    )
+    try:
+        while query.isActive and not stop.is_set():
+            query.awaitTermination(1.0)
+            if duration is not None and time.monotonic() - started > duration:
+                stop.set()
+            _show(progress, query.lastProgress, watcher)
+        failure = query.exception()
+        if failure is not None and "StopRequested" not in failure.desc:
+            raise ServiceError(f"the streaming query failed: {failure.desc.splitlines()[0]}")
+        # Let the batch in flight finish and commit its sinks, refuse to start another, stop.
+        processor.stopping.set()
+        with processor.busy:
+            pass
+        query.stop()
+        report.exit_reason = "stopped"
+    finally:
+        watcher.stop()
+        if sink:
+            sink[0].close()
+        report.seconds = time.monotonic() - started
+        report.batches = metrics.totals["batches"]
+        report.rows = metrics.totals["rows"]
+        report.alerts = metrics.totals["alerts"]
+        report.dead_letters = metrics.totals["dead_letters"]
+    return report
+
+
+def _show(progress: ProgressLine, last: dict | None, watcher: ChampionWatcher) -> None:  # type: ignore[type-arg]
+    if not last:
+        return
+    version = watcher.current.version if watcher.current else "-"
+    progress.update(
+        f"batch {last['batchId']}: {last['numInputRows']:,} rows, "
+        f"{last.get('processedRowsPerSecond', 0.0):,.0f} rows/s, model v{version}"
+    )

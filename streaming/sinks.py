@@ -1,0 +1,140 @@
+"""The stream's sinks, each idempotent per micro-batch id, so a replayed batch never writes twice.
+
+`foreachBatch` is at-least-once: after a crash Spark runs the last uncommitted batch again,
+with the same id and the same offsets. Each sink therefore keys its output by batch id:
+
+- Lake datasets: Spark writes the batch into a staging folder, then its files are moved into
+  the dataset's date partitions under names `stream-<batch id>-<n>.parquet`, after deleting any
+  file of that batch a crashed attempt left. A replay replaces its own files, never appends.
+- Kafka (alerts and dead letters): one transaction per batch, with a stable transactional id.
+  The same transaction commits `batch id + 1` as the offset of a bookkeeping consumer group,
+  atomically with the records. A replayed batch whose transaction had committed is skipped;
+  one whose transaction had not is written again, and read_committed consumers never saw the
+  first attempt (a new producer with the same transactional id aborts it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+from infra.exceptions import ServiceError
+from infra.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+STAGING = "_staging"
+Headers = list[tuple[str, bytes]]
+
+
+class LakeBatchWriter:
+    """Writes one micro-batch's rows to a lake dataset, replacing that batch's earlier files."""
+
+    def __init__(self, spark: SparkSession, lake_url: str) -> None:
+        self.spark = spark
+        self.lake_url = lake_url.rstrip("/")
+        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        self._path = jvm.org.apache.hadoop.fs.Path
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+        self._fs = self._path(self.lake_url).getFileSystem(self._conf)
+
+    def write(self, frame: DataFrame, dataset: str, batch_id: int) -> None:
+        """`frame` must have a `date` column (YYYY-MM-DD), the partition its rows belong to."""
+        staging = f"{self.lake_url}/{STAGING}/{dataset}/batch={batch_id}"
+        frame.write.mode("overwrite").partitionBy("date").parquet(staging)
+        prefix = f"stream-{batch_id:012d}-"
+        fs, path = self._fs, self._path
+        for partition in fs.listStatus(path(staging)):
+            if not partition.isDirectory() or not partition.getPath().getName().startswith("date="):
+                continue
+            target = path(f"{self.lake_url}/{dataset}/{partition.getPath().getName()}")
+            fs.mkdirs(target)
+            for stale in fs.listStatus(target):
+                if stale.getPath().getName().startswith(prefix):
+                    fs.delete(stale.getPath(), False)
+            parts = [s for s in fs.listStatus(partition.getPath()) if s.getPath().getName().endswith(".parquet")]
+            for number, part in enumerate(sorted(parts, key=lambda s: s.getPath().getName())):
+                if not fs.rename(part.getPath(), path(target, f"{prefix}{number:05d}.parquet")):
+                    raise ServiceError(f"cannot move {part.getPath()} into {target}")
+        fs.delete(path(staging), True)
+
+
+class TransactionalKafkaSink:
+    """Alerts and dead letters of a batch, in one Kafka transaction, exactly once per batch id."""
+
+    def __init__(self, settings: Settings, query_name: str) -> None:
+        self.alerts_topic = settings.topic_alerts
+        self.dlq_topic = settings.topic_dlq
+        # The bookkeeping group's committed offset on this partition is the next batch id to write.
+        self._marker = TopicPartition(settings.topic_alerts, 0)
+        common = {"bootstrap.servers": settings.kafka_bootstrap, "log_level": 3}
+        self._producer = Producer(
+            {
+                **common,
+                "transactional.id": f"streamwarden-{query_name}",
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+            }
+        )
+        self._consumer = Consumer(
+            {
+                **common,
+                "group.id": f"streamwarden-{query_name}-batches",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            # Fences a previous instance and aborts whatever transaction it left open.
+            self._producer.init_transactions(60)
+        except KafkaException as exc:
+            raise ServiceError(f"Kafka transactions unavailable at {settings.kafka_bootstrap}: {exc}") from None
+
+    def next_batch_id(self) -> int:
+        """The first batch id whose records are not committed yet."""
+        committed = self._consumer.committed([self._marker], timeout=30)[0]
+        return max(committed.offset, 0)
+
+    def publish(
+        self,
+        batch_id: int,
+        alerts: Sequence[tuple[bytes | None, bytes]],
+        dead_letters: Sequence[tuple[bytes | None, bytes, Headers]],
+    ) -> bool:
+        """Write the batch's records in one transaction; False if this batch was already written."""
+        if batch_id < self.next_batch_id():
+            return False
+        producer = self._producer
+        producer.begin_transaction()
+        try:
+            for key, value in alerts:
+                self._produce(self.alerts_topic, key, value, None)
+            for key, value, headers in dead_letters:
+                self._produce(self.dlq_topic, key, value, headers)
+            producer.send_offsets_to_transaction(
+                [TopicPartition(self._marker.topic, self._marker.partition, batch_id + 1)],
+                self._consumer.consumer_group_metadata(),
+                60,
+            )
+            producer.commit_transaction(120)
+        except KafkaException:
+            producer.abort_transaction(60)
+            raise
+        return True
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._producer.flush(30)
