@@ -85,6 +85,9 @@ def run_stream(
     client = configure_mlflow(settings)
     watcher = ChampionWatcher(spark, client, settings.model_name, settings.champion_poll_seconds, swapped, refused)
     while watcher.current is None and not stop.is_set():
+        if duration is not None and time.monotonic() - started > duration:
+            stop.set()
+            break
         watcher.check()
         if watcher.current is None:
             progress.update(

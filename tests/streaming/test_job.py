@@ -1,0 +1,290 @@
+"""The streaming job end to end: real Kafka, real Spark, real MLflow and Feast, `warden stream`
+run as a process. Exactly once through a SIGKILL, hot swap, refused models, stale features."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+import requests
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from infra.settings import Settings, load_settings
+from models import registry
+from streaming.kafka_io import end_offsets
+from tests.conftest import free_port, run_warden
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DEVICES = 10
+
+
+class StreamProcess:
+    """`warden stream` as a child process, its output kept in a file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        warden = Path(sys.executable).with_name("warden")
+        self.proc = subprocess.Popen(  # noqa: S603
+            [str(warden), "stream"],
+            env={**os.environ, **env},
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, stream: StreamProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if stream is not None and stream.proc.poll() is not None:
+            pytest.fail(f"the stream exited ({stream.proc.returncode}) while waiting for {what}:\n{stream.output()[-3000:]}")
+        time.sleep(1.0)
+    tail = stream.output()[-3000:] if stream else ""
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def env(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A lake with history, fresh online features, and two trained versions (RF champion, XGBoost)."""
+    from infra.stack import manager
+
+    manager.up(kafka, ["mlflow"])
+    home = tmp_path_factory.mktemp("stream-home")
+    env = {
+        **session_env,
+        "WARDEN_LAKE_ROOT": str(home / "lake"),
+        "WARDEN_METRICS_PORT": str(free_port()),
+        "WARDEN_STREAM_MAX_OFFSETS_PER_TRIGGER": "1500",
+        "WARDEN_CHAMPION_POLL_SECONDS": "2",
+        "WARDEN_MODEL_NAME": f"stream-test-{os.getpid()}",
+        # Topics of its own: the session's iot_stream holds other tests' events.
+        "WARDEN_TOPIC_TELEMETRY": "stream_test_telemetry",
+        "WARDEN_TOPIC_ALERTS": "stream_test_alerts",
+        "WARDEN_TOPIC_DLQ": "stream_test_dlq",
+    }
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        from infra.stack.kafka import KafkaBroker
+
+        KafkaBroker(load_settings()).ensure_topics()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    for args in (
+        ["backfill", "--days", "2", "--devices", str(DEVICES), "--interval", "120", "--seed", "1"],
+        ["train", "--days", "2", "--kind", "random_forest"],
+        ["train", "--days", "2", "--kind", "xgboost"],
+        ["promote", "--version", "1", "--approve", "--reason", "test champion", "--by", "pytest"],
+    ):
+        result = run_warden(env, *args, timeout=900)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return env
+
+
+@pytest.fixture(scope="module")
+def settings_of(env: dict[str, str]) -> Settings:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def produce(settings: Settings, values: list[bytes], keys: list[bytes | None]) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True})
+    for key, value in zip(keys, values, strict=True):
+        producer.produce(settings.topic_telemetry, value, key)
+    assert producer.flush(30) == 0
+
+
+MALFORMED = [
+    (b"this is not json", "invalid_json"),
+    (b'{"event_id":"m1","device_id":"dev-00001","ts":"2026-11-25T10:00:00Z"}', "missing_field"),
+    (b'{"event_id":"m2","device_id":"dev-00001","ts":"2026-11-25T10:00:00Z","temperature":"hot",'
+     b'"humidity":1,"pressure":1,"vibration":1,"voltage":1}', "wrong_type"),
+    (b'{"event_id":"m3","device_id":"dev-00001","ts":"soon","temperature":1,'
+     b'"humidity":1,"pressure":1,"vibration":1,"voltage":1}', "bad_timestamp"),
+    (b'{"event_id":"m4","device_id":"dev-00001","ts":"2026-11-25T10:00:00Z","temperature":1,'
+     b'"humidity":150,"pressure":1,"vibration":1,"voltage":1}', "out_of_range"),
+]
+
+
+def scored(settings: Settings) -> pd.DataFrame:
+    path = Path(settings.lake_url) / "scored"
+    if not path.exists():
+        return pd.DataFrame(columns=["event_id", "model_version", "is_alert", "feature_status"])
+    return ds.dataset(path, partitioning="hive").to_table(
+        columns=["event_id", "device_id", "model_version", "is_alert", "feature_status", "score"]
+    ).to_pandas()
+
+
+def read_committed(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"check-{time.monotonic_ns()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    ends = end_offsets(settings, topic).by_partition
+    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+    records, idle = [], 0
+    while idle < 5:
+        batch = consumer.consume(1000, timeout=1.0)
+        idle = 0 if batch else idle + 1
+        records += [(m.key(), m.value(), dict(m.headers() or [])) for m in batch if m.error() is None]
+    consumer.close()
+    return records
+
+
+@pytest.fixture(scope="module")
+def stream(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, StreamProcess]]:
+    holder: dict[str, StreamProcess] = {}
+    holder["log_dir"] = tmp_path_factory.mktemp("stream-logs")  # type: ignore[assignment]
+    yield holder
+    for key, value in holder.items():
+        if isinstance(value, StreamProcess) and value.proc.poll() is None:
+            value.kill()
+
+
+def test_exactly_once_through_a_sigkill(env: dict[str, str], settings_of: Settings, stream: dict, tmp_path: Path) -> None:
+    settings = settings_of
+    result = run_warden(env, "simulate", "--devices", str(DEVICES), "--events", "6000", "--rate", "6000", "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    produce(settings, [value for value, _ in MALFORMED], [b"dev-00001"] * len(MALFORMED))
+
+    first = StreamProcess(env, stream["log_dir"] / "first.log")
+    # Kill it once a few batches of 1,500 have committed, most likely inside the next one.
+    wait_for(lambda: len(scored(settings)) >= 1500, 300, "the first batches", first)
+    time.sleep(1.5)
+    first.kill()
+
+    second = StreamProcess(env, stream["log_dir"] / "second.log")
+    stream["running"] = second
+    wait_for(lambda: len(scored(settings)) >= 6000, 300, "all 6,000 events scored", second)
+    time.sleep(3)  # a duplicate would show up now
+
+    rows = scored(settings)
+    assert len(rows) == 6000
+    assert rows["event_id"].is_unique
+    assert set(rows["model_version"]) == {"1"}
+
+    letters = read_committed(settings, settings.topic_dlq)
+    assert sorted((value, headers["reason"].decode()) for _, value, headers in letters) == sorted(MALFORMED)
+    for _, _, headers in letters:
+        assert headers["source_topic"] == settings.topic_telemetry.encode()
+        assert int(headers["source_offset"]) >= 0 and headers["reason_detail"]
+
+    alerts = read_committed(settings, settings.topic_alerts)
+    alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in alerts]
+    assert len(alert_ids) == len(set(alert_ids)), "an alert was delivered twice"
+    assert set(alert_ids) == set(rows.loc[rows["is_alert"], "event_id"])
+    alert = orjson.loads(alerts[0][1])
+    for field in ("event_id", "device_id", "event_ts", "scored_at", "score", "threshold", "model_name",
+                  "model_version", "features", "source_partition", "source_offset"):
+        assert field in alert
+    assert alert["score"] >= alert["threshold"]
+
+
+def test_champion_moves_without_restart_and_broken_models_are_refused(
+    env: dict[str, str], settings_of: Settings, stream: dict
+) -> None:
+    settings = settings_of
+    running: StreamProcess = stream["running"]
+    pid = running.proc.pid
+    client = registry.configure_mlflow(settings)
+    name = settings.model_name
+    rf = registry.get_version(client, name, "1")
+    xgb = registry.get_version(client, name, "2")
+    # A version whose artifact is not what its tags say (an RF model tagged xgboost): fails to load.
+    mislabeled = registry.register(client, name, f"runs:/{rf.run_id}/model", tags={
+        registry.TAG_KIND: "xgboost", registry.TAG_THRESHOLD: "0.5",
+        registry.TAG_FEATURES: client.get_model_version(name, "1").tags[registry.TAG_FEATURES]})
+    client.set_registered_model_alias(name, registry.CHAMPION, mislabeled.version)
+    metrics_url = f"http://127.0.0.1:{env['WARDEN_METRICS_PORT']}/metrics"
+
+    def refusals() -> float:
+        text = requests.get(metrics_url, timeout=5).text
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("warden_stream_model_refusals_total"))
+
+    wait_for(lambda: refusals() >= 1, 120, "the mislabeled model to be refused", running)
+    before = len(scored(settings))
+    run_warden(env, "simulate", "--devices", str(DEVICES), "--events", "1000", "--rate", "5000", "--seed", "8")
+    wait_for(lambda: len(scored(settings)) >= before + 1000, 300, "scoring to go on", running)
+    assert set(scored(settings)["model_version"]) == {rf.version}, "the refused version must not score"
+
+    # A person promotes the XGBoost version: the same process swaps and scores with it.
+    result = run_warden(env, "promote", "--version", xgb.version, "--approve", "--reason", "better", "--by", "pytest")
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: f"now scoring with version {xgb.version}" in running.output(), 120, "the swap", running)
+    before = len(scored(settings))
+    run_warden(env, "simulate", "--devices", str(DEVICES), "--events", "1000", "--rate", "5000", "--seed", "9")
+    wait_for(lambda: len(scored(settings)) >= before + 1000, 300, "scoring with the new champion", running)
+    rows = scored(settings)
+    assert xgb.version in set(rows["model_version"])
+    assert running.proc.pid == pid and running.proc.poll() is None
+    info = registry.get_version(client, name, xgb.version)
+    decided = client.get_model_version(name, xgb.version).tags
+    assert decided[registry.TAG_DECIDED_BY] == "pytest" and decided[registry.TAG_DECIDED_AT]
+    assert registry.version_by_alias(client, name, registry.PREVIOUS) is not None
+    assert info.kind == "xgboost"
+
+
+def test_stale_and_missing_features_are_scored_and_counted(
+    env: dict[str, str], settings_of: Settings, stream: dict
+) -> None:
+    settings = settings_of
+    running: StreamProcess = stream["running"]
+    before = set(scored(settings)["event_id"])
+    # Devices the store has never seen (missing), then readings hours after the last statistics (stale).
+    run_warden(env, "simulate", "--devices", str(DEVICES + 20), "--events", "600", "--rate", "3000", "--seed", "10")
+    later = pd.Timestamp.now("UTC") + pd.Timedelta(hours=5)
+    run_warden(env, "simulate", "--devices", str(DEVICES), "--events", "300", "--rate", "3000", "--seed", "11",
+               "--start", later.strftime("%Y-%m-%dT%H:%M:%S"))
+    wait_for(lambda: len(set(scored(settings)["event_id"]) - before) >= 900, 300, "900 new events scored", running)
+    rows = scored(settings)
+    new = rows[~rows["event_id"].isin(before)]
+    statuses = new["feature_status"].value_counts().to_dict()
+    assert statuses.get("missing", 0) >= 400  # 20 of 30 devices have no statistics
+    assert statuses.get("stale", 0) >= 300
+    assert new["score"].notna().all()
+    unknown = new[new["device_id"] >= f"dev-{DEVICES:05d}"]
+    assert (unknown["feature_status"] == "missing").all()
+
+
+def test_sigterm_finishes_the_batch_and_exits_zero(stream: dict) -> None:
+    running: StreamProcess = stream["running"]
+    # As `kill PID`, Kubernetes or systemd (KillMode=mixed) do: the main process only.
+    os.kill(running.proc.pid, signal.SIGTERM)
+    assert running.proc.wait(120) == 0, running.output()[-3000:]
+    assert "stopped:" in running.output()
+
+
+def test_without_a_champion_the_job_waits(env: dict[str, str]) -> None:
+    result = run_warden({**env, "WARDEN_MODEL_NAME": "no-such-model"}, "stream", "--duration", "5", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "waiting for a champion" in result.stderr
+    assert "stopped before a champion was available" in result.stdout
