@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
-from infra.settings import get_settings
+from infra.settings import Settings, get_settings
 from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
 from infra.stack.mlflow import mlflow_password
+from infra.stack.process import port_is_open
 
 _SERVICES = click.Choice(manager.SERVICE_NAMES)
 
@@ -62,6 +65,7 @@ def status(show_settings: bool) -> None:
     for entry in statuses:
         mark = "up  " if entry.health.ok else "DOWN"
         click.echo(f"{mark} {entry.name:<8} {entry.url:<28} {entry.health.detail}")
+    _show_stream(settings)
     airflow_password = AirflowStack(settings).admin_password()
     click.echo(f"Airflow UI login: {ADMIN_USER} / {airflow_password or '(created on first start)'}")
     click.echo(f"MLflow login:     {settings.mlflow_username} / {mlflow_password(settings)}")
@@ -72,6 +76,27 @@ def status(show_settings: bool) -> None:
             click.echo(f"  {name} = {value}")
     if not all(entry.health.ok for entry in statuses):
         raise click.exceptions.Exit(1)
+
+
+def _show_stream(settings: Settings) -> None:
+    """The streaming job's newest batch record: rate, lag, latency, model."""
+    from streaming.metrics import last_batch
+
+    record = last_batch(settings)
+    if record is None:
+        click.echo("     stream   no batch recorded yet (start it with `warden stream`)")
+        return
+    age = time.time() - float(record.get("finished_at") or 0)
+    # The running job serves its Prometheus endpoint: that is what tells it is up.
+    running = port_is_open("127.0.0.1", settings.metrics_port)
+    state = "running" if running else f"not running (last batch {age / 60:.0f} min ago)"
+    latency = record.get("latency_ms") or {}
+    click.echo(
+        f"     stream   {state}: batch {record['batch_id']}, {record.get('processed_rows_per_second', 0):,.0f} events/s, "
+        f"lag {record.get('consumer_lag_records', 0):,.0f} records, latency p50 {latency.get('p50', 0) / 1000:.1f} s, "
+        f"model {record.get('model_name', '?')} v{record.get('model_version', '?')}; "
+        f"metrics http://127.0.0.1:{settings.metrics_port}/metrics"
+    )
 
 
 COMMANDS = [up, down, status]
