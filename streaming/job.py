@@ -85,17 +85,18 @@ def run_stream(
     client = configure_mlflow(settings)
     watcher = ChampionWatcher(spark, client, settings.model_name, settings.champion_poll_seconds, swapped, refused)
     while watcher.current is None and not stop.is_set():
+        watcher.check()
+        if watcher.current is not None:
+            break
+        progress.update(
+            f'waiting for a champion: no loadable version under alias "champion" of {settings.model_name}; '
+            "train one (`warden train`) and promote it (`warden promote`)",
+            force=True,
+        )
         if duration is not None and time.monotonic() - started > duration:
             stop.set()
             break
-        watcher.check()
-        if watcher.current is None:
-            progress.update(
-                f'waiting for a champion: no loadable version under alias "champion" of {settings.model_name}; '
-                "train one (`warden train`) and promote it (`warden promote`)",
-                force=True,
-            )
-            stop.wait(settings.champion_poll_seconds)
+        stop.wait(settings.champion_poll_seconds)
     if stop.is_set():
         report.exit_reason = "stopped before a champion was available"
         return report
