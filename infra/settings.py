@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # Spark
     spark_master: str = "local[*]"
     spark_driver_memory: str = "2g"
-    spark_shuffle_partitions: PositiveInt = 4
+    spark_shuffle_partitions: PositiveInt = 2
 
     # The streaming job
     stream_starting_offsets: str = Field(

@@ -49,6 +49,8 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
         .config("spark.sql.adaptive.enabled", "true")
+        # Write each date partition with its own writer instead of sorting every batch by date.
+        .config("spark.sql.maxConcurrentOutputFileWriters", "8")
         .config("spark.local.dir", str(settings.home / "spark-tmp"))
         .config("spark.sql.warehouse.dir", str(settings.home / "spark-warehouse"))
         .config("spark.sql.streaming.metricsEnabled", "true")

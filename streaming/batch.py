@@ -95,6 +95,8 @@ class BatchProcessor:
             raise RuntimeError("no champion model loaded")
         metrics = BatchMetrics(batch_id, model_name=model.info.name, model_version=model.version)
         clock = _PhaseClock(metrics.phases_ms)
+        # One task per core from here on: per-task overhead, not work, dominates small batches.
+        records = records.coalesce(self.spark.sparkContext.defaultParallelism)
         parsed = parse_events(records, self.settings.max_event_bytes).persist()
         try:
             valid = parsed.where(F.col("reason").isNull())
