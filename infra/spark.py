@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from infra.exceptions import ConfigError
 from infra.settings import Settings
@@ -60,3 +60,10 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def hadoop_filesystem(spark: SparkSession, url: str) -> tuple[Any, Any]:
+    """(FileSystem, Path class) of Hadoop for `url`: the same calls for a local folder and HDFS."""
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path  # type: ignore[attr-defined]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    return path(url).getFileSystem(conf), path

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from infra.exceptions import ServiceError
 from infra.settings import Settings
+from infra.spark import hadoop_filesystem
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -36,10 +37,7 @@ class LakeBatchWriter:
     def __init__(self, spark: SparkSession, lake_url: str) -> None:
         self.spark = spark
         self.lake_url = lake_url.rstrip("/")
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-        self._path = jvm.org.apache.hadoop.fs.Path
-        self._conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
-        self._fs = self._path(self.lake_url).getFileSystem(self._conf)
+        self._fs, self._path = hadoop_filesystem(spark, self.lake_url)
 
     def write(self, frame: DataFrame, dataset: str, batch_id: int) -> None:
         """`frame` must have a `date` column (YYYY-MM-DD), the partition its rows belong to."""

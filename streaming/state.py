@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.schema import SENSOR_COLUMNS
+from infra.spark import hadoop_filesystem
 
 _KEEP = 3  # snapshots kept: the newest is enough, two more cover a crash while writing
 
@@ -20,9 +21,7 @@ class LastReadings:
     def __init__(self, spark: SparkSession, folder: str) -> None:
         self.spark = spark
         self.folder = folder.rstrip("/")
-        jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-        self._path = jvm.org.apache.hadoop.fs.Path
-        self._fs = self._path(self.folder).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[attr-defined]
+        self._fs, self._path = hadoop_filesystem(spark, self.folder)
 
     def _snapshots(self) -> list[int]:
         if not self._fs.exists(self._path(self.folder)):
