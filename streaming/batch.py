@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 import threading
 import time
 from collections.abc import Callable
@@ -116,7 +117,7 @@ class BatchProcessor:
                 written = self.kafka_sink().publish(batch_id, alerts, dead_letters)
                 metrics.alerts_skipped_as_written = not written
                 clock.lap("kafka")
-                self._summarize(scored, rejected, metrics, len(alerts))
+                self._summarize(scored, metrics, len(alerts), dead_letters)
                 clock.lap("summary")
             finally:
                 scored.unpersist()
@@ -221,7 +222,13 @@ class BatchProcessor:
             letters.append((key, bytes(row["value"]) if row["value"] is not None else b"", headers))
         return letters
 
-    def _summarize(self, scored: DataFrame, rejected: DataFrame, metrics: BatchMetrics, alerts: int) -> None:
+    def _summarize(
+        self,
+        scored: DataFrame,
+        metrics: BatchMetrics,
+        alerts: int,
+        dead_letters: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+    ) -> None:
         now_ms = time.time() * 1000
         ts_ms = F.unix_millis("ts")
         kafka_ms = F.unix_millis("kafka_ts")
@@ -238,5 +245,6 @@ class BatchProcessor:
             metrics.latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["ts_q"], strict=True)}
             metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["kafka_q"], strict=True)}
             metrics.feature_status = {s: int(row[s] or 0) for s in ("fresh", "stale", "missing")}
-        metrics.dead_letters = {r["reason"]: int(r["count"]) for r in rejected.groupBy("reason").count().collect()}
+        # The dead letters are already on the driver: count their reasons there, not in another job.
+        metrics.dead_letters = dict(Counter(dict(headers)["reason"].decode() for _, _, headers in dead_letters))
         metrics.input_rows = metrics.scored_rows + sum(metrics.dead_letters.values())
