@@ -54,6 +54,8 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         .config("spark.local.dir", str(settings.home / "spark-tmp"))
         .config("spark.sql.warehouse.dir", str(settings.home / "spark-warehouse"))
         .config("spark.sql.streaming.metricsEnabled", "true")
+        # A micro-batch is cached for seconds, then dropped: compressing the cache costs more than it saves.
+        .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
     )
     if with_kafka:
         builder = builder.config("spark.jars", ",".join(connector_jars(settings)))

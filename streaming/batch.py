@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.logic import FEATURE_COLUMNS, STATS_COLUMNS, STATS_TIME, add_features, usable_stats
+from features.logic import FEATURE_COLUMNS, FRESH, MISSING, STALE, STATS_COLUMNS, STATS_TIME, add_features, usable_stats
 from features.schema import EVENT_FIELDS
 from features.store import online_features
 from infra.settings import Settings
@@ -22,7 +22,7 @@ from models.scoring import SCORE
 from streaming.metrics import BatchMetrics, StreamMetrics
 from streaming.parse import parse_events
 from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
-from streaming.state import LastReadings
+from streaming.state import READING_FIELDS, LastReadings, Reading, newer
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -38,6 +38,8 @@ _ONLINE_SCHEMA = T.StructType(
     ]
 )
 _QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+# (key, value, headers) of a record for the dead-letter topic.
+DeadLetter = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
 
 class _PhaseClock:
@@ -100,37 +102,43 @@ class BatchProcessor:
         records = records.coalesce(self.spark.sparkContext.defaultParallelism)
         parsed = parse_events(records, self.settings.max_event_bytes).persist()
         try:
-            valid = parsed.where(F.col("reason").isNull())
-            rejected = parsed.where(F.col("reason").isNotNull())
-            earlier = self.readings.before(batch_id)
+            census = take_census(parsed)
+            metrics.dead_letters = census.rejected
+            metrics.input_rows = census.valid + sum(census.rejected.values())
             clock.lap("read")
-            scored = self._score(valid, earlier, model).persist()
-            try:
-                clock.lap("features")
-                self._write_lake(valid, scored, rejected, batch_id)
-                clock.lap("lake")
-                self.readings.save(batch_id, valid, earlier)
-                clock.lap("state")
-                alerts = self._alerts(scored)
-                dead_letters = self._dead_letters(rejected)
-                clock.lap("collect")
-                written = self.kafka_sink().publish(batch_id, alerts, dead_letters)
-                metrics.alerts_skipped_as_written = not written
-                clock.lap("kafka")
-                self._summarize(scored, metrics, len(alerts), dead_letters)
-                clock.lap("summary")
-            finally:
-                scored.unpersist()
+            valid = parsed.where(F.col("reason").isNull())
+            readings = self.readings.before(batch_id)
+            scored_files: list[str] = []
+            if census.valid:
+                earlier = self.readings.frame(readings, list(census.newest))
+                scored = self._score(valid, list(census.newest), earlier, model)
+                scored_files = self.lake.write(self._scored_rows(scored, batch_id), "scored", batch_id)
+            clock.lap("score")
+            day = F.date_format("ts", "yyyy-MM-dd").alias("date")
+            self.lake.write(valid.select(*EVENT_FIELDS, day), "telemetry", batch_id)
+            dead_letters: list[DeadLetter] = []
+            if census.rejected:
+                rejected = parsed.where(F.col("reason").isNotNull())
+                self.lake.write(_rejected_rows(rejected, batch_id), "rejected", batch_id)
+                dead_letters = _dead_letters(rejected)
+            clock.lap("lake")
+            self.readings.save(batch_id, newer(readings, census.newest))
+            clock.lap("state")
+            # Alerts and the summary come from the files just written: a few columns of Parquet
+            # cost less than caching every column of the scored batch.
+            alerts = _read_back(self.spark.read.parquet(*scored_files), metrics) if scored_files else []
+            metrics.alerts = len(alerts)
+            clock.lap("collect")
+            published = self.kafka_sink().publish(batch_id, alerts, dead_letters)
+            metrics.alerts_skipped_as_written = not published
+            clock.lap("kafka")
         finally:
             parsed.unpersist()
         self.metrics.record_batch(metrics)
 
-    def _score(self, valid: DataFrame, earlier: DataFrame | None, model: ScoringModel) -> DataFrame:
-        devices = [row[0] for row in valid.select("device_id").distinct().collect()]
-        online = online_features(self.store, devices) if devices else None
-        stats = self.spark.createDataFrame(online, schema=_ONLINE_SCHEMA) if online is not None and len(online) else (
-            self.spark.createDataFrame([], schema=_ONLINE_SCHEMA)
-        )
+    def _score(self, valid: DataFrame, devices: list[str], earlier: DataFrame | None, model: ScoringModel) -> DataFrame:
+        online = online_features(self.store, devices)
+        stats = self.spark.createDataFrame(online, schema=_ONLINE_SCHEMA)
         events = valid.join(F.broadcast(stats), "device_id", "left")
         featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), earlier)
         info = model.info
@@ -143,108 +151,125 @@ class BatchProcessor:
             F.current_timestamp().alias("scored_at"),
         )
 
-    def _write_lake(self, valid: DataFrame, scored: DataFrame, rejected: DataFrame, batch_id: int) -> None:
-        day = F.date_format("ts", "yyyy-MM-dd").alias("date")
-        self.lake.write(valid.select(*EVENT_FIELDS, day), "telemetry", batch_id)
-        self.lake.write(
-            scored.select(
-                *EVENT_FIELDS,
-                "device_type",
-                "feature_status",
-                *(c for c in FEATURE_COLUMNS if c not in EVENT_FIELDS),
-                SCORE,
-                "threshold",
-                "is_alert",
-                "model_name",
-                "model_version",
-                "scored_at",
-                F.col("partition").alias("source_partition"),
-                F.col("offset").alias("source_offset"),
-                F.col("kafka_ts").alias("source_timestamp"),
-                F.lit(batch_id).alias("batch_id"),
-                day,
-            ),
-            "scored",
-            batch_id,
-        )
-        # A rejected event may have no usable time of its own: file it under its Kafka timestamp.
-        self.lake.write(
-            rejected.select(
-                F.col("value").cast("string").alias("value"),
-                F.col("key").cast("string").alias("key"),
-                "reason",
-                "reason_detail",
-                F.col("topic").alias("source_topic"),
-                F.col("partition").alias("source_partition"),
-                F.col("offset").alias("source_offset"),
-                F.col("kafka_ts").alias("source_timestamp"),
-                F.lit(batch_id).alias("batch_id"),
-                F.date_format("kafka_ts", "yyyy-MM-dd").alias("date"),
-            ),
-            "rejected",
-            batch_id,
+    @staticmethod
+    def _scored_rows(scored: DataFrame, batch_id: int) -> DataFrame:
+        return scored.select(
+            *EVENT_FIELDS,
+            "device_type",
+            "feature_status",
+            *(c for c in FEATURE_COLUMNS if c not in EVENT_FIELDS),
+            SCORE,
+            "threshold",
+            "is_alert",
+            "model_name",
+            "model_version",
+            "scored_at",
+            F.col("partition").alias("source_partition"),
+            F.col("offset").alias("source_offset"),
+            F.col("kafka_ts").alias("source_timestamp"),
+            F.lit(batch_id).alias("batch_id"),
+            F.date_format("ts", "yyyy-MM-dd").alias("date"),
         )
 
-    def _alerts(self, scored: DataFrame) -> list[tuple[bytes | None, bytes]]:
-        payload = F.to_json(
-            F.struct(
-                "event_id",
-                "device_id",
-                F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX").alias("event_ts"),
-                F.date_format("scored_at", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX").alias("scored_at"),
-                F.col(SCORE).alias("score"),
-                "threshold",
-                "model_name",
-                "model_version",
-                "device_type",
-                "feature_status",
-                F.struct(*FEATURE_COLUMNS).alias("features"),
-                F.col("partition").alias("source_partition"),
-                F.col("offset").alias("source_offset"),
-            )
-        )
-        rows = scored.where("is_alert").select(F.col("device_id"), payload.alias("json")).collect()
-        return [(row[0].encode(), row[1].encode()) for row in rows]
 
-    def _dead_letters(self, rejected: DataFrame) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
-        rows = rejected.select("key", "value", "reason", "reason_detail", "topic", "partition", "offset", "kafka_ts").collect()
-        letters = []
-        for row in rows:
-            headers = [
-                ("reason", row["reason"].encode()),
-                ("reason_detail", (row["reason_detail"] or "").encode()),
-                ("source_topic", row["topic"].encode()),
-                ("source_partition", str(row["partition"]).encode()),
-                ("source_offset", str(row["offset"]).encode()),
-                ("source_timestamp", row["kafka_ts"].isoformat().encode() if row["kafka_ts"] else b""),
-            ]
-            key = bytes(row["key"]) if row["key"] is not None else None
-            letters.append((key, bytes(row["value"]) if row["value"] is not None else b"", headers))
-        return letters
+@dataclass
+class Census:
+    """What one pass over the parsed batch tells: how many are valid, why the rest were
+    rejected, and each device's newest valid reading (its set of keys: the batch's devices)."""
 
-    def _summarize(
-        self,
-        scored: DataFrame,
-        metrics: BatchMetrics,
-        alerts: int,
-        dead_letters: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
-    ) -> None:
-        now_ms = time.time() * 1000
-        ts_ms = F.unix_millis("ts")
-        kafka_ms = F.unix_millis("kafka_ts")
-        row = scored.agg(
+    valid: int
+    rejected: dict[str, int]
+    newest: dict[str, Reading]
+
+
+def take_census(parsed: DataFrame) -> Census:
+    """One Spark job (it also fills the cache of `parsed`), a row per device and reject reason."""
+    is_valid = F.col("reason").isNull()
+    rows = (
+        parsed.groupBy("reason", F.when(is_valid, F.col("device_id")).alias("device"))
+        .agg(
             F.count(F.lit(1)).alias("rows"),
-            F.percentile_approx(ts_ms, [1 - q for q in _QUANTILES.values()]).alias("ts_q"),
-            F.percentile_approx(kafka_ms, [1 - q for q in _QUANTILES.values()]).alias("kafka_q"),
-            *(F.sum((F.col("feature_status") == s).cast("int")).alias(s) for s in ("fresh", "stale", "missing")),
-        ).first()
-        metrics.scored_rows = int(row["rows"]) if row else 0
-        metrics.alerts = alerts
-        if row and row["rows"]:
-            # The p-th latency percentile is now minus the (1 - p)-th percentile of the timestamps.
-            metrics.latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["ts_q"], strict=True)}
-            metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["kafka_q"], strict=True)}
-            metrics.feature_status = {s: int(row[s] or 0) for s in ("fresh", "stale", "missing")}
-        # The dead letters are already on the driver: count their reasons there, not in another job.
-        metrics.dead_letters = dict(Counter(dict(headers)["reason"].decode() for _, _, headers in dead_letters))
-        metrics.input_rows = metrics.scored_rows + sum(metrics.dead_letters.values())
+            F.max_by(F.struct(*READING_FIELDS), F.struct("ts", "event_id")).alias("newest"),
+        )
+        .collect()
+    )
+    census = Census(0, {}, {})
+    for row in rows:
+        if row["reason"] is None:
+            census.valid += row["rows"]
+            census.newest[row["device"]] = tuple(row["newest"])
+        else:
+            census.rejected[row["reason"]] = census.rejected.get(row["reason"], 0) + row["rows"]
+    return census
+
+
+def _rejected_rows(rejected: DataFrame, batch_id: int) -> DataFrame:
+    # A rejected event may have no usable time of its own: file it under its Kafka timestamp.
+    return rejected.select(
+        F.col("value").cast("string").alias("value"),
+        F.col("key").cast("string").alias("key"),
+        "reason",
+        "reason_detail",
+        F.col("topic").alias("source_topic"),
+        F.col("partition").alias("source_partition"),
+        F.col("offset").alias("source_offset"),
+        F.col("kafka_ts").alias("source_timestamp"),
+        F.lit(batch_id).alias("batch_id"),
+        F.date_format("kafka_ts", "yyyy-MM-dd").alias("date"),
+    )
+
+
+def _dead_letters(rejected: DataFrame) -> list[DeadLetter]:
+    rows = rejected.select("key", "value", "reason", "reason_detail", "topic", "partition", "offset", "kafka_ts").collect()
+    letters = []
+    for row in rows:
+        headers = [
+            ("reason", row["reason"].encode()),
+            ("reason_detail", (row["reason_detail"] or "").encode()),
+            ("source_topic", row["topic"].encode()),
+            ("source_partition", str(row["partition"]).encode()),
+            ("source_offset", str(row["offset"]).encode()),
+            ("source_timestamp", row["kafka_ts"].isoformat().encode() if row["kafka_ts"] else b""),
+        ]
+        key = bytes(row["key"]) if row["key"] is not None else None
+        letters.append((key, bytes(row["value"]) if row["value"] is not None else b"", headers))
+    return letters
+
+
+def _read_back(scored: DataFrame, metrics: BatchMetrics) -> list[tuple[bytes | None, bytes]]:
+    """One pass over the batch's rows in `scored/`: its alerts as (key, JSON value) for Kafka,
+    and rows, feature status and latency percentiles for the metrics."""
+    payload = F.to_json(
+        F.struct(
+            "event_id",
+            "device_id",
+            F.date_format("ts", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX").alias("event_ts"),
+            F.date_format("scored_at", "yyyy-MM-dd'T'HH:mm:ss.SSSXXX").alias("scored_at"),
+            F.col(SCORE).alias("score"),
+            "threshold",
+            "model_name",
+            "model_version",
+            "device_type",
+            "feature_status",
+            F.struct(*FEATURE_COLUMNS).alias("features"),
+            "source_partition",
+            "source_offset",
+        )
+    )
+    quantiles = [1 - q for q in _QUANTILES.values()]
+    row = scored.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.collect_list(F.when(F.col("is_alert"), F.struct("device_id", payload.alias("json")))).alias("alerts"),
+        F.percentile_approx(F.unix_millis("ts"), quantiles).alias("ts_q"),
+        F.percentile_approx(F.unix_millis("source_timestamp"), quantiles).alias("kafka_q"),
+        *(F.sum((F.col("feature_status") == s).cast("int")).alias(s) for s in (FRESH, STALE, MISSING)),
+    ).first()
+    now_ms = time.time() * 1000
+    metrics.scored_rows = int(row["rows"]) if row else 0
+    if not row or not row["rows"]:
+        return []
+    # The p-th latency percentile is now minus the (1 - p)-th percentile of the timestamps.
+    metrics.latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["ts_q"], strict=True)}
+    metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["kafka_q"], strict=True)}
+    metrics.feature_status = {s: int(row[s] or 0) for s in (FRESH, STALE, MISSING)}
+    return [(alert["device_id"].encode(), alert["json"].encode()) for alert in row["alerts"]]

@@ -106,9 +106,11 @@ def parse_events(records: DataFrame, max_event_bytes: int) -> DataFrame:
         .when(reason == NON_FINITE, F.concat(F.lit("NaN or infinite: "), _names_where(non_finite)))
         .when(reason == OUT_OF_RANGE, F.concat(F.lit("physically impossible: "), _names_where(out_of_range)))
     )
+    # The original bytes are kept for rejected records only (they go to the dead-letter topic as
+    # they came): valid ones live on as typed columns, and a batch is cached without them.
     return parsed.select(
-        "key",
-        "value",
+        F.when(reason.isNotNull(), F.col("key")).alias("key"),
+        F.when(reason.isNotNull(), F.col("value")).alias("value"),
         "topic",
         "partition",
         "offset",

@@ -2,19 +2,47 @@
 
 A reading's delta features compare it with the device's previous reading, which for the first
 reading of a device in a batch lies in an earlier batch. The last reading per device after
-batch N is kept beside the checkpoint as `last_readings/batch=N`; batch N+1 (and its replay
-after a crash) reads exactly that snapshot, so a replayed batch computes the same features.
+batch N is kept beside the checkpoint as `last_readings/batch-N.json`; batch N+1 (and its
+replay after a crash) reads exactly that snapshot, so a replayed batch computes the same features.
+
+The snapshot is one small record per device, so the driver reads and writes it itself through
+Hadoop's FileSystem (a local folder or HDFS, like the checkpoint): no Spark job per batch.
 """
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from typing import Any
+
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from features.schema import SENSOR_COLUMNS
 from infra.spark import hadoop_filesystem
 
+READING_FIELDS: tuple[str, ...] = ("ts", "event_id", *SENSOR_COLUMNS)
+READING_SCHEMA = T.StructType(
+    [
+        T.StructField("device_id", T.StringType()),
+        T.StructField("ts", T.TimestampType()),
+        T.StructField("event_id", T.StringType()),
+        *(T.StructField(name, T.DoubleType()) for name in SENSOR_COLUMNS),
+    ]
+)
+# (ts, event_id, *sensors): the order in which a device's readings follow each other is (ts, event_id).
+Reading = tuple[Any, ...]
 _KEEP = 3  # snapshots kept: the newest is enough, two more cover a crash while writing
+
+
+def newer(readings: dict[str, Reading], candidates: dict[str, Reading]) -> dict[str, Reading]:
+    """The newest reading per device of both (events may arrive out of order)."""
+    merged = dict(readings)
+    for device, reading in candidates.items():
+        known = merged.get(device)
+        if known is None or reading[:2] > known[:2]:
+            merged[device] = reading
+    return merged
 
 
 class LastReadings:
@@ -22,33 +50,44 @@ class LastReadings:
         self.spark = spark
         self.folder = folder.rstrip("/")
         self._fs, self._path = hadoop_filesystem(spark, self.folder)
+        self._jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
 
     def _snapshots(self) -> list[int]:
         if not self._fs.exists(self._path(self.folder)):
             return []
-        ids = []
-        for status in self._fs.listStatus(self._path(self.folder)):
-            name = status.getPath().getName()
-            if name.startswith("batch=") and self._fs.exists(self._path(status.getPath(), "_SUCCESS")):
-                ids.append(int(name.split("=", 1)[1]))
-        return sorted(ids)
+        names = (status.getPath().getName() for status in self._fs.listStatus(self._path(self.folder)))
+        return sorted(int(n[len("batch-") : -len(".json")]) for n in names if n.startswith("batch-") and n.endswith(".json"))
 
-    def before(self, batch_id: int) -> DataFrame | None:
+    def _file(self, batch_id: int) -> Any:
+        return self._path(f"{self.folder}/batch-{batch_id}.json")
+
+    def before(self, batch_id: int) -> dict[str, Reading]:
         """The last reading of every device as of the end of the newest batch before `batch_id`."""
         earlier = [i for i in self._snapshots() if i < batch_id]
         if not earlier:
-            return None
-        return self.spark.read.parquet(f"{self.folder}/batch={earlier[-1]}")
+            return {}
+        stream = self._fs.open(self._file(earlier[-1]))
+        try:
+            data = bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+        finally:
+            stream.close()
+        return {device: (datetime.fromisoformat(r[0]), *r[1:]) for device, r in json.loads(data).items()}
 
-    def save(self, batch_id: int, events: DataFrame, previous: DataFrame | None) -> None:
-        """Write the snapshot after `batch_id`: the newest reading per device of both."""
-        columns = ["device_id", "ts", "event_id", *SENSOR_COLUMNS]
-        candidates = events.select(*columns)
-        if previous is not None:
-            candidates = candidates.unionByName(previous.select(*columns))
-        newest = candidates.groupBy("device_id").agg(
-            F.max_by(F.struct(*columns[1:]), F.struct("ts", "event_id")).alias("r")
-        )
-        newest.select("device_id", "r.*").coalesce(1).write.mode("overwrite").parquet(f"{self.folder}/batch={batch_id}")
+    def save(self, batch_id: int, readings: dict[str, Reading]) -> None:
+        """Write the snapshot after `batch_id`, whole or not at all (write, then rename)."""
+        data = json.dumps({device: [r[0].isoformat(), *r[1:]] for device, r in readings.items()}).encode()
+        final, partial = self._file(batch_id), self._path(f"{self.folder}/_batch-{batch_id}.json.tmp")
+        out = self._fs.create(partial, True)
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+        self._fs.delete(final, False)
+        self._fs.rename(partial, final)
         for old in self._snapshots()[:-_KEEP]:
-            self._fs.delete(self._path(f"{self.folder}/batch={old}"), True)
+            self._fs.delete(self._file(old), False)
+
+    def frame(self, readings: dict[str, Reading], devices: list[str]) -> DataFrame | None:
+        """The readings of these devices as a DataFrame (device_id, ts, event_id, sensors)."""
+        rows = [(device, *readings[device]) for device in devices if device in readings]
+        return self.spark.createDataFrame(rows, schema=READING_SCHEMA) if rows else None
