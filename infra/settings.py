@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, PositiveInt, SecretStr, ValidationError, field_validator
@@ -113,6 +113,44 @@ class Settings(BaseSettings):
     feature_step_minutes: PositiveInt = Field(default=15, description="Rolling statistics are computed on this grid.")
     feature_max_age_minutes: PositiveInt = Field(
         default=120, description="Online statistics older than this are stale and not used."
+    )
+
+    # Retraining, the evaluation gate and promotion (pipelines/, dags/)
+    training_window_days: PositiveInt = Field(default=7, description="Retraining uses the last D days of labeled history.")
+    retrain_schedule: str = Field(
+        default="@daily", description='Cron or preset of the `retrain` DAG; "" leaves it to manual triggers.'
+    )
+    feature_refresh_schedule: str = Field(
+        default="*/15 * * * *", description="Cron or preset of the `feature_refresh` DAG."
+    )
+    gate_metric: Literal["f1", "pr_auc", "precision", "recall"] = Field(
+        default="f1", description="Test-window metric that picks the best candidate and must beat the champion's."
+    )
+    gate_margin: float = Field(
+        default=0.005, ge=0.0, le=1.0, description="By how much the candidate's metric must exceed the champion's."
+    )
+    gate_min_f1: float = Field(default=0.70, ge=0.0, le=1.0, description="Floor: test F1 of a promotable candidate.")
+    gate_min_precision: float = Field(default=0.60, ge=0.0, le=1.0, description="Floor: test precision.")
+    gate_min_recall: float = Field(default=0.60, ge=0.0, le=1.0, description="Floor: test recall.")
+    approval_timeout_hours: float = Field(
+        default=24.0, gt=0.0, description="An approval request with no answer by then counts as rejected."
+    )
+
+    # Data validation of the training window (pipelines/validation.py)
+    validation_min_rows: PositiveInt = Field(
+        default=1000, description="A training window with fewer labeled events fails validation."
+    )
+    validation_max_null_fraction: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Largest fraction of nulls allowed in an id, `ts` or a sensor column."
+    )
+    validation_min_anomaly_fraction: float = Field(
+        default=0.001, ge=0.0, le=1.0, description="The window fails with fewer labeled anomalies than this fraction."
+    )
+    validation_max_anomaly_fraction: float = Field(
+        default=0.30, ge=0.0, le=1.0, description="The window fails with more labeled anomalies than this fraction."
+    )
+    validation_max_staleness_hours: float = Field(
+        default=6.0, gt=0.0, description="The newest event may be at most this many hours older than the window's end."
     )
 
     # JVM

@@ -44,6 +44,24 @@ class Quality:
         metrics.update({f"{prefix}recall_{kind}": value for kind, value in self.recall_by_kind.items()})
         return metrics
 
+    @classmethod
+    def from_metrics(cls, metrics: dict[str, float], prefix: str = "test_") -> Quality:
+        """The inverse of `as_metrics`: a quality read back from a run's metrics."""
+        kind_prefix = f"{prefix}recall_"
+        return cls(
+            precision=metrics[f"{prefix}precision"],
+            recall=metrics[f"{prefix}recall"],
+            f1=metrics[f"{prefix}f1"],
+            pr_auc=metrics[f"{prefix}pr_auc"],
+            rows=int(metrics[f"{prefix}rows"]),
+            positives=int(metrics[f"{prefix}positives"]),
+            recall_by_kind={k[len(kind_prefix) :]: v for k, v in metrics.items() if k.startswith(kind_prefix)},
+        )
+
+    def value(self, metric: str) -> float:
+        """One of precision, recall, f1, pr_auc by name."""
+        return float(getattr(self, metric))
+
 
 def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float, kinds: np.ndarray | None = None) -> Quality:
     """Precision, recall, F1 at `threshold`, PR-AUC, and recall per anomaly kind."""

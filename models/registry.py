@@ -38,6 +38,8 @@ TAG_DECIDED_BY = "decided_by"
 TAG_DECIDED_AT = "decided_at"
 TAG_DECISION = "decision"
 TAG_REASON = "decision_reason"
+TAG_PROMOTABLE = "gate_promotable"
+TAG_GATE_REASONS = "gate_reasons"
 
 
 def configure_mlflow(settings: Settings) -> MlflowClient:

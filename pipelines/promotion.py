@@ -12,3 +12,52 @@ def decide(settings: Settings, version: str, approve: bool, decided_by: str, rea
     if approve:
         return registry.promote(client, settings.model_name, version, decided_by, reason)
     return registry.reject(client, settings.model_name, version, decided_by, reason)
+
+
+_REVIEWED = ("precision", "recall", "f1", "pr_auc")
+
+
+def review(settings: Settings) -> dict[str, str] | None:
+    """The challenger waiting for a decision, as a Markdown review for the approver, or None.
+
+    The champion's column is its score on the challenger's own test window (the gate measured
+    both on the same rows), so the two columns compare like with like.
+    """
+    client = registry.configure_mlflow(settings)
+    challenger = registry.version_by_alias(client, settings.model_name, registry.CHALLENGER)
+    if challenger is None:
+        return None
+    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+    metrics = client.get_run(challenger.run_id).data.metrics
+    tags = client.get_model_version(settings.model_name, challenger.version).tags
+    head = f"| test window | challenger v{challenger.version} ({challenger.kind}) |"
+    head += f" champion v{champion.version} ({champion.kind}) |" if champion else " champion |"
+    lines = [head, "|---|---|---|"]
+    for name in _REVIEWED:
+        theirs = metrics.get(f"champion_test_{name}")
+        lines.append(
+            f"| {name} | {metrics.get(f'test_{name}', float('nan')):.3f} | "
+            + (f"{theirs:.3f} |" if theirs is not None else "— |")
+        )
+    kinds = sorted(k[len("test_recall_") :] for k in metrics if k.startswith("test_recall_"))
+    for kind in kinds:
+        theirs = metrics.get(f"champion_test_recall_{kind}")
+        lines.append(
+            f"| recall on {kind} | {metrics[f'test_recall_{kind}']:.3f} | "
+            + (f"{theirs:.3f} |" if theirs is not None else "— |")
+        )
+    body = "\n".join(
+        [
+            f"### Promote {settings.model_name} v{challenger.version} to champion?",
+            "",
+            *lines,
+            "",
+            f"Gate: {tags.get(registry.TAG_GATE_REASONS, 'n/a')}",
+            "",
+            f"Training window `{tags.get(registry.TAG_WINDOW, '?')}`, threshold {challenger.threshold:.3f}, "
+            f"commit `{tags.get(registry.TAG_COMMIT, '?')[:12]}`.",
+            "Approve moves the `champion` alias (the running stream follows it within seconds); "
+            "the current champion becomes `previous`.",
+        ]
+    )
+    return {"version": challenger.version, "body": body}

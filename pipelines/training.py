@@ -1,31 +1,41 @@
-"""Train both model kinds on the lake's history, judge them on the test window, register the best.
+"""Fit both model kinds on a training set and log each to MLflow as a candidate.
 
-The better candidate by F1 on the test window becomes a new registered version under the
-`challenger` alias; a person decides its promotion (`pipelines.promotion`).
+Every candidate is judged on the same test window (the newest 15 % of the training set);
+`pipelines.gate` then decides whether the best one is worth a person's approval.
+Idempotent: a kind already trained on the same training set (a finished run tagged with its
+location) is not trained again, so a retried task reuses its run.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from features.logic import FEATURE_COLUMNS
 from infra.exceptions import WardenError
 from infra.progress import ProgressLine
 from infra.settings import PROJECT_ROOT, Settings
 from models import registry
-from models.estimators import LABEL, RANDOM_FOREST, XGBOOST, fit_random_forest, fit_xgboost, positive_weight
+from models.estimators import LABEL, RANDOM_FOREST, fit_random_forest, fit_xgboost, positive_weight
 from models.evaluation import Quality, choose_threshold, evaluate
-from models.scoring import SCORE, random_forest_scorer, xgboost_scorer
-from pipelines.training_set import Window, build_training_set
+from models.scoring import SCORE, Scorer, random_forest_scorer, xgboost_scorer
+from pipelines.training_set import Window, read_training_set
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 ARTIFACT_PATH = "model"
+TAG_TRAINING_SET = "training_set"
+TAG_MODEL_URI = "model_uri"
 
 
 class TrainingError(WardenError):
@@ -40,17 +50,16 @@ class Candidate:
     threshold: float
     quality: Quality
 
-
-@dataclass
-class TrainingReport:
-    window: Window
-    rows: dict[str, int]
-    candidates: list[Candidate] = field(default_factory=list)
-    registered: registry.VersionInfo | None = None
-
-    @property
-    def best(self) -> Candidate:
-        return max(self.candidates, key=lambda c: (c.quality.f1, c.quality.pr_auc))
+    @classmethod
+    def of(cls, run: Run) -> Candidate:
+        """A candidate from its MLflow run (what the next task, or a retry, sees)."""
+        return cls(
+            kind=run.data.tags[registry.TAG_KIND],
+            run_id=run.info.run_id,
+            model_uri=run.data.tags[TAG_MODEL_URI],
+            threshold=run.data.metrics["threshold"],
+            quality=Quality.from_metrics(run.data.metrics),
+        )
 
 
 def git_commit() -> str:
@@ -71,92 +80,88 @@ def default_window(days: int, end: datetime | None = None) -> Window:
     return Window(end - timedelta(days=days), end)
 
 
-def _scored(frame: DataFrame) -> pd.DataFrame:
-    return frame.select(LABEL, SCORE, "anomaly_type").toPandas()
+def scored_split(score: Scorer, frame: DataFrame) -> pd.DataFrame:
+    """Labels, scores and anomaly kinds of a split, scored by `score`."""
+    return score(frame).select(LABEL, SCORE, "anomaly_type").toPandas()
 
 
-def train(
-    settings: Settings,
-    spark: SparkSession,
-    window: Window,
-    kinds: tuple[str, ...] = (RANDOM_FOREST, XGBOOST),
-    seed: int = 0,
-    progress: ProgressLine | None = None,
-) -> TrainingReport:
-    """Build the training set, fit each kind, evaluate on the test window, register the best."""
-    progress = progress or ProgressLine("train")
-    progress.update(f"building the training set for {window}", force=True)
-    data = build_training_set(settings, spark, window).cache()
-    counts = {row["split"]: (row["count"], row["positives"]) for row in _split_counts(data)}
+def judge_on(score: Scorer, test: DataFrame, threshold: float) -> Quality:
+    tested = scored_split(score, test)
+    return evaluate(tested[LABEL].to_numpy(), tested[SCORE].to_numpy(), threshold, tested["anomaly_type"].to_numpy())
+
+
+def split_counts(data: DataFrame, window: Window) -> dict[str, tuple[int, int]]:
+    """(rows, anomalies) per split; TrainingError if a split cannot train or judge a model."""
+    rows = data.groupBy("split").agg(F.count(F.lit(1)).alias("rows"), F.sum(LABEL).alias("positives")).collect()
+    counts = {row["split"]: (int(row["rows"]), int(row["positives"] or 0)) for row in rows}
     for split in ("train", "validation", "test"):
-        rows, positives = counts.get(split, (0, 0))
-        if rows == 0 or positives == 0:
+        total, positives = counts.get(split, (0, 0))
+        if total == 0 or positives == 0:
             raise TrainingError(
-                f"the {split} split of {window} has {rows} rows and {positives} anomalies; "
+                f"the {split} split of {window} has {total} rows and {positives} anomalies; "
                 "train on a longer window of labeled history"
             )
-    report = TrainingReport(window, {split: rows for split, (rows, _) in counts.items()})
-    train_split = data.where("split = 'train'")
-    validation, test = data.where("split = 'validation'"), data.where("split = 'test'")
-    pos_weight = (counts["train"][0] - counts["train"][1]) / counts["train"][1]
-    client = registry.configure_mlflow(settings)
-    import mlflow
+    return counts
 
-    mlflow.set_experiment(settings.model_name)
-    commit = git_commit()
-    for kind in kinds:
-        progress.update(f"fitting {kind} on {counts['train'][0]:,} rows", force=True)
-        with mlflow.start_run(run_name=f"{kind}-{window.end:%Y%m%dT%H%M}") as run:
-            if kind == RANDOM_FOREST:
-                model = fit_random_forest(train_split, list(FEATURE_COLUMNS), pos_weight, seed)
-                score = random_forest_scorer(model)
-            else:
-                frame = train_split.select(*FEATURE_COLUMNS, LABEL).toPandas()
-                model = fit_xgboost(frame, list(FEATURE_COLUMNS), positive_weight(frame[LABEL].to_numpy()), seed)
-                score = xgboost_scorer(model, list(FEATURE_COLUMNS), key=f"training/{run.info.run_id}")
-            progress.update(f"evaluating {kind}", force=True)
-            val = _scored(score(validation))
-            threshold = choose_threshold(val[LABEL].to_numpy(), val[SCORE].to_numpy())
-            tested = _scored(score(test))
-            quality = evaluate(
-                tested[LABEL].to_numpy(), tested[SCORE].to_numpy(), threshold, tested["anomaly_type"].to_numpy()
+
+def train_candidates(
+    settings: Settings,
+    spark: SparkSession,
+    location: str,
+    window: Window,
+    kinds: tuple[str, ...],
+    seed: int = 0,
+    progress: ProgressLine | None = None,
+) -> list[Candidate]:
+    """Fit each kind on the training set at `location`, pick its threshold on the validation
+    split, judge it on the test split and log it to MLflow; the candidates, one per kind."""
+    progress = progress or ProgressLine("train")
+    data = read_training_set(spark, location).cache()
+    try:
+        counts = split_counts(data, window)
+        client = registry.configure_mlflow(settings)
+        import mlflow
+
+        experiment = mlflow.set_experiment(settings.model_name)
+        commit = git_commit()
+        train_split = data.where("split = 'train'")
+        validation, test = data.where("split = 'validation'"), data.where("split = 'test'")
+        candidates = []
+        for kind in kinds:
+            done = client.search_runs(
+                [experiment.experiment_id],
+                f"tags.{TAG_TRAINING_SET} = '{location}' and tags.{registry.TAG_KIND} = '{kind}' "
+                "and attributes.status = 'FINISHED'",
+                max_results=1,
             )
-            model_uri = _log_run(kind, model, data, threshold, quality, window, commit, seed, counts)
-            report.candidates.append(Candidate(kind, run.info.run_id, model_uri, threshold, quality))
-    best = report.best
-    progress.update(f"registering {best.kind} (test F1 {best.quality.f1:.3f})", force=True)
-    report.registered = registry.register(
-        client,
-        settings.model_name,
-        best.model_uri,
-        tags={
-            registry.TAG_KIND: best.kind,
-            registry.TAG_THRESHOLD: f"{best.threshold:.6f}",
-            registry.TAG_FEATURES: _feature_list(),
-            registry.TAG_WINDOW: str(window),
-            registry.TAG_COMMIT: commit,
-            **{k: f"{v:.4f}" for k, v in best.quality.as_metrics().items()},
-        },
-    )
-    registry.set_challenger(client, report.registered)
-    data.unpersist()
-    progress.done(
-        f"version {report.registered.version} ({best.kind}) registered as challenger: "
-        f"test precision {best.quality.precision:.3f}, recall {best.quality.recall:.3f}, "
-        f"F1 {best.quality.f1:.3f}, PR-AUC {best.quality.pr_auc:.3f}"
-    )
-    return report
+            if done:
+                progress.update(f"{kind}: already trained on this set (run {done[0].info.run_id})", force=True)
+                candidates.append(Candidate.of(done[0]))
+                continue
+            progress.update(f"{kind}: fitting on {counts['train'][0]:,} rows", force=True)
+            with mlflow.start_run(run_name=f"{kind}-{window.id}") as run:
+                if kind == RANDOM_FOREST:
+                    pos_weight = (counts["train"][0] - counts["train"][1]) / counts["train"][1]
+                    model = fit_random_forest(train_split, list(FEATURE_COLUMNS), pos_weight, seed)
+                    score = random_forest_scorer(model)
+                else:
+                    frame = train_split.select(*FEATURE_COLUMNS, LABEL).toPandas()
+                    model = fit_xgboost(frame, list(FEATURE_COLUMNS), positive_weight(frame[LABEL].to_numpy()), seed)
+                    score = xgboost_scorer(model, list(FEATURE_COLUMNS), key=f"training/{run.info.run_id}")
+                progress.update(f"{kind}: choosing the threshold, judging on the test window", force=True)
+                val = scored_split(score, validation)
+                threshold = choose_threshold(val[LABEL].to_numpy(), val[SCORE].to_numpy())
+                quality = judge_on(score, test, threshold)
+                model_uri = _log_run(kind, model, data, threshold, quality, window, commit, seed, counts)
+                mlflow.set_tags({TAG_TRAINING_SET: location, TAG_MODEL_URI: model_uri})
+            candidates.append(Candidate(kind, run.info.run_id, model_uri, threshold, quality))
+            progress.update(f"{kind}: test F1 {quality.f1:.3f}, PR-AUC {quality.pr_auc:.3f}", force=True)
+        return candidates
+    finally:
+        data.unpersist()
 
 
-def _split_counts(data: DataFrame) -> list:  # type: ignore[type-arg]
-    from pyspark.sql import functions as F
-
-    return data.groupBy("split").agg(F.count(F.lit(1)).alias("count"), F.sum(LABEL).alias("positives")).collect()
-
-
-def _feature_list() -> str:
-    import json
-
+def feature_list() -> str:
     return json.dumps(list(FEATURE_COLUMNS))
 
 

@@ -16,6 +16,7 @@ from infra.settings import Settings
 from models.estimators import LABEL
 
 SPLITS = ("train", "validation", "test")
+DATASET = "training_sets"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,17 @@ class Window:
 
     def __str__(self) -> str:
         return f"{self.start.isoformat()}/{self.end.isoformat()}"
+
+    @property
+    def id(self) -> str:
+        """A name for files and runs of this window: `20261118T0000-20261125T0000`."""
+        return f"{self.start:%Y%m%dT%H%M}-{self.end:%Y%m%dT%H%M}"
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        """The inverse of `str(window)`."""
+        start, _, end = text.partition("/")
+        return cls(datetime.fromisoformat(start), datetime.fromisoformat(end))
 
 
 def labeled_events(settings: Settings, spark: SparkSession, window: Window) -> DataFrame:
@@ -74,3 +86,20 @@ def build_training_set(settings: Settings, spark: SparkSession, window: Window) 
     return featured.withColumn("split", split).select(
         "event_id", "device_id", "ts", "anomaly_type", "feature_status", *FEATURE_COLUMNS, LABEL, "split"
     )
+
+
+def write_training_set(settings: Settings, spark: SparkSession, window: Window) -> str:
+    """Build the window's training set and write it to the lake; returns its location.
+
+    A re-run for the same window replaces it, so the step is safe to retry.
+    """
+    location = Lake(settings).url(f"{DATASET}/{window.id}")
+    build_training_set(settings, spark, window).write.mode("overwrite").parquet(location)
+    return location
+
+
+def read_training_set(spark: SparkSession, location: str) -> DataFrame:
+    try:
+        return spark.read.parquet(location)
+    except Exception as exc:  # AnalysisException: the path does not exist
+        raise LakeError(f"no training set at {location} ({type(exc).__name__}); build it first") from None

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,12 @@ import pytest
 
 from infra.settings import Settings, load_settings
 from infra.stack import manager
+
+# Airflow in this process (DagBag, dag.test) reads its home once, at import: a private one,
+# never ~/airflow. The stacks the tests start set their own.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="warden-tests-airflow-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(Path(__file__).resolve().parents[1] / "dags"))
 
 
 def free_port() -> int:

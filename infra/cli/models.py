@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-from datetime import timedelta
 
 import click
 
@@ -13,37 +12,42 @@ from models.estimators import MODEL_KINDS
 
 
 @click.command("train")
-@click.option("--days", type=click.IntRange(min=1), default=7, help="Training window: the last D days of labeled history, up to the current hour (UTC).")
+@click.option("--days", type=click.IntRange(min=1), default=None, help="Training window: the last D days of labeled history, up to the current hour (UTC).  [default: WARDEN_TRAINING_WINDOW_DAYS, 7]")
 @click.option("--kind", "kinds", type=click.Choice(MODEL_KINDS), multiple=True, help="Model kinds to fit (repeatable). Default: all.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed of the estimators.")
-def train_command(days: int, kinds: tuple[str, ...], seed: int) -> None:
-    """Refresh features, train, evaluate on the test window, register the best as challenger.
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the estimators.")
+def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
+    """Validate the history, build the training set, train, gate and register a candidate.
 
-    The same pipeline the Airflow `retrain` DAG runs, without Airflow.
+    The same steps the Airflow `retrain` DAG runs, without Airflow. A promotable candidate
+    becomes `challenger`; decide on it with `warden promote` (or in the Airflow UI).
     """
+    from datetime import UTC, datetime
+
     from infra.spark import spark_session
-    from pipelines.feature_refresh import refresh_features
-    from pipelines.training import default_window, train
+    from pipelines.retrain import retrain, window_ending
 
     settings = get_settings()
-    window = default_window(days)
+    if days is not None:
+        settings = settings.model_copy(update={"training_window_days": days})
+    window = window_ending(settings, datetime.now(UTC))
     spark = spark_session(settings, "warden-train", with_kafka=False)
-    refresh_features(
-        settings, spark, window.end, window.start - timedelta(minutes=settings.feature_window_minutes),
-        ProgressLine("features"),
-    )
-    report = train(settings, spark, window, kinds or MODEL_KINDS, seed)
+    report = retrain(settings, spark, window, kinds or MODEL_KINDS, seed, ProgressLine("train"))
     for candidate in report.candidates:
         q = candidate.quality
         click.echo(
             f"  {candidate.kind:<14} F1 {q.f1:.3f}  precision {q.precision:.3f}  recall {q.recall:.3f}  "
             f"PR-AUC {q.pr_auc:.3f}  threshold {candidate.threshold:.3f}"
         )
-    assert report.registered is not None
-    click.echo(
-        f"registered {settings.model_name} version {report.registered.version} ({report.best.kind}) as challenger; "
-        f"promote it with `warden promote --version {report.registered.version} --approve --reason ...`"
-    )
+    assert report.verdict is not None and report.version is not None
+    click.echo(f"gate: {report.verdict.summary()}")
+    version = report.version.version
+    if report.verdict.promotable:
+        click.echo(
+            f"registered {settings.model_name} version {version} ({report.verdict.candidate.kind}) as challenger; "
+            f"decide with `warden promote --version {version} --approve|--reject --reason ...`"
+        )
+    else:
+        click.echo(f"registered {settings.model_name} version {version} tagged not promotable; the champion stays")
 
 
 @click.command("promote")

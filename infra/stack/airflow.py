@@ -64,6 +64,9 @@ class AirflowStack:
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # The platform's DAGs are meant to run: schedules on, new or changed files seen in 30 s.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "SPARK_LOCAL_IP": "127.0.0.1",
         }
 

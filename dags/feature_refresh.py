@@ -1,0 +1,39 @@
+"""`feature_refresh`: the lake's newest telemetry → rolling device statistics → Feast, online.
+
+Declarations only; the work is `pipelines.tasks.refresh_features` (Spark on the lake, the Feast
+offline source, `materialize_incremental`).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, task
+
+from infra.settings import get_settings
+
+SETTINGS = get_settings()
+
+
+@dag(
+    dag_id="feature_refresh",
+    schedule=SETTINGS.feature_refresh_schedule or None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    tags=["streamwarden", "features"],
+    doc_md=__doc__,
+)
+def feature_refresh() -> None:
+    @task
+    def refresh(dag_run=None) -> str:  # noqa: ANN001 - injected by Airflow
+        from pipelines import tasks
+
+        return tasks.refresh_features(dag_run.run_after.isoformat())
+
+    refresh()
+
+
+feature_refresh()

@@ -1,0 +1,75 @@
+"""`promote`: a person approves or rejects the challenger in the Airflow UI (Required Actions).
+
+Starts when `retrain` registers a challenger. The review shows the challenger's test metrics
+beside the champion's on the same window. Approve moves the `champion` alias (the running
+stream follows it) and the old champion becomes `previous`; Reject tags the version rejected
+with the reason; either way who decided and when is recorded on the model version. No answer
+within the configured timeout counts as a rejection.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from infra.settings import get_settings
+from pipelines.approval import DECISION_KEY, RecordedApprovalOperator
+
+SETTINGS = get_settings()
+CHALLENGER = Asset(name="model_challenger", uri=f"mlflow://models/{SETTINGS.model_name}/challenger")
+REVIEW = "ti.xcom_pull(task_ids='describe')"
+
+
+@dag(
+    dag_id="promote",
+    schedule=[CHALLENGER],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["streamwarden", "models"],
+    doc_md=__doc__,
+)
+def promote() -> None:
+    @task
+    def describe() -> dict:
+        from pipelines import tasks
+
+        review = tasks.describe_challenger()
+        if review is None:
+            raise AirflowSkipException("no challenger is waiting for a decision")
+        return review
+
+    approve = RecordedApprovalOperator(
+        task_id="approve",
+        subject=f"Promote {SETTINGS.model_name} v{{{{ {REVIEW}['version'] }}}} to champion?",
+        body=f"{{{{ {REVIEW}['body'] }}}}",
+        params={"reason": Param("", type="string", description="Why: recorded on the model version.")},
+        defaults="Reject",
+        response_timeout=timedelta(hours=SETTINGS.approval_timeout_hours),
+    )
+
+    @task
+    def promote_challenger(review: dict, ti=None) -> str:  # noqa: ANN001 - injected by Airflow
+        from pipelines import tasks
+
+        return tasks.apply_decision(review["version"], ti.xcom_pull(task_ids="approve", key=DECISION_KEY))
+
+    # ApprovalOperator skips its direct downstream task on Reject; this one comes after it.
+    @task(trigger_rule="none_failed_min_one_success")
+    def record_rejection(review: dict, ti=None) -> str:  # noqa: ANN001 - injected by Airflow
+        from pipelines import tasks
+
+        decision = ti.xcom_pull(task_ids="approve", key=DECISION_KEY)
+        if decision is None:
+            raise AirflowFailException("the approval step recorded no answer")
+        if decision["approved"]:
+            raise AirflowSkipException("approved: promoted by promote_challenger")
+        return tasks.apply_decision(review["version"], decision)
+
+    review = describe()
+    review >> approve >> promote_challenger(review) >> record_rejection(review)
+
+
+promote()

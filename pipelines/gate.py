@@ -1,0 +1,109 @@
+"""The evaluation gate: is the best candidate worth a person's approval?
+
+The candidate must meet absolute floors (precision, recall, F1 on the test window) and beat the
+current champion, scored on the same test window with its own threshold, by a margin of the
+configured metric. A first model (no champion) only has to meet the floors. The verdict is
+recorded on the candidate's MLflow run (tags `gate_*`, metrics `champion_test_*`), where the
+registration step and a person in the MLflow UI both read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from infra.exceptions import ServiceError
+from infra.settings import Settings
+from models import registry
+from models.evaluation import Quality
+from models.exceptions import ModelRejected
+from models.loader import load_version
+from pipelines.training import Candidate, judge_on
+from pipelines.training_set import read_training_set
+
+TAG_AGAINST = "gate_champion_version"
+FLOORED = ("precision", "recall", "f1")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    candidate: Candidate
+    promotable: bool
+    reasons: tuple[str, ...]
+    champion_version: str | None = None
+    champion_quality: Quality | None = None
+
+    def summary(self) -> str:
+        verdict = "promotable" if self.promotable else "not promotable"
+        return f"{self.candidate.kind} run {self.candidate.run_id[:8]} is {verdict}: " + "; ".join(self.reasons)
+
+
+def best_of(candidates: list[Candidate], metric: str) -> Candidate:
+    return max(candidates, key=lambda c: (c.quality.value(metric), c.quality.pr_auc))
+
+
+def judge(settings: Settings, spark: SparkSession, location: str, candidates: list[Candidate]) -> Verdict:
+    """Pick the best candidate by the configured metric and hold it to the floors and the champion."""
+    metric, margin = settings.gate_metric, settings.gate_margin
+    best = best_of(candidates, metric)
+    failures, notes = [], []
+    for name in FLOORED:
+        floor = getattr(settings, f"gate_min_{name}")
+        if best.quality.value(name) < floor:
+            failures.append(f"test {name} {best.quality.value(name):.3f} is below the floor {floor:.3f}")
+    client = registry.configure_mlflow(settings)
+    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+    champion_quality = None
+    if champion is None:
+        notes.append("no champion yet: judged on the floors only")
+    else:
+        try:
+            model = load_version(spark, champion)
+        except ModelRejected as exc:
+            notes.append(f"champion v{champion.version} cannot score this window ({exc}): judged on the floors only")
+        else:
+            test = read_training_set(spark, location).where("split = 'test'")
+            champion_quality = judge_on(model.score, test, champion.threshold)
+            ours, theirs = best.quality.value(metric), champion_quality.value(metric)
+            comparison = f"test {metric} {ours:.3f} vs champion v{champion.version}'s {theirs:.3f} (margin {margin:.3f})"
+            (notes if ours >= theirs + margin else failures).append(comparison)
+    if not failures:
+        notes.insert(0, f"meets the floors ({', '.join(FLOORED)})")
+    verdict = Verdict(
+        best, not failures, tuple(failures + notes), champion.version if champion else None, champion_quality
+    )
+    _record(verdict)
+    return verdict
+
+
+def _record(verdict: Verdict) -> None:
+    import mlflow
+
+    with mlflow.start_run(run_id=verdict.candidate.run_id):
+        mlflow.set_tags(
+            {
+                registry.TAG_PROMOTABLE: str(verdict.promotable).lower(),
+                registry.TAG_GATE_REASONS: "; ".join(verdict.reasons),
+                TAG_AGAINST: verdict.champion_version or "",
+            }
+        )
+        if verdict.champion_quality is not None:
+            mlflow.log_metrics(verdict.champion_quality.as_metrics(prefix="champion_test_"))
+
+
+def recorded(client: object, candidate: Candidate) -> Verdict:
+    """The verdict recorded on a candidate's run by `judge` (for the registration step)."""
+    run = client.get_run(candidate.run_id)  # type: ignore[attr-defined]
+    tags = run.data.tags
+    if registry.TAG_PROMOTABLE not in tags:
+        raise ServiceError(f"run {candidate.run_id} has not been through the evaluation gate")
+    metrics = run.data.metrics
+    champion_quality = Quality.from_metrics(metrics, "champion_test_") if "champion_test_f1" in metrics else None
+    return Verdict(
+        candidate,
+        tags[registry.TAG_PROMOTABLE] == "true",
+        tuple(r for r in tags.get(registry.TAG_GATE_REASONS, "").split("; ") if r),
+        tags.get(TAG_AGAINST) or None,
+        champion_quality,
+    )
