@@ -27,7 +27,6 @@ _BOOSTERS: dict[str, Any] = {}
 
 def random_forest_scorer(model: PipelineModel) -> Scorer:
     from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
 
     def score(frame: DataFrame) -> DataFrame:
         columns = frame.columns

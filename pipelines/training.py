@@ -12,7 +12,6 @@ import json
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -73,11 +72,6 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
-
-
-def default_window(days: int, end: datetime | None = None) -> Window:
-    end = end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    return Window(end - timedelta(days=days), end)
 
 
 def scored_split(score: Scorer, frame: DataFrame) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import run_warden
 
-COMMANDS = ["up", "down", "status", "simulate", "backfill", "demo"]
+COMMANDS = ["up", "down", "status", "simulate", "backfill", "train", "promote", "stream", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -16,7 +16,7 @@ def test_every_command_has_help_with_defaults(command: str) -> None:
     result = run_warden({}, command, "--help")
     assert result.returncode == 0
     assert "Usage: warden " + command in result.stdout
-    if command in ("simulate", "backfill", "demo"):
+    if command in ("simulate", "backfill", "train", "demo"):
         assert "[default:" in result.stdout
 
 
@@ -30,6 +30,9 @@ def test_every_command_has_help_with_defaults(command: str) -> None:
         (["simulate", "--frobnicate"], "--frobnicate"),
         (["launch"], "launch"),
         (["up", "--service", "redis"], "redis"),
+        (["train", "--days", "0"], "--days"),
+        (["train", "--kind", "svm"], "svm"),
+        (["promote", "--version", "3", "--reason", "ok"], "--approve"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], named: str) -> None:
