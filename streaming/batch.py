@@ -126,12 +126,16 @@ class BatchProcessor:
             clock.lap("state")
             # Alerts and the summary come from the files just written: a few columns of Parquet
             # cost less than caching every column of the scored batch.
-            alerts = _read_back(self.spark.read.parquet(*scored_files), metrics) if scored_files else []
+            written = self.spark.read.parquet(*scored_files) if scored_files else None
+            alerts = _alerts(written) if written is not None else []
             metrics.alerts = len(alerts)
             clock.lap("collect")
             published = self.kafka_sink().publish(batch_id, alerts, dead_letters)
             metrics.alerts_skipped_as_written = not published
             clock.lap("kafka")
+            if written is not None:
+                _summarize(written, metrics)
+            clock.lap("summary")
         finally:
             parsed.unpersist()
         self.metrics.record_batch(metrics)
@@ -236,9 +240,8 @@ def _dead_letters(rejected: DataFrame) -> list[DeadLetter]:
     return letters
 
 
-def _read_back(scored: DataFrame, metrics: BatchMetrics) -> list[tuple[bytes | None, bytes]]:
-    """One pass over the batch's rows in `scored/`: its alerts as (key, JSON value) for Kafka,
-    and rows, feature status and latency percentiles for the metrics."""
+def _alerts(scored: DataFrame) -> list[tuple[bytes | None, bytes]]:
+    """The batch's alerts as (key, JSON value), read from its rows in `scored/`."""
     payload = F.to_json(
         F.struct(
             "event_id",
@@ -256,20 +259,23 @@ def _read_back(scored: DataFrame, metrics: BatchMetrics) -> list[tuple[bytes | N
             "source_offset",
         )
     )
+    rows = scored.where("is_alert").select("device_id", payload.alias("json")).collect()
+    return [(row[0].encode(), row[1].encode()) for row in rows]
+
+
+def _summarize(scored: DataFrame, metrics: BatchMetrics) -> None:
+    """Rows, feature status and latency percentiles of the batch's rows in `scored/`."""
     quantiles = [1 - q for q in _QUANTILES.values()]
     row = scored.agg(
         F.count(F.lit(1)).alias("rows"),
-        F.collect_list(F.when(F.col("is_alert"), F.struct("device_id", payload.alias("json")))).alias("alerts"),
         F.percentile_approx(F.unix_millis("ts"), quantiles).alias("ts_q"),
         F.percentile_approx(F.unix_millis("source_timestamp"), quantiles).alias("kafka_q"),
         *(F.sum((F.col("feature_status") == s).cast("int")).alias(s) for s in (FRESH, STALE, MISSING)),
     ).first()
     now_ms = time.time() * 1000
     metrics.scored_rows = int(row["rows"]) if row else 0
-    if not row or not row["rows"]:
-        return []
-    # The p-th latency percentile is now minus the (1 - p)-th percentile of the timestamps.
-    metrics.latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["ts_q"], strict=True)}
-    metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["kafka_q"], strict=True)}
-    metrics.feature_status = {s: int(row[s] or 0) for s in (FRESH, STALE, MISSING)}
-    return [(alert["device_id"].encode(), alert["json"].encode()) for alert in row["alerts"]]
+    if row and row["rows"]:
+        # The p-th latency percentile is now minus the (1 - p)-th percentile of the timestamps.
+        metrics.latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["ts_q"], strict=True)}
+        metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["kafka_q"], strict=True)}
+        metrics.feature_status = {s: int(row[s] or 0) for s in (FRESH, STALE, MISSING)}

@@ -44,10 +44,17 @@ def up(services: tuple[str, ...], lake: str) -> None:
 
 
 @click.command()
+@click.option(
+    "--service",
+    "services",
+    type=_SERVICES,
+    multiple=True,
+    help="Stop only this service (repeatable). Default: all of them.",
+)
 @click.option("--purge", is_flag=True, help="Also delete the services' data (topics, registry, Airflow DB).")
-def down(purge: bool) -> None:
+def down(services: tuple[str, ...], purge: bool) -> None:
     """Stop every service that `warden up` started; no process is left behind."""
-    stopped = manager.down(get_settings(), purge=purge)
+    stopped = manager.down(get_settings(), services or manager.SERVICE_NAMES, purge=purge)
     click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
     if purge:
         click.echo("purged service data")

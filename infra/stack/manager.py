@@ -76,12 +76,15 @@ def up(settings: Settings, names: Sequence[str] = SERVICE_NAMES, progress: Progr
     return [ServiceStatus(s.name, s.url, healthy[s.name]) for s in services]
 
 
-def down(settings: Settings, purge: bool = False) -> list[str]:
-    """Stop every service this stack started (in reverse order); `purge` also deletes their data."""
-    stopped = [service.name for service in reversed(build_services(settings)) if service.stop()]
+def down(settings: Settings, names: Sequence[str] = SERVICE_NAMES, *, purge: bool = False) -> list[str]:
+    """Stop these services if this stack started them (in reverse order); `purge` also deletes
+    their data."""
+    stopped = [service.name for service in reversed(build_services(settings, names)) if service.stop()]
     if purge:
-        for folder in ("kafka", "mlflow", "airflow", "run"):
+        for folder in names:
             shutil.rmtree(settings.home / folder, ignore_errors=True)
+        if set(names) == set(SERVICE_NAMES):
+            shutil.rmtree(settings.home / "run", ignore_errors=True)
     return stopped
 
 
