@@ -17,6 +17,7 @@ from infra.lake import Lake
 from infra.settings import PROJECT_ROOT, Settings, get_settings, load_settings
 from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
+from infra.stack.mlflow import mlflow_password
 from models import registry
 from tests.conftest import run_warden
 
@@ -43,12 +44,17 @@ def _restore(saved: dict[str, str | None]) -> None:
 
 @pytest.fixture(scope="module")
 def env(settings: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """MLflow running, a lake with two days of labeled history, a model name of this module's own."""
+    """MLflow running, a lake with two days of labeled history, a model name of this module's own.
+
+    A home of its own too: the Feast store and Airflow live under it, and other modules' streams
+    must not find this module's devices in their online store."""
     manager.up(settings, ["mlflow"])
-    lake = tmp_path_factory.mktemp("retrain-lake")
+    home = tmp_path_factory.mktemp("retrain-home")
     env = {
         **session_env,
-        "WARDEN_LAKE_ROOT": str(lake),
+        "WARDEN_HOME": str(home),
+        "WARDEN_LAKE_ROOT": str(home / "lake"),
+        "MLFLOW_TRACKING_PASSWORD": mlflow_password(settings),
         "WARDEN_MODEL_NAME": f"retrain-test-{os.getpid()}",
         "WARDEN_TRAINING_WINDOW_DAYS": str(DAYS),
     }
