@@ -15,15 +15,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from throughput import prepare, scratch_settings
+from throughput import prepare, scratch_settings, start_stream
 
 from infra.progress import ProgressLine
 from infra.settings import PROJECT_ROOT, Settings, get_settings
@@ -39,24 +36,13 @@ def weighted(records: list[dict], key: str, quantile: str) -> float:
 
 
 def at_rate(bench: Settings, rate: float, seconds: float, devices: int) -> dict:
-    shutil.rmtree(bench.checkpoint_dir, ignore_errors=True)
-    metrics_file(bench).unlink(missing_ok=True)
-    env = {**os.environ, **bench.to_env(), "WARDEN_STREAM_STARTING_OFFSETS": "latest"}
-    log = bench.home / f"stream-{rate:.0f}.log"
-    stream = subprocess.Popen(  # noqa: S603
-        [str(Path(sys.executable).with_name("warden")), "stream"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
+    stream = start_stream(bench, "latest", bench.home / f"stream-{rate:.0f}.log")
     try:
         # Wait for the query's first (empty) batch, so the offered events are all read live.
         deadline = time.monotonic() + 180
         while not metrics_file(bench).exists() and time.monotonic() < deadline:
             time.sleep(0.5)
-        sent = threading.Thread(
-            target=simulate,
-            args=(bench, SimulationParams(devices=devices, rate=rate, duration=seconds), ProgressLine(f"offer {rate:,.0f}/s")),
-        )
-        sent.start()
-        sent.join()
+        simulate(bench, SimulationParams(devices=devices, rate=rate, duration=seconds), ProgressLine(f"offer {rate:,.0f}/s"))
         time.sleep(15)  # let the last batches land
     finally:
         stream.send_signal(signal.SIGTERM)

@@ -65,14 +65,19 @@ def prepare(bench: Settings, events: int, devices: int) -> None:
     simulate(bench, SimulationParams(devices=devices, rate=300_000, events=events), ProgressLine("backlog"))
 
 
-def one_run(bench: Settings, events: int, number: int) -> dict:
+def start_stream(bench: Settings, starting_offsets: str, log: Path) -> subprocess.Popen[bytes]:
+    """The real `warden stream` on a fresh checkpoint and an empty metrics file."""
     shutil.rmtree(bench.checkpoint_dir, ignore_errors=True)
     metrics_file(bench).unlink(missing_ok=True)
-    env = {**os.environ, **bench.to_env(), "WARDEN_STREAM_STARTING_OFFSETS": "earliest"}
-    log = bench.home / f"stream-run-{number}.log"
-    stream = subprocess.Popen(  # noqa: S603
+    env = {**os.environ, **bench.to_env(), "WARDEN_STREAM_STARTING_OFFSETS": starting_offsets}
+    return subprocess.Popen(  # noqa: S603
         [str(Path(sys.executable).with_name("warden")), "stream"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
+
+
+def one_run(bench: Settings, events: int, number: int) -> dict:
+    log = bench.home / f"stream-run-{number}.log"
+    stream = start_stream(bench, "earliest", log)
     progress = ProgressLine(f"run {number}")
     records: list[dict] = []
     try:

@@ -33,17 +33,12 @@ def review(settings: Settings) -> dict[str, str] | None:
     head = f"| test window | challenger v{challenger.version} ({challenger.kind}) |"
     head += f" champion v{champion.version} ({champion.kind}) |" if champion else " champion |"
     lines = [head, "|---|---|---|"]
-    for name in _REVIEWED:
-        theirs = metrics.get(f"champion_test_{name}")
-        lines.append(
-            f"| {name} | {metrics.get(f'test_{name}', float('nan')):.3f} | "
-            + (f"{theirs:.3f} |" if theirs is not None else "— |")
-        )
     kinds = sorted(k[len("test_recall_") :] for k in metrics if k.startswith("test_recall_"))
-    for kind in kinds:
-        theirs = metrics.get(f"champion_test_recall_{kind}")
+    rows = [(name, name) for name in _REVIEWED] + [(f"recall on {kind}", f"recall_{kind}") for kind in kinds]
+    for label, metric in rows:
+        theirs = metrics.get(f"champion_test_{metric}")
         lines.append(
-            f"| recall on {kind} | {metrics[f'test_recall_{kind}']:.3f} | "
+            f"| {label} | {metrics.get(f'test_{metric}', float('nan')):.3f} | "
             + (f"{theirs:.3f} |" if theirs is not None else "— |")
         )
     body = "\n".join(

@@ -36,7 +36,7 @@ def validate_step(settings: Settings, spark: SparkSession, window: Window) -> Va
     """Run the expectation suite on the window; the report is kept as an MLflow artifact either
     way, and a failure raises DataValidationError before anything is trained."""
     report = validate_history(settings, spark, window)
-    registry.configure_mlflow(settings)
+    client = registry.configure_mlflow(settings)
     import mlflow
 
     mlflow.set_experiment(settings.model_name)
@@ -45,9 +45,7 @@ def validate_step(settings: Settings, spark: SparkSession, window: Window) -> Va
         mlflow.log_metrics({"validation_rows": report.rows, "validation_failures": len(report.failures)})
         mlflow.log_dict(report.as_dict(), "validation_report.json")
     if not report.success:
-        import mlflow
-
-        mlflow.MlflowClient().set_terminated(run.info.run_id, "FAILED")
+        client.set_terminated(run.info.run_id, "FAILED")
         raise DataValidationError(report)
     return report
 

@@ -7,7 +7,7 @@ here imports Airflow: tests and `warden` call the same functions.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from infra.settings import get_settings
@@ -69,8 +69,6 @@ def register(run_id: str) -> dict[str, Any]:
 
 
 def refresh_features(end: str) -> str:
-    from datetime import timedelta
-
     from pipelines.feature_refresh import refresh_features as refresh
 
     settings = get_settings()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -114,8 +114,7 @@ class BatchProcessor:
                 scored = self._score(valid, list(census.newest), earlier, model)
                 scored_files = self.lake.write(self._scored_rows(scored, batch_id), "scored", batch_id)
             clock.lap("score")
-            day = F.date_format("ts", "yyyy-MM-dd").alias("date")
-            self.lake.write(valid.select(*EVENT_FIELDS, day), "telemetry", batch_id)
+            self.lake.write(valid.select(*EVENT_FIELDS, _event_date()), "telemetry", batch_id)
             dead_letters: list[DeadLetter] = []
             if census.rejected:
                 rejected = parsed.where(F.col("reason").isNotNull())
@@ -172,8 +171,13 @@ class BatchProcessor:
             F.col("offset").alias("source_offset"),
             F.col("kafka_ts").alias("source_timestamp"),
             F.lit(batch_id).alias("batch_id"),
-            F.date_format("ts", "yyyy-MM-dd").alias("date"),
+            _event_date(),
         )
+
+
+def _event_date() -> Column:
+    """The lake's date partition of a valid event: its own UTC date."""
+    return F.date_format("ts", "yyyy-MM-dd").alias("date")
 
 
 @dataclass
