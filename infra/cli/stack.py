@@ -51,7 +51,11 @@ def up(services: tuple[str, ...], lake: str) -> None:
     multiple=True,
     help="Stop only this service (repeatable). Default: all of them.",
 )
-@click.option("--purge", is_flag=True, help="Also delete the services' data (topics, registry, Airflow DB).")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also delete the services' data (topics, registry, Airflow DB); purging Kafka also resets the stream's checkpoint.",
+)
 def down(services: tuple[str, ...], purge: bool) -> None:
     """Stop every service that `warden up` started; no process is left behind."""
     stopped = manager.down(get_settings(), services or manager.SERVICE_NAMES, purge=purge)

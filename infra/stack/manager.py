@@ -83,6 +83,10 @@ def down(settings: Settings, names: Sequence[str] = SERVICE_NAMES, *, purge: boo
     if purge:
         for folder in names:
             shutil.rmtree(settings.home / folder, ignore_errors=True)
+        if "kafka" in names:
+            # The stream's checkpoint holds offsets into the topics just deleted: kept, the next
+            # `warden stream` would stop on "data may have been lost".
+            shutil.rmtree(settings.checkpoint_dir, ignore_errors=True)
         if set(names) == set(SERVICE_NAMES):
             shutil.rmtree(settings.home / "run", ignore_errors=True)
     return stopped

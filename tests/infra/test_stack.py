@@ -162,3 +162,17 @@ def test_down_leaves_no_process_behind(full_stack: tuple[dict[str, str], Setting
     assert manager.status(settings) and not any(s.health.ok for s in manager.status(settings))
     status = run_warden(env, "status")
     assert status.returncode == 1
+
+
+def test_purging_kafka_forgets_the_streams_offsets(tmp_path: Path) -> None:
+    env = stack_env(tmp_path)
+    settings = load_settings(home=Path(env["WARDEN_HOME"]))
+    (settings.checkpoint_dir / "offsets").mkdir(parents=True)
+    (settings.home / "kafka").mkdir()
+    (settings.home / "mlflow").mkdir()
+
+    assert run_warden(env, "down", "--service", "mlflow", "--purge").returncode == 0
+    assert settings.checkpoint_dir.exists(), "purging MLflow must keep the stream's offsets"
+    assert run_warden(env, "down", "--service", "kafka", "--purge").returncode == 0
+    assert not (settings.home / "kafka").exists()
+    assert not settings.checkpoint_dir.exists()

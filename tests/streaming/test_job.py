@@ -134,8 +134,11 @@ MALFORMED = [
 def scored(settings: Settings) -> pd.DataFrame:
     path = Path(settings.lake_url) / "scored"
     if not path.exists():
-        return pd.DataFrame(columns=["event_id", "model_version", "is_alert", "feature_status"])
-    return ds.dataset(path, partitioning="hive").to_table(
+        return pd.DataFrame(columns=["event_id", "device_id", "model_version", "is_alert", "feature_status", "score"])
+    dataset = ds.dataset(path, partitioning="hive")
+    if not dataset.files:  # the folder exists before the first batch's files are moved in
+        return pd.DataFrame(columns=["event_id", "device_id", "model_version", "is_alert", "feature_status", "score"])
+    return dataset.to_table(
         columns=["event_id", "device_id", "model_version", "is_alert", "feature_status", "score"]
     ).to_pandas()
 
@@ -177,6 +180,7 @@ def test_exactly_once_through_a_sigkill(env: dict[str, str], settings_of: Settin
     produce(settings, [value for value, _ in MALFORMED], [b"dev-00001"] * len(MALFORMED))
 
     first = StreamProcess(env, stream["log_dir"] / "first.log")
+    stream["first"] = first  # killed by the fixture if this test fails before it does
     # Kill it once a few batches of 1,500 have committed, most likely inside the next one.
     wait_for(lambda: len(scored(settings)) >= 1500, 300, "the first batches", first)
     time.sleep(1.5)
