@@ -8,6 +8,10 @@ Two steps, both DataFrame in / DataFrame out, no reads, writes or sessions insid
 - `add_features`: from an event and its device's statistics, the model's inputs: how far each
   reading is from the device's recent normal (z-scores) and how much it moved since the
   device's previous reading (a stuck sensor does not move at all).
+
+The formulas of the model's inputs (`features.formulas`) are written once over an engine's
+operations; this module applies them to Spark columns, `features.frames` to NumPy arrays (for
+processes without Spark, such as the benchmark's baselines).
 """
 
 from __future__ import annotations
@@ -15,20 +19,32 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from features import formulas
+from features.formulas import FRESH, STATS_COLUMNS, STATS_TIME
 from features.schema import SENSOR_COLUMNS
 
-STATS_COLUMNS: tuple[str, ...] = tuple(
-    f"{stat}_{sensor}" for sensor in SENSOR_COLUMNS for stat in ("mean", "std")
-)
-STATS_TIME = "stats_window_end"
-Z_COLUMNS: tuple[str, ...] = tuple(f"z_{sensor}" for sensor in SENSOR_COLUMNS)
-DELTA_COLUMNS: tuple[str, ...] = tuple(f"delta_{sensor}" for sensor in SENSOR_COLUMNS)
-FEATURE_COLUMNS: tuple[str, ...] = (*SENSOR_COLUMNS, *Z_COLUMNS, *DELTA_COLUMNS, "max_abs_z", "min_delta")
 
-# Statistics state: what the stream counts and what each scored row records.
-FRESH, STALE, MISSING = "fresh", "stale", "missing"
-# "No previous reading of this device": a value no real delta takes (deltas are >= 0).
-NO_PREVIOUS = -1.0
+class _SparkOps:
+    """The operations `features.formulas` needs, on Spark columns (null is "no value")."""
+
+    abs = staticmethod(F.abs)
+    greatest = staticmethod(F.greatest)  # skips nulls
+    least = staticmethod(F.least)
+
+    @staticmethod
+    def coalesce(value: Column, fallback: Column | float) -> Column:
+        return F.coalesce(value, fallback if isinstance(fallback, Column) else F.lit(fallback))
+
+    @staticmethod
+    def is_missing(value: Column) -> Column:
+        return value.isNull() | F.isnan(value)
+
+    @staticmethod
+    def choose(cases: list[tuple[Column, str]], default: str) -> Column:
+        chosen = F.when(cases[0][0], F.lit(cases[0][1]))
+        for condition, value in cases[1:]:
+            chosen = chosen.when(condition, F.lit(value))
+        return chosen.otherwise(F.lit(default))
 
 
 def window_stats(telemetry: DataFrame, window_minutes: int, step_minutes: int) -> DataFrame:
@@ -59,12 +75,8 @@ def usable_stats(events: DataFrame, max_age_minutes: int) -> DataFrame:
     say which in `feature_status` (fresh / stale / missing). Feast does not enforce a feature
     view's TTL on online reads, so the age is checked here, for both paths."""
     age_seconds = F.unix_timestamp("ts") - F.unix_timestamp(STATS_TIME)
-    first_mean = F.col(f"mean_{SENSOR_COLUMNS[0]}")
-    # A store returns NaN or null for a device it has never seen, depending on the path.
-    status = (
-        F.when(F.col(STATS_TIME).isNull() | first_mean.isNull() | F.isnan(first_mean), F.lit(MISSING))
-        .when(age_seconds > max_age_minutes * 60, F.lit(STALE))
-        .otherwise(F.lit(FRESH))
+    status = formulas.feature_status(
+        F.col(STATS_TIME).isNull(), F.col(formulas.FIRST_MEAN), age_seconds, max_age_minutes, _SparkOps
     )
     events = events.withColumn("feature_status", status)
     fresh = F.col("feature_status") == FRESH
@@ -73,36 +85,25 @@ def usable_stats(events: DataFrame, max_age_minutes: int) -> DataFrame:
     )
 
 
-def _scale(sensor: str) -> Column:
-    # A window in which a sensor barely moved (or was stuck) must not turn tiny noise into huge z.
-    mean, std = F.col(f"mean_{sensor}"), F.col(f"std_{sensor}")
-    floor = F.abs(F.coalesce(mean, F.col(sensor))) * 0.001 + 1e-3
-    return F.greatest(F.coalesce(std, floor), floor)
-
-
 def add_features(events: DataFrame, earlier: DataFrame | None = None) -> DataFrame:
     """Add FEATURE_COLUMNS to events (device_id, ts, event_id, sensors, stats columns).
 
     A device's readings are ordered by (ts, event_id); `earlier` holds readings that came
     before `events` (device_id, ts, event_id, sensors) so that the first event of a device
     still has its previous reading: the stream passes each device's last reading of the
-    earlier batches, training passes nothing (its window holds the history). Missing
-    statistics give neutral z-scores (0); a device with no previous reading at all gets
-    delta = NO_PREVIOUS.
+    earlier batches, training passes nothing (its window holds the history).
     """
     previous = Window.partitionBy("device_id").orderBy("ts", "event_id")
     if earlier is not None:
         context = earlier.select("device_id", "ts", "event_id", *SENSOR_COLUMNS, F.lit(True).alias("_earlier"))
         events = events.withColumn("_earlier", F.lit(False)).unionByName(context, allowMissingColumns=True)
-    columns = [F.col(c) for c in events.columns]
-    for sensor in SENSOR_COLUMNS:
-        z = (F.col(sensor) - F.col(f"mean_{sensor}")) / _scale(sensor)
-        columns.append(F.coalesce(z, F.lit(0.0)).alias(f"z_{sensor}"))
-        delta = F.abs(F.col(sensor) - F.lag(sensor).over(previous)) / _scale(sensor)
-        columns.append(F.coalesce(delta, F.lit(NO_PREVIOUS)).alias(f"delta_{sensor}"))
-    with_features = events.select(*columns)
+    inputs = formulas.model_inputs(
+        {sensor: F.col(sensor) for sensor in SENSOR_COLUMNS},
+        {sensor: F.lag(sensor).over(previous) for sensor in SENSOR_COLUMNS},
+        {c: F.col(c) for c in STATS_COLUMNS},
+        _SparkOps,
+    )
+    with_features = events.select(*events.columns, *(column.alias(name) for name, column in inputs.items()))
     if earlier is not None:
         with_features = with_features.where(~F.col("_earlier")).drop("_earlier")
-    return with_features.withColumn(
-        "max_abs_z", F.greatest(*(F.abs(F.col(c)) for c in Z_COLUMNS))
-    ).withColumn("min_delta", F.least(*(F.col(c) for c in DELTA_COLUMNS)))
+    return with_features

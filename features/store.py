@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from features.logic import STATS_COLUMNS, STATS_TIME
+from features.formulas import STATS_COLUMNS, STATS_TIME
 from infra.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def online_features(store: FeatureStore, device_ids: list[str]) -> pd.DataFrame:
     """One batched online read for these devices: statistics, their window end, device type.
 
     Devices the store has never seen come back with nulls; no TTL is applied here
-    (`features.logic.usable_stats` decides what is fresh).
+    (`usable_stats` of `features.logic` or `features.frames` decides what is fresh).
     """
     service = store.get_feature_service(FEATURE_SERVICE)
     response = store.get_online_features(features=service, entity_rows={"device_id": device_ids})

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from features.logic import FEATURE_COLUMNS
+from features.formulas import FEATURE_COLUMNS
 from models.estimators import RANDOM_FOREST, XGBOOST
 from models.exceptions import ModelRejected
 from models.registry import CHAMPION, VersionInfo, version_by_alias

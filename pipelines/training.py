@@ -19,7 +19,7 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.logic import FEATURE_COLUMNS
+from features.formulas import FEATURE_COLUMNS
 from infra.exceptions import WardenError
 from infra.progress import ProgressLine
 from infra.settings import PROJECT_ROOT, Settings

@@ -8,7 +8,8 @@ from datetime import datetime
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.logic import FEATURE_COLUMNS, add_features, grid_floor, usable_stats
+from features.formulas import FEATURE_COLUMNS
+from features.logic import add_features, grid_floor, usable_stats
 from features.store import FEATURE_SERVICE, feature_store
 from infra.exceptions import LakeError
 from infra.lake import Lake

@@ -7,13 +7,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.logic import FEATURE_COLUMNS, FRESH, MISSING, STALE, STATS_COLUMNS, STATS_TIME, add_features, usable_stats
+from features.formulas import FEATURE_COLUMNS, FRESH, MISSING, STALE, STATS_COLUMNS, STATS_TIME
+from features.logic import add_features, usable_stats
 from features.schema import EVENT_FIELDS
 from features.store import online_features
 from infra.settings import Settings
@@ -108,11 +109,16 @@ class BatchProcessor:
             clock.lap("read")
             valid = parsed.where(F.col("reason").isNull())
             readings = self.readings.before(batch_id)
-            scored_files: list[str] = []
+            alerts: list[tuple[bytes | None, bytes]] = []
             if census.valid:
                 earlier = self.readings.frame(readings, list(census.newest))
                 scored = self._score(valid, list(census.newest), earlier, model)
-                scored_files = self.lake.write(self._scored_rows(scored, batch_id), "scored", batch_id)
+                # The alerts and the summary are gathered by the write itself, as observed
+                # metrics: no second pass over the scored batch, cached or read back.
+                observed = Observation(f"batch-{batch_id}")
+                self.lake.write(_observed(self._scored_rows(scored, batch_id), observed), "scored", batch_id)
+                alerts = _summarize(observed.get, metrics)
+            metrics.alerts = len(alerts)
             clock.lap("score")
             self.lake.write(valid.select(*EVENT_FIELDS, _event_date()), "telemetry", batch_id)
             dead_letters: list[DeadLetter] = []
@@ -123,18 +129,9 @@ class BatchProcessor:
             clock.lap("lake")
             self.readings.save(batch_id, newer(readings, census.newest))
             clock.lap("state")
-            # Alerts and the summary come from the files just written: a few columns of Parquet
-            # cost less than caching every column of the scored batch.
-            written = self.spark.read.parquet(*scored_files) if scored_files else None
-            alerts = _alerts(written) if written is not None else []
-            metrics.alerts = len(alerts)
-            clock.lap("collect")
             published = self.kafka_sink().publish(batch_id, alerts, dead_letters)
             metrics.alerts_skipped_as_written = not published
             clock.lap("kafka")
-            if written is not None:
-                _summarize(written, metrics)
-            clock.lap("summary")
         finally:
             parsed.unpersist()
         self.metrics.record_batch(metrics)
@@ -244,8 +241,9 @@ def _dead_letters(rejected: DataFrame) -> list[DeadLetter]:
     return letters
 
 
-def _alerts(scored: DataFrame) -> list[tuple[bytes | None, bytes]]:
-    """The batch's alerts as (key, JSON value), read from its rows in `scored/`."""
+def _observed(scored: DataFrame, observation: Observation) -> DataFrame:
+    """`scored` with the batch's alerts (key, JSON value), row count, feature status counts and
+    timestamp percentiles attached as metrics observed while it is written."""
     payload = F.to_json(
         F.struct(
             "event_id",
@@ -263,23 +261,24 @@ def _alerts(scored: DataFrame) -> list[tuple[bytes | None, bytes]]:
             "source_offset",
         )
     )
-    rows = scored.where("is_alert").select("device_id", payload.alias("json")).collect()
-    return [(row[0].encode(), row[1].encode()) for row in rows]
-
-
-def _summarize(scored: DataFrame, metrics: BatchMetrics) -> None:
-    """Rows, feature status and latency percentiles of the batch's rows in `scored/`."""
     quantiles = [1 - q for q in _QUANTILES.values()]
-    row = scored.agg(
+    return scored.observe(
+        observation,
+        F.collect_list(F.when(F.col("is_alert"), F.struct("device_id", payload.alias("json")))).alias("alerts"),
         F.count(F.lit(1)).alias("rows"),
         F.percentile_approx(F.unix_millis("ts"), quantiles).alias("ts_q"),
         F.percentile_approx(F.unix_millis("source_timestamp"), quantiles).alias("kafka_q"),
         *(F.sum((F.col("feature_status") == s).cast("int")).alias(s) for s in (FRESH, STALE, MISSING)),
-    ).first()
+    )
+
+
+def _summarize(observed: dict[str, Any], metrics: BatchMetrics) -> list[tuple[bytes | None, bytes]]:
+    """Fill the batch's metrics from what its write observed; return its alerts."""
     now_ms = time.time() * 1000
-    metrics.scored_rows = int(row["rows"]) if row else 0
-    if row and row["rows"]:
+    metrics.scored_rows = int(observed["rows"])
+    if metrics.scored_rows:
         # The p-th latency percentile is now minus the (1 - p)-th percentile of the timestamps.
-        metrics.latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["ts_q"], strict=True)}
-        metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, row["kafka_q"], strict=True)}
-        metrics.feature_status = {s: int(row[s] or 0) for s in (FRESH, STALE, MISSING)}
+        metrics.latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, observed["ts_q"], strict=True)}
+        metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, observed["kafka_q"], strict=True)}
+        metrics.feature_status = {s: int(observed[s] or 0) for s in (FRESH, STALE, MISSING)}
+    return [(row[0].encode(), row[1].encode()) for row in observed["alerts"]]

@@ -39,15 +39,12 @@ class LakeBatchWriter:
         self.lake_url = lake_url.rstrip("/")
         self._fs, self._path = hadoop_filesystem(spark, self.lake_url)
 
-    def write(self, frame: DataFrame, dataset: str, batch_id: int) -> list[str]:
-        """`frame` must have a `date` column (YYYY-MM-DD), the partition its rows belong to.
-
-        Returns the batch's files in the dataset, for whoever reads the batch back."""
+    def write(self, frame: DataFrame, dataset: str, batch_id: int) -> None:
+        """`frame` must have a `date` column (YYYY-MM-DD), the partition its rows belong to."""
         staging = f"{self.lake_url}/{STAGING}/{dataset}/batch={batch_id}"
         frame.write.mode("overwrite").partitionBy("date").parquet(staging)
         prefix = f"stream-{batch_id:012d}-"
         fs, path = self._fs, self._path
-        written = []
         for partition in fs.listStatus(path(staging)):
             if not partition.isDirectory() or not partition.getPath().getName().startswith("date="):
                 continue
@@ -61,9 +58,7 @@ class LakeBatchWriter:
                 moved = path(target, f"{prefix}{number:05d}.parquet")
                 if not fs.rename(part.getPath(), moved):
                     raise ServiceError(f"cannot move {part.getPath()} into {target}")
-                written.append(moved.toString())
         fs.delete(path(staging), True)
-        return written
 
 
 class TransactionalKafkaSink:

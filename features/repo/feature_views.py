@@ -5,7 +5,7 @@ from datetime import timedelta
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String, UnixTimestamp
 
-from features.logic import STATS_COLUMNS, STATS_TIME
+from features.formulas import STATS_COLUMNS, STATS_TIME
 from features.repo.data_sources import device_metadata_source, device_stats_source
 from features.repo.entities import device
 from infra.settings import get_settings

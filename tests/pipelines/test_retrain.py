@@ -160,7 +160,7 @@ def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotabl
 
 
 def test_a_feature_row_from_after_an_event_is_never_joined_to_it(env: dict[str, str], spark, retrained: registry.VersionInfo) -> None:  # noqa: ANN001
-    from features.logic import STATS_TIME
+    from features.formulas import STATS_TIME
     from pipelines.feature_refresh import STATS_DATASET
     from pipelines.training_set import point_in_time_stats
 
@@ -170,7 +170,7 @@ def test_a_feature_row_from_after_an_event_is_never_joined_to_it(env: dict[str, 
     grid_point = end - 3 * step
     # A statistics row one second after the event, with values no real window has.
     planted = {"device_id": ["dev-00001"], "window_end": [grid_point + timedelta(seconds=1)], STATS_TIME: [grid_point + timedelta(seconds=1)], "count": [1]}
-    from features.logic import STATS_COLUMNS
+    from features.formulas import STATS_COLUMNS
 
     planted.update({column: [9999.0] for column in STATS_COLUMNS})
     table = pa.table(planted)
