@@ -5,11 +5,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY_STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 JVM_STAMP := .jvm/.fetched
 JVM_POMS  := infra/jvm/pom.xml $(wildcard infra/jvm/*/pom.xml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install jvm demo test test-unit lint clean
+.PHONY: help install jvm demo test test-unit bench lint clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -40,6 +41,15 @@ test: install ## Run the whole test suite (unit and integration, real services)
 
 test-unit: install ## Run only the tests that need no running service
 	$(BIN)/pytest -m "not integration"
+
+$(BENCH_STAMP): $(PY_STAMP) bench/requirements-quix.txt
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet --no-deps -r bench/requirements-quix.txt
+	@touch $@
+
+bench: install $(BENCH_STAMP) ## Measure throughput, latency, recovery and quality against two baselines (long: ~1 h)
+	$(BIN)/warden up --service kafka --service mlflow
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean: ## Remove .venv and .jvm (not your data under WARDEN_HOME)
 	rm -rf $(VENV) .jvm

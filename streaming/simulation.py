@@ -84,8 +84,11 @@ def simulate(settings: Settings, params: SimulationParams, progress: ProgressLin
         chunk = generator.next_chunk(rounds_per_step)
         chunk = chunk.head(min(len(chunk), total - report.events))
         keys, values = chunk.json_events(generator.fleet)
-        # Pace on the schedule, not on the previous step, so short stalls are caught up.
-        delay = started + step * step_seconds - time.monotonic()
+        # Pace on the schedule, not on the previous step, so short stalls are caught up. A step's
+        # readings are sent at the end of their slot, as a device sends a reading after taking
+        # it: no event is produced before its own `ts` (a latency measured from `ts` is never
+        # negative, and at most one step long where the real one is zero).
+        delay = started + (step + 1) * step_seconds - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         produce_all(producer, settings.topic_telemetry, keys, values, deliveries)

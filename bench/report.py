@@ -1,0 +1,103 @@
+"""The benchmark's result as a Markdown table beside the paper's figures, and a latency plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+PAPER = {
+    "throughput": "3,200,000 (24 cores)",
+    "latency": "120 ms average",
+    "recovery": "< 2 s",
+    "quality": "92.8 % accuracy",
+}
+
+
+def _rate(per_second: float) -> str:
+    return f"{per_second * 60:,.0f}/min" if per_second else "-"
+
+
+def _ms(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.0f} ms"
+
+
+def _spread(summary: dict) -> str:
+    return f"{summary['median']:,.0f} ({summary['min']:,.0f}–{summary['max']:,.0f})"
+
+
+def markdown(result: dict) -> str:
+    systems = result["systems"]
+    names = list(systems)
+    lines = [
+        f"Machine: {result['machine']['cores']} cores, {result['machine']['memory_gb']} GB; commit {result['commit'][:10]}; "
+        f"medians of {result['runs']} runs (min–max in brackets).",
+        "",
+        "| | " + " | ".join(names) + " | paper |",
+        "|---" * (len(names) + 2) + "|",
+    ]
+
+    def row(label: str, cell: object, paper: str = "") -> None:
+        lines.append(f"| {label} | " + " | ".join(cell(systems[n]) for n in names) + f" | {paper} |")  # type: ignore[operator]
+
+    row("backlog throughput, events/min", lambda s: _spread(s["backlog"]["events_per_minute"]) if "backlog" in s else "-",
+        PAPER["throughput"])
+    row("max sustained, events/min", lambda s: _rate(s["sustained"]["max_sustained_per_second"]["median"])
+        if "sustained" in s else "-")
+    for share in ("25%", "50%"):
+        row(f"alert latency p50 / p95 / p99 at {share} of max",
+            lambda s, share=share: " / ".join(_ms(s["latency"][share][q]["median"]) for q in ("p50", "p95", "p99"))
+            if share in s.get("latency", {}) else "-",
+            PAPER["latency"] if share == "50%" else "")
+    ours = systems.get("streamwarden", {})
+    if "backlog" in ours:
+        for name in names[1:]:
+            theirs = systems[name].get("backlog")
+            if theirs:
+                ratio = ours["backlog"]["events_per_minute"]["median"] / max(theirs["events_per_minute"]["median"], 1e-9)
+                lines.append(f"| streamwarden / {name}, backlog throughput | {ratio:.2f}× |" + " |" * len(names))
+    if "recovery" in result:
+        rec = result["recovery"]
+        lines.append(
+            f"| recovery after SIGKILL (streamwarden) | {rec['recovery_s']['median']:.1f} s "
+            f"({rec['recovery_s']['min']:.1f}–{rec['recovery_s']['max']:.1f}); lost {rec['lost']}, "
+            f"duplicated {rec['duplicated']} |" + " |" * (len(names) - 1) + f" {PAPER['recovery']} |"
+        )
+    if "quality" in result:
+        q = result["quality"]
+        lines.append(
+            f"| detection quality (held-out day, v{q['model']['version']} {q['model']['kind']}) | precision "
+            f"{q['precision']:.3f}, recall {q['recall']:.3f}, F1 {q['f1']:.3f}, PR-AUC {q['pr_auc']:.3f} |"
+            + " |" * (len(names) - 1) + f" {PAPER['quality']} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(result: dict, out: Path) -> Path:
+    """Alert latency percentiles against the offered rate, one colour per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: a file
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for (name, system), colour in zip(result["systems"].items(), ("tab:blue", "tab:orange", "tab:green"), strict=False):
+        for quantile, style in (("p50", "-o"), ("p95", "--s"), ("p99", ":^")):
+            points = sorted(
+                (run["offered_per_second"] * 60, run[quantile] / 1000)
+                for share in system.get("latency", {}).values() for run in share["runs"]
+            )
+            if points:
+                axis.plot(*zip(*points, strict=True), style, color=colour, label=f"{name} {quantile}")
+    axis.set_xlabel("offered events/min")
+    axis.set_ylabel("event → alert latency (s)")
+    axis.set_xscale("log")  # the systems' rates are orders of magnitude apart
+    axis.set_yscale("log")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=8)
+    axis.set_title(f"Alert latency against offered rate ({result['machine']['cores']} cores, {result['commit'][:8]})")
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    return out

@@ -1,0 +1,229 @@
+"""The benchmark's scenarios, each a function of a system (bench/systems.py) returning plain data.
+
+Definitions (the same for every system):
+- backlog throughput: rows after the first batch / wall time from the end of the first batch
+  to the end of the last one, on a pre-loaded backlog read from the earliest offset (all of it,
+  or as much as the system reads in `max_seconds`);
+- sustained: the simulator offers a fixed rate for a while; the system kept up if everything
+  was processed within `grace` seconds of the load stopping, or two of its median batch
+  durations if that is longer (a system that falls behind keeps a growing lag, and needs about
+  deficit × duration to drain it); the rate rises in steps;
+- latency: a consumer outside the system reads its alert topic and takes arrival time minus
+  the event's `ts`, 0–0.1 s before the event was produced (the simulator sends each 0.1 s slot
+  of readings at its end): overstated by 50 ms on average, never understated;
+- recovery: SIGKILL of the streaming driver's process group under load, restart from the
+  checkpoint; the time from the kill to the first batch committed again, then exact counts.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pyarrow.dataset as ds
+from confluent_kafka import Consumer, TopicPartition
+
+from infra.progress import ProgressLine
+from infra.settings import Settings
+from streaming.kafka_io import end_offsets
+from streaming.simulation import SimulationParams, simulate
+from systems import Running, Streamwarden, System
+
+IDLE_SECONDS = 6.0  # no new rows for this long: the system has processed what it was offered
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, running: Running, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        running.check_alive()
+        if time.monotonic() > deadline:
+            raise SystemExit(f"error: {running.system.name}: timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def wait_idle(running: Running, since: float, timeout: float) -> float:
+    """Wait until the system has processed nothing new for IDLE_SECONDS; the end time of its
+    last batch with rows (or `since` if none came after it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running.check_alive()
+        ends = [b.end for b in running.batches() if b.rows and b.end >= since]
+        last = max(ends, default=since)
+        if time.time() - last > IDLE_SECONDS:
+            return last
+        time.sleep(0.5)
+    raise SystemExit(f"error: {running.system.name} still busy {timeout:.0f} s after the load stopped")
+
+
+def offer(bench: Settings, rate: float, seconds: float, devices: int, label: str) -> int:
+    """The simulator at a fixed rate: the events it produced."""
+    report = simulate(bench, SimulationParams(devices=devices, rate=rate, duration=seconds), ProgressLine(label))
+    return report.events
+
+
+def backlog_throughput(system: System, events: int, max_seconds: float) -> dict:
+    """Read the backlog from the start, until all of it or `max_seconds` of processing (a slow
+    system needs no hour to show its rate)."""
+    running = system.start("earliest")
+    progress = ProgressLine(f"{system.name} backlog")
+    try:
+        def done() -> bool:
+            batches = [b for b in running.batches() if b.rows]
+            rows = sum(b.rows for b in batches)
+            progress.update(f"{rows:,}/{events:,} events")
+            return rows >= events or bool(batches) and batches[-1].end - batches[0].end > max_seconds
+
+        wait_for(done, 3600, running, f"{events:,} events")
+    finally:
+        running.stop()
+    batches = [b for b in running.batches() if b.rows]
+    steady = batches[1:]
+    seconds = steady[-1].end - batches[0].end if steady else 0.0
+    rows = sum(b.rows for b in steady)
+    per_minute = rows / seconds * 60 if seconds > 0 else 0.0
+    progress.done(f"{per_minute:,.0f} events/min ({rows:,} events after the first batch in {seconds:.1f} s)")
+    return {"events_per_minute": per_minute, "batches": len(batches), "rows": rows, "seconds": seconds}
+
+
+def sustained(system: System, bench: Settings, start_rate: float, seconds: float, steps: int, devices: int) -> dict:
+    """Raise the offered rate by 25 % a step until the system falls behind."""
+    grace = max(10.0, 0.15 * seconds)
+    running = system.start("latest")
+    trials = []
+    try:
+        wait_for(system.started, 300, running, "the system to start")
+        rate = start_rate
+        for _ in range(steps):
+            load_start = time.time()
+            offered = offer(bench, rate, seconds, devices, f"{system.name} offered {rate:,.0f}/s")
+            load_end = time.time()
+            drained = wait_idle(running, load_start, timeout=max(600.0, 3 * seconds))
+            during = [b for b in running.batches() if b.end >= load_start]
+            processed = sum(b.rows for b in during)
+            # A system that keeps up still ends its last batch after the load: allow two batches.
+            allowed = max(grace, 2 * statistics.median([b.seconds for b in during] or [0.0]))
+            behind = max(0.0, drained - load_end)
+            kept_up = behind <= allowed and processed >= offered
+            trials.append({"offered_per_second": rate, "events": offered, "processed": processed,
+                           "drained_after_s": behind, "allowed_s": allowed, "kept_up": kept_up})
+            if not kept_up:
+                break
+            rate *= 1.25
+    finally:
+        running.stop()
+    kept = [t["offered_per_second"] for t in trials if t["kept_up"]]
+    return {"max_sustained_per_second": max(kept, default=0.0), "grace_s": grace, "trials": trials}
+
+
+class AlertClock:
+    """Reads a system's alert topic from its current end, as the alert's users do
+    (read_committed), and keeps arrival time minus event time of every alert."""
+
+    def __init__(self, bench: Settings, topic: str) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bench.kafka_bootstrap,
+                "group.id": f"bench-clock-{time.monotonic_ns()}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
+        ends = end_offsets(bench, topic).by_partition
+        self.consumer.assign([TopicPartition(topic, p, offset) for p, offset in ends.items()])
+        self.latencies_ms: list[float] = []
+        self.event_ids: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> AlertClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.consumer.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for message in self.consumer.consume(1000, timeout=0.2):
+                arrived = time.time()
+                if message.error() is None:
+                    alert = orjson.loads(message.value())
+                    self.event_ids.append(alert["event_id"])
+                    self.latencies_ms.append((arrived - datetime.fromisoformat(alert["event_ts"]).timestamp()) * 1000)
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": statistics.median(values), "p95": cuts[94], "p99": cuts[98]}
+
+
+def latency(system: System, bench: Settings, rate: float, seconds: float, devices: int) -> dict:
+    running = system.start("latest")
+    try:
+        wait_for(system.started, 300, running, "the system to start")
+        with AlertClock(bench, system.alerts_topic) as clock:
+            offer(bench, rate, seconds, devices, f"{system.name} latency at {rate:,.0f}/s")
+            wait_idle(running, time.time() - seconds, timeout=600)
+            time.sleep(2)  # the last alerts' transaction
+    finally:
+        running.stop()
+    return {"offered_per_second": rate, "alerts": len(clock.latencies_ms), **_percentiles(clock.latencies_ms)}
+
+
+def recovery(bench: Settings, number: int, rate: float, seconds: float, devices: int) -> dict:
+    """Kill `warden stream` a third of the way into a load, restart it, and count what landed."""
+    scratch = bench.model_copy(
+        update={
+            "lake_root": str(bench.home / f"recovery-{number}" / "lake"),
+            "topic_telemetry": f"{bench.topic_telemetry}_recovery_{number}",
+        }
+    )
+    system = Streamwarden(scratch)
+    running = system.start("latest")
+    restarted: Running | None = None
+    offered: list[int] = []
+    try:
+        wait_for(system.started, 300, running, "the stream to start")
+        load = threading.Thread(target=lambda: offered.append(offer(scratch, rate, seconds, devices, f"recovery {number}")))
+        with AlertClock(scratch, system.alerts_topic) as clock:
+            load.start()
+            wait_for(lambda: any(b.rows for b in running.batches()), 300, running, "a first batch under load")
+            time.sleep(seconds / 3)
+            running.kill()
+            killed = time.time()
+            restarted = system.start("latest", fresh=False)
+            wait_for(lambda: any(b.rows and b.end > killed for b in restarted.batches()), 300, restarted,
+                     "a batch after the restart")
+            back = min(b.end for b in restarted.batches() if b.rows and b.end > killed)
+            load.join()
+            wait_idle(restarted, killed, timeout=900)
+            time.sleep(3)
+            restarted.stop()
+        alert_ids = clock.event_ids
+    finally:
+        for process in (running, restarted):
+            if process is not None:
+                process.kill()
+    scored = ds.dataset(Path(scratch.lake_url) / "scored", partitioning="hive").to_table(columns=["event_id", "is_alert"])
+    event_ids = scored.column("event_id").to_pylist()
+    flagged = {e for e, alert in zip(event_ids, scored.column("is_alert").to_pylist(), strict=True) if alert}
+    return {
+        "offered": offered[0],
+        "recovery_s": back - killed,
+        "scored_rows": len(event_ids),
+        "lost": offered[0] - len(set(event_ids)),
+        "duplicated_scored": len(event_ids) - len(set(event_ids)),
+        "alerts": len(alert_ids),
+        "duplicated_alerts": len(alert_ids) - len(set(alert_ids)),
+        "alerts_match_scored": set(alert_ids) == flagged,
+    }
+
