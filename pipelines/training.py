@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 ARTIFACT_PATH = "model"
 TAG_TRAINING_SET = "training_set"
 TAG_MODEL_URI = "model_uri"
+# A run is reused only for the same inputs: training set, model kind and seed.
+TAG_SEED = "seed"
 
 
 class TrainingError(WardenError):
@@ -125,7 +127,7 @@ def train_candidates(
             done = client.search_runs(
                 [experiment.experiment_id],
                 f"tags.{TAG_TRAINING_SET} = '{location}' and tags.{registry.TAG_KIND} = '{kind}' "
-                "and attributes.status = 'FINISHED'",
+                f"and tags.{TAG_SEED} = '{seed}' and attributes.status = 'FINISHED'",
                 max_results=1,
             )
             if done:
@@ -147,7 +149,7 @@ def train_candidates(
                 threshold = choose_threshold(val[LABEL].to_numpy(), val[SCORE].to_numpy())
                 quality = judge_on(score, test, threshold)
                 model_uri = _log_run(kind, model, data, threshold, quality, window, commit, seed, counts)
-                mlflow.set_tags({TAG_TRAINING_SET: location, TAG_MODEL_URI: model_uri})
+                mlflow.set_tags({TAG_TRAINING_SET: location, TAG_MODEL_URI: model_uri, TAG_SEED: str(seed)})
             candidates.append(Candidate(kind, run.info.run_id, model_uri, threshold, quality))
             progress.update(f"{kind}: test F1 {quality.f1:.3f}, PR-AUC {quality.pr_auc:.3f}", force=True)
         return candidates
