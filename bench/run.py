@@ -143,7 +143,8 @@ def main() -> None:
         bench, champion = bench_champion(settings, bench)
         result["champion"] = {"name": champion.name, "version": champion.version, "kind": champion.kind}
         under_test = systems(bench, names)
-        topics = [bench.topic_telemetry] + [t for s in under_test for t in (s.alerts_topic, s.settings.topic_dlq)]
+        topics = [bench.topic_telemetry, bench.topic_alerts, bench.topic_dlq]
+        topics += [t for s in under_test for t in (s.alerts_topic, s.settings.topic_dlq)]
         simulate(bench, SimulationParams(devices=args.devices, rate=300_000, events=args.backlog), ProgressLine("backlog"))
         for system in under_test:
             result["systems"][system.name] = measure(system, bench, args)
