@@ -47,14 +47,16 @@ def wait_for(condition: Callable[[], bool], timeout: float, running: Running, wh
 
 
 def wait_idle(running: Running, since: float, timeout: float) -> float:
-    """Wait until the system has processed nothing new for IDLE_SECONDS; the end time of its
-    last batch with rows (or `since` if none came after it)."""
+    """Wait until the system has processed nothing new for IDLE_SECONDS, or one and a half of
+    its longest batch if that is longer (a batch in flight reports nothing until it ends); the
+    end time of its last batch with rows (or `since` if none came after it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         running.check_alive()
-        ends = [b.end for b in running.batches() if b.rows and b.end >= since]
-        last = max(ends, default=since)
-        if time.time() - last > IDLE_SECONDS:
+        batches = running.batches()
+        quiet = max([IDLE_SECONDS, *(1.5 * b.seconds for b in batches)])
+        last = max((b.end for b in batches if b.rows and b.end >= since), default=since)
+        if time.time() - last > quiet:
             return last
         time.sleep(0.5)
     raise SystemExit(f"error: {running.system.name} still busy {timeout:.0f} s after the load stopped")
