@@ -17,16 +17,19 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from infra.settings import PROJECT_ROOT, Settings
-from infra.stack.kafka import KafkaBroker, admin_client
+from infra.stack.kafka import KafkaBroker
 from streaming.kafka_io import end_offsets
 from streaming.metrics import metrics_file
+
+BASELINE_WARMUP_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -138,10 +141,12 @@ class Baseline(System):
         super().__init__(bench)
         self.metrics = bench.home / f"{name}.jsonl"
         self.group = ""
+        self._started = 0.0
 
     def start(self, starting_offsets: str, *, fresh: bool = True) -> Running:
         self.metrics.unlink(missing_ok=True)
         self.group = f"bench-{self.name}-{uuid.uuid4().hex[:8]}"
+        self._started = time.monotonic()
         if starting_offsets == "latest":
             # Pin "latest" to the end as of now: a consumer that gets its partitions late (Quix
             # takes a while) must still read everything offered after this point.
@@ -160,13 +165,9 @@ class Baseline(System):
         return [Batch(r["rows"], r["seconds"], r["end"]) for r in records]
 
     def started(self) -> bool:
-        """Its consumer group has its partitions: from here on it reads as it will under load."""
-        try:
-            described = admin_client(self.settings).describe_consumer_groups([self.group])[self.group].result(10)
-        except (KafkaException, TimeoutError):  # the group is rebalancing, its coordinator busy
-            return False
-        return described.state == ConsumerGroupState.STABLE and any(m.assignment.topic_partitions
-                                                                   for m in described.members)
+        # Its offsets are pinned, so nothing is missed; the wait keeps its start-up (Feast, the
+        # model, joining the group: 8-9 s measured) out of the latency figures.
+        return time.monotonic() - self._started > BASELINE_WARMUP_SECONDS
 
 
 def _commit_end_offsets(settings: Settings, group: str) -> None:
