@@ -137,6 +137,10 @@ def main() -> None:
     started = datetime.now(UTC)
     stem = f"{started:%Y%m%d-%H%M}-{git_commit()[:8]}"
     bench = scratch_settings(settings, Path(tempfile.mkdtemp(prefix="warden-bench-")))
+    # The Feast repository's modules read their lake and store paths from this process's
+    # settings: point them at the scratch home, not at the user's own lake.
+    os.environ.update(bench.to_env())
+    get_settings.cache_clear()
     result: dict = {"started": started.isoformat(), "commit": git_commit(), "machine": machine(), "runs": args.runs,
                     "backlog_events": args.backlog, "load_seconds": args.seconds, "devices": args.devices, "systems": {}}
     topics: list[str] = []
