@@ -36,7 +36,8 @@ $(JVM_STAMP): $(JVM_POMS)
 demo: install ## Start the embedded stack and run the platform end to end
 	$(BIN)/warden demo
 
-test: install ## Run the whole test suite (unit and integration, real services)
+test: install ## Run the whole test suite (unit and integration, real services, headless Chromium)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { echo "error: the browser tests need Chromium; run: apt-get install -y chromium chromium-driver"; exit 1; }
 	$(BIN)/pytest
 
 test-unit: install ## Run only the tests that need no running service

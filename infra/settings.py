@@ -81,6 +81,9 @@ class Settings(BaseSettings):
         default=3, description="LocalExecutor workers; Airflow's default of 32 swamps two cores."
     )
 
+    # The operators' dashboard (`warden dashboard`)
+    dashboard_port: Port = Field(default=8050, ge=1, le=65535, description="The dashboard's port on 127.0.0.1.")
+
     # Spark
     spark_master: str = "local[*]"
     spark_driver_memory: str = "2g"
@@ -217,6 +220,10 @@ class Settings(BaseSettings):
     @property
     def airflow_url(self) -> str:
         return f"http://127.0.0.1:{self.airflow_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
 
     @property
     def checkpoint_dir(self) -> Path:

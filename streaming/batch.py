@@ -39,6 +39,7 @@ _ONLINE_SCHEMA = T.StructType(
     ]
 )
 _QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
+_LATENCY_BINS = 16
 # (key, value, headers) of a record for the dead-letter topic.
 DeadLetter = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
@@ -268,6 +269,8 @@ def _observed(scored: DataFrame, observation: Observation) -> DataFrame:
         F.count(F.lit(1)).alias("rows"),
         F.percentile_approx(F.unix_millis("ts"), quantiles).alias("ts_q"),
         F.percentile_approx(F.unix_millis("source_timestamp"), quantiles).alias("kafka_q"),
+        # Bins of event times, for the latency histogram: a few numbers per batch, not an event each.
+        F.histogram_numeric(F.unix_millis("ts"), F.lit(_LATENCY_BINS)).alias("ts_bins"),
         *(F.sum((F.col("feature_status") == s).cast("int")).alias(s) for s in (FRESH, STALE, MISSING)),
     )
 
@@ -280,5 +283,6 @@ def _summarize(observed: dict[str, Any], metrics: BatchMetrics) -> list[tuple[by
         # The p-th latency percentile is now minus the (1 - p)-th percentile of the timestamps.
         metrics.latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, observed["ts_q"], strict=True)}
         metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, observed["kafka_q"], strict=True)}
+        metrics.latency_bins_ms = [(max(now_ms - b["x"], 0.0), b["y"]) for b in observed["ts_bins"] or []]
         metrics.feature_status = {s: int(observed[s] or 0) for s in (FRESH, STALE, MISSING)}
     return [(row[0].encode(), row[1].encode()) for row in observed["alerts"]]

@@ -24,7 +24,7 @@ from models.loader import ChampionWatcher, ScoringModel
 from models.registry import VersionInfo, configure_mlflow
 from streaming.batch import BatchProcessor
 from streaming.kafka_io import require_broker
-from streaming.metrics import ProgressListener, StreamMetrics
+from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
 from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
 from streaming.state import LastReadings
 
@@ -66,12 +66,12 @@ def run_stream(
 
     def swapped(old: ScoringModel | None, new: ScoringModel) -> None:
         report.swaps += 1
-        metrics.swaps.inc()
+        metrics.record_model_event(SWAP, new.version, old.version if old else "")
         progress.update(f"now scoring with version {new.version}" + (f" (was {old.version})" if old else ""), force=True)
 
     def refused(info: VersionInfo, why: str) -> None:
         report.refusals += 1
-        metrics.refusals.inc()
+        metrics.record_model_event(REFUSAL, info.version, reason=why)
         progress.update(f"refused version {info.version}: {why}", force=True)
 
     if threading.current_thread() is threading.main_thread():

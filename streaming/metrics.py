@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+from prometheus_client.core import HistogramMetricFamily
 from pyspark.sql.streaming import StreamingQueryListener
 
 from infra.settings import Settings
@@ -31,52 +32,120 @@ class BatchMetrics:
     model_name: str = ""
     model_version: str = ""
     latency_ms: dict[str, float] = field(default_factory=dict)  # event ts → sink, percentiles
+    latency_bins_ms: list[tuple[float, float]] = field(default_factory=list)  # (latency, events) bins
     kafka_latency_ms: dict[str, float] = field(default_factory=dict)  # Kafka timestamp → sink
     alerts_skipped_as_written: bool = False
     phases_ms: dict[str, float] = field(default_factory=dict)
     finished_at: float = 0.0
 
 
+# The `_created` series of every counter double the exposition and no dashboard of ours reads them.
+disable_created_metrics()
+
+SWAP = "swap"
+REFUSAL = "refusal"
+
+
 def metrics_file(settings: Settings) -> Path:
     return settings.home / "stream" / "metrics.jsonl"
 
 
+def model_events_file(settings: Settings) -> Path:
+    """Swaps and refusals of the champion, a JSON line each."""
+    return settings.home / "stream" / "model-events.jsonl"
+
+
+# Event time → sink, in seconds: micro-batches put the floor near a second, backlogs go far past it.
+LATENCY_BUCKETS_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+
+
+class LatencyHistogram:
+    """A Prometheus histogram fed with weighted observations: each batch hands over the
+    (latency, count) bins that Spark's `histogram_numeric` gathered while the batch was written,
+    so the stream never brings per-event values to the driver."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = (*buckets, float("inf"))
+        self.counts = [0] * len(self.bounds)  # not cumulative; summed up when collected
+        self.total = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, bins: list[tuple[float, float]]) -> None:
+        with self._lock:
+            for value, weight in bins:
+                count = round(weight)
+                slot = next(i for i, bound in enumerate(self.bounds) if value <= bound)
+                self.counts[slot] += count
+                self.total += value * count
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        with self._lock:
+            cumulative, running = [], 0
+            for bound, count in zip(self.bounds, self.counts, strict=True):
+                running += count
+                cumulative.append(("+Inf" if bound == float("inf") else str(bound), running))
+            total = self.total
+        family = HistogramMetricFamily(self.name, self.documentation)
+        family.add_metric([], cumulative, total)
+        return [family]
+
+
 class StreamMetrics:
-    """Collects batch records, exports them to Prometheus and appends them to the JSON-lines file."""
+    """Collects batch records, exports them to Prometheus and appends them to the JSON-lines file.
+
+    Names follow Prometheus' conventions: the unit in the name, `_total` on counters (added by
+    the client), histograms for durations, an `_info` gauge for the model scoring.
+    """
 
     def __init__(self, settings: Settings, serve: bool = True) -> None:
         self.path = metrics_file(settings)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.events_path = model_events_file(settings)
         self._pending: dict[int, BatchMetrics] = {}
         self.totals = {"batches": 0, "rows": 0, "alerts": 0, "dead_letters": 0}
         self._lock = threading.Lock()
         self.registry = CollectorRegistry()
         r = self.registry
-        self.input_rows = Counter("warden_stream_input_rows", "Records read from Kafka.", registry=r)
-        self.scored_rows = Counter("warden_stream_scored_rows", "Valid events scored.", registry=r)
+        self.input_records = Counter("warden_stream_input_records", "Records read from Kafka.", registry=r)
+        self.scored_records = Counter("warden_stream_scored_records", "Valid events scored.", registry=r)
         self.alerts = Counter("warden_stream_alerts", "Alerts published.", registry=r)
         self.dead_letters = Counter(
             "warden_stream_dead_letters", "Events sent to the dead-letter topic.", ["reason"], registry=r
         )
         self.feature_status = Counter(
-            "warden_stream_feature_rows", "Scored rows by state of their device statistics.", ["status"], registry=r
+            "warden_stream_feature_records", "Scored events by state of their device statistics.", ["status"], registry=r
         )
         self.swaps = Counter("warden_stream_model_swaps", "Champion models swapped in.", registry=r)
         self.refusals = Counter("warden_stream_model_refusals", "Model versions refused.", registry=r)
+        self.batches = Counter("warden_stream_batches", "Micro-batches committed.", registry=r)
         self.batch_seconds = Histogram(
             "warden_stream_batch_duration_seconds",
             "Wall time of a micro-batch.",
             buckets=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
             registry=r,
         )
-        self.latency = Gauge(
-            "warden_stream_event_latency_seconds", "Event time to sink, last batch.", ["quantile"], registry=r
+        self.latency = LatencyHistogram(
+            "warden_stream_event_latency_seconds", "Event time to the lake and alert sinks, per event.", LATENCY_BUCKETS_S
         )
-        self.lag = Gauge("warden_stream_consumer_lag_records", "Records behind the end of the topic.", registry=r)
-        self.rate = Gauge("warden_stream_processed_rows_per_second", "Rows per second, last batch.", registry=r)
-        self.model_version = Gauge("warden_stream_model_version", "Version of the champion scoring.", registry=r)
+        r.register(self.latency)
+        self.lag = Gauge(
+            "warden_stream_consumer_lag_records", "Records behind the end of the topic after the last batch.",
+            ["partition"], registry=r,
+        )
+        self.model_info = Gauge(
+            "warden_stream_model_info", "The model version scoring (value 1).", ["model_name", "model_version"], registry=r
+        )
         if serve:
             start_http_server(settings.metrics_port, addr="127.0.0.1", registry=r)
+
+    def record_model_event(self, kind: str, version: str, previous: str = "", reason: str = "") -> None:
+        """A swap or a refusal, with its time: the markers of the dashboard's time axis."""
+        (self.swaps if kind == SWAP else self.refusals).inc()
+        event = {"at": time.time(), "kind": kind, "version": version, "previous": previous, "reason": reason}
+        with self._lock, self.events_path.open("a") as out:
+            out.write(json.dumps(event) + "\n")
 
     def record_batch(self, metrics: BatchMetrics) -> None:
         metrics.finished_at = time.time()
@@ -86,17 +155,18 @@ class StreamMetrics:
         self.totals["rows"] += metrics.input_rows
         self.totals["alerts"] += metrics.alerts
         self.totals["dead_letters"] += sum(metrics.dead_letters.values())
-        self.input_rows.inc(metrics.input_rows)
-        self.scored_rows.inc(metrics.scored_rows)
+        self.batches.inc()
+        self.input_records.inc(metrics.input_rows)
+        self.scored_records.inc(metrics.scored_rows)
         self.alerts.inc(metrics.alerts)
         for reason, count in metrics.dead_letters.items():
             self.dead_letters.labels(reason).inc(count)
         for status, count in metrics.feature_status.items():
             self.feature_status.labels(status).inc(count)
-        for quantile, value in metrics.latency_ms.items():
-            self.latency.labels(quantile).set(value / 1000)
+        self.latency.observe([(ms / 1000, count) for ms, count in metrics.latency_bins_ms])
         if metrics.model_version:
-            self.model_version.set(float(metrics.model_version))
+            self.model_info.clear()
+            self.model_info.labels(metrics.model_name, metrics.model_version).set(1)
 
     def record_progress(self, progress: dict[str, Any]) -> None:
         """Merge Spark's progress report for a batch with our record and write it out."""
@@ -105,6 +175,7 @@ class StreamMetrics:
             ours = self._pending.pop(batch_id, None)
         source = (progress.get("sources") or [{}])[0]
         lag = float((source.get("metrics") or {}).get("maxOffsetsBehindLatest", 0) or 0)
+        by_partition = _lag_by_partition(source)
         durations = progress.get("durationMs") or {}
         record = {
             "batch_id": batch_id,
@@ -113,31 +184,32 @@ class StreamMetrics:
             "input_rows_per_second": progress.get("inputRowsPerSecond", 0.0),
             "processed_rows_per_second": progress.get("processedRowsPerSecond", 0.0),
             "batch_duration_ms": progress.get("batchDuration", durations.get("triggerExecution", 0)),
-            "consumer_lag_records": _total_lag(source),
+            "consumer_lag_records": float(sum(by_partition.values())),
             "max_partition_lag_records": lag,
+            "lag_by_partition": by_partition,
             **(asdict(ours) if ours else {}),
         }
-        self.lag.set(record["consumer_lag_records"])
-        self.rate.set(float(record["processed_rows_per_second"] or 0.0))
+        for partition, behind in by_partition.items():
+            self.lag.labels(partition).set(behind)
         self.batch_seconds.observe(float(record["batch_duration_ms"] or 0) / 1000)
         with self.path.open("a") as out:
             out.write(json.dumps(record) + "\n")
 
 
-def _total_lag(source: dict[str, Any]) -> float:
-    """Sum over partitions of (latest offset − offset the batch ended at)."""
+def _lag_by_partition(source: dict[str, Any]) -> dict[str, int]:
+    """Per partition: latest offset − offset the batch ended at."""
     latest, end = source.get("latestOffset"), source.get("endOffset")
     if isinstance(latest, str):
         latest = json.loads(latest)
     if isinstance(end, str):
         end = json.loads(end)
     if not isinstance(latest, dict) or not isinstance(end, dict):
-        return 0.0
-    total = 0
+        return {}
+    lag = {}
     for topic, partitions in latest.items():
         for partition, offset in partitions.items():
-            total += max(int(offset) - int(end.get(topic, {}).get(partition, offset)), 0)
-    return float(total)
+            lag[partition] = max(int(offset) - int(end.get(topic, {}).get(partition, offset)), 0)
+    return dict(sorted(lag.items(), key=lambda item: int(item[0])))
 
 
 class ProgressListener(StreamingQueryListener):

@@ -3,7 +3,9 @@ so the suite never touches a developer's own stack."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +39,7 @@ def stack_env(home: Path) -> dict[str, str]:
         "WARDEN_KAFKA_CONTROLLER_PORT": str(free_port()),
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
         "WARDEN_AIRFLOW_PORT": str(free_port()),
+        "WARDEN_DASHBOARD_PORT": str(free_port()),
     }
 
 
@@ -51,6 +54,31 @@ def run_warden(env: dict[str, str], *args: str, timeout: float = 600) -> subproc
         timeout=timeout,
         check=False,
     )
+
+
+class WardenProcess:
+    """A long-running `warden` command (`stream`, `dashboard`) as a child process in a session of
+    its own, its output kept in a file."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.log = log
+        warden = Path(sys.executable).with_name("warden")
+        self.proc = subprocess.Popen(  # noqa: S603
+            [str(warden), *args],
+            env={**os.environ, **env},
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL to its whole process group (the driver's JVM too), as a crash would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
 
 
 @pytest.fixture(scope="session")

@@ -122,7 +122,8 @@ def run_demo(settings: Settings, devices: int, events: int, rate: float) -> None
         f"{latency.get('p50', 0) / 1000:.1f} s, p95 {latency.get('p95', 0) / 1000:.1f} s (event time to sink)\n"
         f"  retrain   {verdict}\n"
         f"  swap      {swap}; second burst {second:,} events\n"
-        f"  UIs       MLflow {settings.mlflow_tracking_uri}, Airflow {settings.airflow_url} (logins: warden status)\n"
+        f"  UIs       dashboard {settings.dashboard_url}, MLflow {settings.mlflow_tracking_uri}, "
+        f"Airflow {settings.airflow_url} (logins: warden status)\n"
         f"  took      {time.monotonic() - started:.0f} s; stream log {log}; stop the stack with `warden down`"
     )
     if read_back != burst.events or totals.get("rows", 0) < burst.events or code != 0 or swap_batch is None:

@@ -21,7 +21,7 @@ _SERVICES = click.Choice(manager.SERVICE_NAMES)
     "services",
     type=_SERVICES,
     multiple=True,
-    help="Start only this service (repeatable). Default: kafka, mlflow and airflow.",
+    help="Start only this service (repeatable). Default: kafka, mlflow, airflow and the dashboard.",
 )
 @click.option(
     "--lake",
@@ -110,4 +110,21 @@ def _show_stream(settings: Settings) -> None:
     )
 
 
-COMMANDS = [up, down, status]
+@click.command()
+def dashboard() -> None:
+    """Serve the live operations dashboard on 127.0.0.1 (port WARDEN_DASHBOARD_PORT, 8050).
+
+    Throughput, consumer lag, latency, alerts, dead letters, the champion and the challenger,
+    and every model swap, updated every 2 s. `warden up` runs it in the background; this runs it
+    in the foreground until Ctrl-C.
+    """
+    from infra.dashboard.app import serve
+    from infra.stack.process import require_free_port
+
+    settings = get_settings()
+    require_free_port("127.0.0.1", settings.dashboard_port, "the dashboard")
+    click.echo(f"dashboard: {settings.dashboard_url}")
+    serve(settings)
+
+
+COMMANDS = [up, down, status, dashboard]

@@ -11,17 +11,18 @@ from infra.exceptions import ServiceError
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from infra.stack.airflow import AirflowStack
+from infra.stack.dashboard import DashboardServer
 from infra.stack.kafka import KafkaBroker
 from infra.stack.mlflow import MlflowServer
 from infra.stack.service import Health, Service
 
-SERVICE_NAMES = ("kafka", "mlflow", "airflow")
+SERVICE_NAMES = ("kafka", "mlflow", "airflow", "dashboard")
 # Seconds to become healthy on a busy 2-core machine (Airflow migrates its DB on first start).
-_START_TIMEOUT = {"kafka": 90.0, "mlflow": 120.0, "airflow": 240.0}
+_START_TIMEOUT = {"kafka": 90.0, "mlflow": 120.0, "airflow": 240.0, "dashboard": 60.0}
 
 
 def build_services(settings: Settings, names: Sequence[str] = SERVICE_NAMES) -> list[Service]:
-    factories = {"kafka": KafkaBroker, "mlflow": MlflowServer, "airflow": AirflowStack}
+    factories = {"kafka": KafkaBroker, "mlflow": MlflowServer, "airflow": AirflowStack, "dashboard": DashboardServer}
     unknown = sorted(set(names) - set(factories))
     if unknown:
         raise ServiceError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}")

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import run_warden
 
-COMMANDS = ["up", "down", "status", "simulate", "backfill", "train", "promote", "stream", "demo"]
+COMMANDS = ["up", "down", "status", "dashboard", "simulate", "backfill", "train", "promote", "stream", "demo"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

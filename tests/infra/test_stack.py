@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Settings]]:
-    """A private stack with all three services, started through the CLI as a user would."""
+    """A private stack with every service, started through the CLI as a user would."""
     env = stack_env(tmp_path_factory.mktemp("full-stack"))
     result = run_warden(env, "up")
     assert result.returncode == 0, result.stderr
@@ -31,6 +31,7 @@ def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[
         kafka_controller_port=int(env["WARDEN_KAFKA_CONTROLLER_PORT"]),
         mlflow_tracking_uri=env["MLFLOW_TRACKING_URI"],
         airflow_port=int(env["WARDEN_AIRFLOW_PORT"]),
+        dashboard_port=int(env["WARDEN_DASHBOARD_PORT"]),
     )
     yield env, settings
     run_warden(env, "down")
@@ -56,8 +57,9 @@ def test_status_probes_every_service(full_stack: tuple[dict[str, str], Settings]
     env, settings = full_stack
     result = run_warden(env, "status")
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("kafka", "mlflow", "airflow"):
+    for name in ("kafka", "mlflow", "airflow", "dashboard"):
         assert any(line.startswith("up") and name in line for line in result.stdout.splitlines()), result.stdout
+    assert settings.dashboard_url in result.stdout
     password = AirflowStack(settings).admin_password()
     assert password and f"{ADMIN_USER} / {password}" in result.stdout
     assert f"mlflow_tracking_uri = {settings.mlflow_tracking_uri}" in result.stdout
@@ -80,6 +82,7 @@ def test_services_listen_on_loopback_only(full_stack: tuple[dict[str, str], Sett
         settings.kafka_controller_port,
         settings.mlflow_listen[1],
         settings.airflow_port,
+        settings.dashboard_port,
     ]
     loopback = {"0100007F", "0000000000000000FFFF00000100007F"}
     for port in ports:

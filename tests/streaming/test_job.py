@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,36 +19,14 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from infra.settings import Settings, load_settings
 from models import registry
 from streaming.kafka_io import end_offsets
-from tests.conftest import free_port, run_warden
+from tests.conftest import WardenProcess, free_port, run_warden
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DEVICES = 10
 
 
-class StreamProcess:
-    """`warden stream` as a child process, its output kept in a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        warden = Path(sys.executable).with_name("warden")
-        self.proc = subprocess.Popen(  # noqa: S603
-            [str(warden), "stream"],
-            env={**os.environ, **env},
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, stream: StreamProcess | None = None) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, stream: WardenProcess | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -164,12 +140,12 @@ def read_committed(settings: Settings, topic: str) -> list[tuple[bytes | None, b
 
 
 @pytest.fixture(scope="module")
-def stream(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, StreamProcess]]:
-    holder: dict[str, StreamProcess] = {}
+def stream(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, WardenProcess]]:
+    holder: dict[str, WardenProcess] = {}
     holder["log_dir"] = tmp_path_factory.mktemp("stream-logs")  # type: ignore[assignment]
     yield holder
-    for key, value in holder.items():
-        if isinstance(value, StreamProcess) and value.proc.poll() is None:
+    for value in holder.values():
+        if isinstance(value, WardenProcess) and value.proc.poll() is None:
             value.kill()
 
 
@@ -179,14 +155,14 @@ def test_exactly_once_through_a_sigkill(env: dict[str, str], settings_of: Settin
     assert result.returncode == 0, result.stderr
     produce(settings, [value for value, _ in MALFORMED], [b"dev-00001"] * len(MALFORMED))
 
-    first = StreamProcess(env, stream["log_dir"] / "first.log")
+    first = WardenProcess(env, stream["log_dir"] / "first.log", "stream")
     stream["first"] = first  # killed by the fixture if this test fails before it does
     # Kill it once a few batches of 1,500 have committed, most likely inside the next one.
     wait_for(lambda: len(scored(settings)) >= 1500, 300, "the first batches", first)
     time.sleep(1.5)
     first.kill()
 
-    second = StreamProcess(env, stream["log_dir"] / "second.log")
+    second = WardenProcess(env, stream["log_dir"] / "second.log", "stream")
     stream["running"] = second
     wait_for(lambda: len(scored(settings)) >= 6000, 300, "all 6,000 events scored", second)
     time.sleep(3)  # a duplicate would show up now
@@ -217,7 +193,7 @@ def test_champion_moves_without_restart_and_broken_models_are_refused(
     env: dict[str, str], settings_of: Settings, stream: dict
 ) -> None:
     settings = settings_of
-    running: StreamProcess = stream["running"]
+    running: WardenProcess = stream["running"]
     pid = running.proc.pid
     client = registry.configure_mlflow(settings)
     name = settings.model_name
@@ -261,7 +237,7 @@ def test_stale_and_missing_features_are_scored_and_counted(
     env: dict[str, str], settings_of: Settings, stream: dict
 ) -> None:
     settings = settings_of
-    running: StreamProcess = stream["running"]
+    running: WardenProcess = stream["running"]
     before = set(scored(settings)["event_id"])
     # Devices the store has never seen (missing), then readings hours after the last statistics (stale).
     run_warden(env, "simulate", "--devices", str(DEVICES + 20), "--events", "600", "--rate", "3000", "--seed", "10")
@@ -280,7 +256,7 @@ def test_stale_and_missing_features_are_scored_and_counted(
 
 
 def test_sigterm_finishes_the_batch_and_exits_zero(stream: dict) -> None:
-    running: StreamProcess = stream["running"]
+    running: WardenProcess = stream["running"]
     # As `kill PID`, Kubernetes or systemd (KillMode=mixed) do: the main process only.
     os.kill(running.proc.pid, signal.SIGTERM)
     assert running.proc.wait(120) == 0, running.output()[-3000:]

@@ -1,0 +1,308 @@
+"""What the dashboard shows, read from what the platform already publishes.
+
+Three feeds, each polled off the request path and each able to say plainly why it has nothing:
+- the stream's batch records and model events (files under WARDEN_HOME written by `warden stream`);
+- the alert topic, read as its consumers read it (read_committed), from a little before its end;
+- the registry: the champion and the challenger with their test metrics.
+
+None of them adds work to the stream: they read its files, its topic and MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter, deque
+from pathlib import Path
+from typing import Any
+
+import requests
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from infra.settings import Settings
+from infra.stack.process import port_is_open
+from streaming.metrics import metrics_file, model_events_file
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_S = 30.0  # the "now" tiles: events in the batches that finished this recently
+ALERT_BACKLOG = 50  # per partition: what the page shows right after it starts
+LATEST_ALERTS = 25
+ALERT_MINUTES = 60
+
+
+class JsonLinesTail:
+    """New lines of a file that another process appends to; starts over if it is replaced."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._inode: int | None = None
+
+    def read(self) -> tuple[list[dict[str, Any]], bool]:
+        """(new records, whether the file was replaced since the last read)."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            replaced = self._inode is not None
+            self._offset, self._inode = 0, None
+            return [], replaced
+        replaced = self._inode is not None and (stat.st_ino != self._inode or stat.st_size < self._offset)
+        if replaced or self._inode is None:
+            self._offset, self._inode = 0, stat.st_ino
+        with self.path.open("rb") as stream:
+            stream.seek(self._offset)
+            chunk = stream.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
+        self._offset += len(complete)
+        records = []
+        for line in complete.splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records, replaced
+
+
+class StreamFeed:
+    """The stream's batch records (rates, lag, latency, dead letters) and its model events."""
+
+    def __init__(self, settings: Settings, keep: int = 720) -> None:
+        self.settings = settings
+        self.batches_file = JsonLinesTail(metrics_file(settings))
+        self.events_file = JsonLinesTail(model_events_file(settings))
+        self.batches: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.lag_by_partition: dict[str, int] = {}
+        self.events: deque[dict[str, Any]] = deque(maxlen=200)
+        self.dead_letters: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()
+
+    def poll(self) -> None:
+        records, replaced = self.batches_file.read()
+        if replaced:  # a fresh query: the counts start again
+            self.batches.clear()
+            self.dead_letters.clear()
+            self.totals.clear()
+            self.lag_by_partition = {}
+        for record in records:
+            if "batch_id" not in record:
+                continue
+            previous = self.batches[-1] if self.batches else None
+            self.batches.append(_point(record, previous))
+            self.lag_by_partition = record.get("lag_by_partition") or {}
+            self.dead_letters.update(record.get("dead_letters") or {})
+            self.totals.update({"input": record.get("input_rows", 0), "scored": record.get("scored_rows", 0),
+                                "alerts": record.get("alerts", 0)})
+        events, replaced = self.events_file.read()
+        if replaced:
+            self.events.clear()
+        self.events.extend(events)
+
+    def panel(self) -> dict[str, Any]:
+        running = port_is_open("127.0.0.1", self.settings.metrics_port)
+        last = self.batches[-1] if self.batches else None
+        if running:
+            state, message = "running", ""
+        elif last is None:
+            state, message = "never ran", "The stream has not run yet: start it with `warden stream`."
+        else:
+            ago = (time.time() - last["t"]) / 60
+            state, message = "stopped", f"The stream is not running (last batch {ago:,.0f} min ago): start it with `warden stream`."
+        now = time.time()
+        recent = [b for b in self.batches if now - b["t"] <= RATE_WINDOW_S]
+        return {
+            "state": state,
+            "message": message,
+            "series": list(self.batches),
+            "now": {
+                "in_per_s": sum(b["input"] for b in recent) / RATE_WINDOW_S,
+                "scored_per_s": sum(b["scored"] for b in recent) / RATE_WINDOW_S,
+                "lag": last["lag"] if last else None,
+                "latency_ms": last["latency_ms"] if last else {},
+            },
+            "lag_by_partition": self.lag_by_partition,
+            "dead_letters": dict(self.dead_letters.most_common()),
+            "totals": dict(self.totals),
+            "model": {"name": last["model_name"], "version": last["model_version"]} if last else None,
+            "markers": list(self.events),
+        }
+
+
+def _point(record: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """One batch as a point of the time series (kept small: the page gets the whole series)."""
+    finished = float(record.get("finished_at") or time.time())
+    since = finished - previous["t"] if previous else 0.0
+    scored = int(record.get("scored_rows") or 0)
+    return {
+        "t": finished,
+        "batch": record["batch_id"],
+        "input": int(record.get("input_rows") or record.get("num_input_rows") or 0),
+        "scored": scored,
+        "in_per_s": float(record.get("input_rows_per_second") or 0.0),
+        "scored_per_s": scored / since if since > 0 else 0.0,
+        "lag": float(record.get("consumer_lag_records") or 0.0),
+        "latency_ms": record.get("latency_ms") or {},
+        "alerts": int(record.get("alerts") or 0),
+        "model_name": record.get("model_name", ""),
+        "model_version": record.get("model_version", ""),
+    }
+
+
+class AlertFeed:
+    """The alert topic, read from a little before its end: the newest alerts and a count per minute."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = settings.topic_alerts
+        self.latest: deque[dict[str, Any]] = deque(maxlen=LATEST_ALERTS)
+        self.per_minute: Counter[int] = Counter()
+        self.problem = "connecting to Kafka"
+        self.seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alert-feed", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def panel(self) -> dict[str, Any]:
+        now_minute = int(time.time() // 60)
+        minutes = [[(m * 60), self.per_minute.get(m, 0)] for m in range(now_minute - ALERT_MINUTES + 1, now_minute + 1)]
+        message = self.problem or ("" if self.seen else f'No alerts on topic "{self.topic}" yet.')
+        return {"available": not self.problem, "message": message, "topic": self.topic,
+                "per_minute": minutes, "latest": list(reversed(self.latest))}
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._consume()
+            except KafkaException as exc:
+                self.problem = f"Kafka at {self.settings.kafka_bootstrap} does not answer ({exc.args[0].str()})."
+            except Exception as exc:  # the page must go on whatever the topic holds
+                log.exception("reading the alert topic failed")
+                self.problem = f'Reading the alert topic "{self.topic}" failed: {type(exc).__name__}.'
+
+            self._stop.wait(5)
+
+    def _consume(self) -> None:
+        consumer = Consumer({
+            "bootstrap.servers": self.settings.kafka_bootstrap,
+            "group.id": "warden-dashboard",
+            "isolation.level": "read_committed",  # an alert of an aborted batch was never sent
+            "enable.auto.commit": False,
+            "log_level": 0,
+        })
+        try:
+            metadata = consumer.list_topics(self.topic, timeout=5)
+            topic = metadata.topics.get(self.topic)
+            if topic is None or topic.error is not None or not topic.partitions:
+                self.problem = f'The alert topic "{self.topic}" does not exist on {self.settings.kafka_bootstrap}.'
+                return
+            assignment = []
+            for partition in topic.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=5)
+                assignment.append(TopicPartition(self.topic, partition, max(low, high - ALERT_BACKLOG)))
+            consumer.assign(assignment)
+            self.problem = ""
+            while not self._stop.is_set():
+                for message in consumer.consume(500, timeout=1.0):
+                    error = message.error()
+                    if error is None:
+                        self.problem = ""
+                        self._add(message)
+                    elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+                        self.problem = f"Kafka at {self.settings.kafka_bootstrap} does not answer ({error.str()})."
+        finally:
+            consumer.close()
+
+    def _add(self, message: Any) -> None:
+        try:
+            alert = json.loads(message.value())
+        except ValueError:
+            return
+        _, stamp_ms = message.timestamp()
+        self.seen += 1
+        self.per_minute[int(stamp_ms / 1000 // 60)] += 1
+        self.latest.append({
+            "event_id": alert.get("event_id"), "device_id": alert.get("device_id"), "event_ts": alert.get("event_ts"),
+            "score": alert.get("score"), "threshold": alert.get("threshold"), "model_version": alert.get("model_version"),
+            "source_partition": alert.get("source_partition"), "source_offset": alert.get("source_offset"),
+            "published_at": stamp_ms / 1000,
+        })
+        oldest = int(time.time() // 60) - ALERT_MINUTES
+        for minute in [m for m in self.per_minute if m < oldest]:
+            del self.per_minute[minute]
+
+
+TEST_METRICS = ("precision", "recall", "f1", "pr_auc")
+
+
+class RegistryFeed:
+    """The champion and the challenger from MLflow, with their test metrics, every few seconds."""
+
+    def __init__(self, settings: Settings, every: float = 10.0) -> None:
+        self.settings = settings
+        self.every = every
+        self.state: dict[str, Any] = {"available": False, "message": "asking MLflow", "versions": []}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="registry-feed", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def panel(self) -> dict[str, Any]:
+        return self.state
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.state = self.read()
+            self._stop.wait(self.every)
+
+    def read(self) -> dict[str, Any]:
+        url = self.settings.mlflow_tracking_uri
+        # A quick probe first: the MLflow client retries a dead server for minutes.
+        try:
+            requests.get(f"{url}/health", timeout=3).raise_for_status()
+        except requests.RequestException as exc:
+            return {"available": False, "message": f"The registry (MLflow at {url}) does not answer: {type(exc).__name__}.",
+                    "versions": []}
+        from models import registry
+
+        try:
+            client = registry.configure_mlflow(self.settings)
+            versions = []
+            for alias in (registry.CHAMPION, registry.CHALLENGER):
+                info = registry.version_by_alias(client, self.settings.model_name, alias)
+                if info is not None:
+                    versions.append(_version(client, alias, info))
+        except Exception as exc:  # whatever MLflow raises, the panel says it and the page goes on
+            log.warning("reading the registry failed: %s", exc)
+            return {"available": False, "message": f"The registry (MLflow at {url}) failed: {type(exc).__name__}.",
+                    "versions": []}
+        message = "" if versions else f'Model "{self.settings.model_name}" has no champion or challenger yet.'
+        return {"available": True, "message": message, "model": self.settings.model_name, "versions": versions}
+
+
+def _version(client: Any, alias: str, info: Any) -> dict[str, Any]:
+    from models import registry
+
+    metrics = client.get_run(info.run_id).data.metrics if info.run_id else {}
+    tags = client.get_model_version(info.name, info.version).tags or {}
+    return {
+        "alias": alias,
+        "version": info.version,
+        "kind": info.kind,
+        "threshold": info.threshold,
+        "metrics": {name: metrics.get(f"test_{name}") for name in TEST_METRICS},
+        "decided_by": tags.get(registry.TAG_DECIDED_BY, ""),
+        "decided_at": tags.get(registry.TAG_DECIDED_AT, ""),
+    }

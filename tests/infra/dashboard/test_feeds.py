@@ -1,0 +1,66 @@
+"""The dashboard's feeds on the files the stream writes: tailing, restarts, rates."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from infra.dashboard.feeds import RATE_WINDOW_S, JsonLinesTail, StreamFeed
+from infra.settings import load_settings
+from streaming.metrics import metrics_file, model_events_file
+from tests.conftest import free_port
+
+
+def _append(path: Path, *records: dict, partial: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as out:
+        out.write("".join(json.dumps(r) + "\n" for r in records) + partial)
+
+
+def test_a_line_being_written_is_read_once_it_is_complete(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    tail = JsonLinesTail(path)
+    assert tail.read() == ([], False)
+    _append(path, {"n": 1}, partial='{"n": ')
+    assert tail.read() == ([{"n": 1}], False)
+    _append(path, partial='2}\n')
+    assert tail.read() == ([{"n": 2}], False)
+    assert tail.read() == ([], False)
+
+
+def test_a_replaced_file_is_read_from_its_start(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    tail = JsonLinesTail(path)
+    _append(path, {"n": 1}, {"n": 2})
+    assert len(tail.read()[0]) == 2
+    path.unlink()
+    _append(path, {"n": 3})
+    assert tail.read() == ([{"n": 3}], True)
+
+
+def test_the_stream_panel_adds_up_batches_and_starts_over_with_a_new_query(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, metrics_port=free_port())  # a port nothing serves: no stream runs
+    feed = StreamFeed(settings)
+    now = time.time()
+    batch = {"input_rows": 100, "scored_rows": 98, "alerts": 2, "dead_letters": {"invalid_json": 2},
+             "consumer_lag_records": 40.0, "lag_by_partition": {"0": 40, "1": 0}, "latency_ms": {"p50": 1500.0},
+             "model_name": "m", "model_version": "3"}
+    _append(metrics_file(settings), {**batch, "batch_id": 0, "finished_at": now - RATE_WINDOW_S - 5},
+             {**batch, "batch_id": 1, "finished_at": now - 2})
+    _append(model_events_file(settings), {"at": now - 1, "kind": "swap", "version": "3", "previous": "2", "reason": ""})
+    feed.poll()
+    panel = feed.panel()
+    assert panel["state"] == "stopped" and "`warden stream`" in panel["message"]
+    assert panel["totals"] == {"input": 200, "scored": 196, "alerts": 4}
+    assert panel["dead_letters"] == {"invalid_json": 4}
+    assert panel["now"]["in_per_s"] == 100 / RATE_WINDOW_S, "only the batch inside the window counts"
+    assert panel["series"][1]["scored_per_s"] == 98 / (RATE_WINDOW_S + 3)
+    assert panel["lag_by_partition"] == {"0": 40, "1": 0}
+    assert panel["model"] == {"name": "m", "version": "3"}
+    assert [m["version"] for m in panel["markers"]] == ["3"]
+
+    metrics_file(settings).unlink()  # a fresh query (the bench, a purge) starts a new file
+    _append(metrics_file(settings), {**batch, "batch_id": 0, "finished_at": now})
+    feed.poll()
+    assert feed.panel()["totals"]["input"] == 100
