@@ -43,11 +43,14 @@ def markdown(result: dict) -> str:
 
     row("backlog throughput, events/min", lambda s: _spread(s["backlog"]["events_per_minute"]) if "backlog" in s else "-",
         PAPER["throughput"])
-    row("max sustained, events/min", lambda s: _rate(s["sustained"]["max_sustained_per_second"]["median"])
+    row("max sustained, events/min (capped by the backlog rate)", lambda s: (
+        f"{_rate(min(s['sustained']['max_sustained_per_second']['median'], s['backlog']['events_per_minute']['median'] / 60))}"
+        f" (kept up at {_rate(s['sustained']['max_sustained_per_second']['median'])} in {result['load_seconds']:.0f} s loads)")
         if "sustained" in s else "-")
     for share in ("25%", "50%"):
-        row(f"alert latency p50 / p95 / p99 at {share} of max",
+        row(f"alert latency p50 / p95 / p99, ~{share} of max",
             lambda s, share=share: " / ".join(_ms(s["latency"][share][q]["median"]) for q in ("p50", "p95", "p99"))
+            + f" at {_rate(s['latency'][share]['runs'][0]['offered_per_second'])}"
             if share in s.get("latency", {}) else "-",
             PAPER["latency"] if share == "50%" else "")
     ours = systems.get("streamwarden", {})
