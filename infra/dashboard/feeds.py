@@ -150,7 +150,25 @@ def _point(record: dict[str, Any], previous: dict[str, Any] | None) -> dict[str,
     }
 
 
-class AlertFeed:
+class BackgroundFeed:
+    """A feed that reads in a thread of its own, so that a slow source never holds up the page."""
+
+    def __init__(self, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class AlertFeed(BackgroundFeed):
     """The alert topic, read from a little before its end: the newest alerts and a count per minute."""
 
     def __init__(self, settings: Settings) -> None:
@@ -160,15 +178,7 @@ class AlertFeed:
         self.per_minute: Counter[int] = Counter()
         self.problem = "connecting to Kafka"
         self.seen = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alert-feed", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        super().__init__("alert-feed")
 
     def panel(self) -> dict[str, Any]:
         now_minute = int(time.time() // 60)
@@ -242,22 +252,14 @@ class AlertFeed:
 TEST_METRICS = ("precision", "recall", "f1", "pr_auc")
 
 
-class RegistryFeed:
+class RegistryFeed(BackgroundFeed):
     """The champion and the challenger from MLflow, with their test metrics, every few seconds."""
 
     def __init__(self, settings: Settings, every: float = 10.0) -> None:
         self.settings = settings
         self.every = every
         self.state: dict[str, Any] = {"available": False, "message": "asking MLflow", "versions": []}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="registry-feed", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        super().__init__("registry-feed")
 
     def panel(self) -> dict[str, Any]:
         return self.state

@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from infra.exceptions import ServiceError
@@ -162,6 +162,8 @@ class KafkaBroker:
             try:
                 future.result(timeout=15)
             except KafkaException as exc:
+                if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue  # created a moment ago, by us or another process; metadata lagged behind
                 raise ServiceError(f'cannot create topic "{spec.name}": {exc.args[0].str()}') from None
             created.append(spec.name)
         return created
