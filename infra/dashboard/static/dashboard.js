@@ -7,6 +7,7 @@ const SVG = "http://www.w3.org/2000/svg";
 
 const fmt = (v, digits = 0) =>
   v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toLocaleString("en-US", {maximumFractionDigits: digits, minimumFractionDigits: digits});
+const tick = (v) => fmt(v, Number.isInteger(v) ? 0 : 1);  // axis labels: 2.5 stays 2.5
 const seconds = (ms) => (ms === null || ms === undefined ? "–" : ms >= 1000 ? `${fmt(ms / 1000, 1)} s` : `${fmt(ms)} ms`);
 const clock = (t) => new Date(t * 1000).toLocaleTimeString("en-GB", {hour12: false});
 const $ = (id) => document.getElementById(id);
@@ -34,11 +35,11 @@ function niceMax(v) {
   return [1, 2, 5, 10].map((m) => m * p).find((m) => m >= v);
 }
 
-function lineChart(svg, series, markers, t0, t1, yFormat) {
+function lineChart(svg, series, markers, t0, t1, yFormat, yFloor = 0) {
   svg.replaceChildren();
   const [W, H] = svg.getAttribute("viewBox").split(" ").slice(2).map(Number);
   const left = 64, right = 10, top = 10, bottom = 22;
-  const ymax = niceMax(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[1]))));
+  const ymax = niceMax(Math.max(yFloor, ...series.flatMap((s) => s.points.map((p) => p[1]))));
   const x = (t) => left + ((t - t0) / Math.max(t1 - t0, 1)) * (W - left - right);
   const y = (v) => top + (1 - v / ymax) * (H - top - bottom);
   for (let i = 0; i <= 4; i++) {
@@ -72,13 +73,13 @@ function barChart(svg, bars, labelEvery = 1) {
   svg.replaceChildren();
   const [W, H] = svg.getAttribute("viewBox").split(" ").slice(2).map(Number);
   const left = 56, right = 6, top = 8, bottom = 22;
-  const ymax = niceMax(Math.max(0, ...bars.map((b) => b[1])));
+  const ymax = 4 * niceMax(Math.max(1, ...bars.map((b) => b[1] / 4)));  // counts: whole numbers at the 4 ticks
   const step = (W - left - right) / Math.max(bars.length, 1);
   const y = (v) => top + (1 - v / ymax) * (H - top - bottom);
   for (let i = 0; i <= 4; i++) {
     const v = (ymax * i) / 4;
     svg.append(el("line", {class: "grid", x1: left, x2: W - right, y1: y(v), y2: y(v)}));
-    svg.append(el("text", {x: left - 6, y: y(v) + 4, "text-anchor": "end"}, fmt(v)));
+    svg.append(el("text", {x: left - 6, y: y(v) + 4, "text-anchor": "end"}, tick(v)));
   }
   bars.forEach(([label, value], i) => {
     const rect = el("rect", {class: "bar", x: left + i * step + step * 0.12, width: step * 0.76, y: y(value), height: y(0) - y(value)});
@@ -116,10 +117,10 @@ function renderStream(s, now) {
   lineChart($("chart-rates"), [
     {color: "var(--in)", points: s.series.map((p) => [p.t, p.in_per_s])},
     {color: "var(--scored)", points: s.series.map((p) => [p.t, p.scored_per_s])},
-  ], s.markers, t0, t1, (v) => fmt(v));
+  ], s.markers, t0, t1, tick, 4);
   lineChart($("chart-latency"), ["p50", "p95", "p99"].map((q) => ({
     color: `var(--${q})`, points: s.series.filter((p) => p.latency_ms[q] !== undefined).map((p) => [p.t, p.latency_ms[q] / 1000]),
-  })), s.markers, t0, t1, (v) => `${fmt(v, 1)} s`);
+  })), s.markers, t0, t1, (v) => `${fmt(v, 1)} s`, 1);
   const lag = Object.entries(s.lag_by_partition);
   barChart($("chart-lag"), lag.map(([p, v]) => [p, v]));
   if (!s.message && !lag.length) say("panel-lag", "No lag reported yet: it comes with the stream's first batch.", true);
@@ -147,7 +148,9 @@ function renderAlerts(a) {
 function renderRegistry(r, stream) {
   const champion = r.versions.find((v) => v.alias === "champion");
   const scoring = stream.model ? `scoring: v${stream.model.version}` : "";
-  $("champion-badge").textContent = [champion ? `champion: v${champion.version}` : "", scoring].filter(Boolean).join(" · ");
+  const badge = $("champion-badge");
+  badge.textContent = [champion ? `champion: v${champion.version}` : "", scoring].filter(Boolean).join(" · ");
+  badge.hidden = !badge.textContent;
   say("panel-models", r.message, !r.versions.length);
   const table = $("models");
   table.querySelector("thead").replaceChildren(el("tr"));
