@@ -134,6 +134,9 @@ def loop(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.
         "WARDEN_TOPIC_TELEMETRY": "dashboard_telemetry",
         "WARDEN_TOPIC_ALERTS": "dashboard_alerts",
         "WARDEN_TOPIC_DLQ": "dashboard_dlq",
+        # Only the promotion runs in this Airflow: a scheduled retrain would take the cores for minutes.
+        "WARDEN_RETRAIN_SCHEDULE": "",
+        "WARDEN_FEATURE_REFRESH_SCHEDULE": "",
     }
     settings = _settings(env)
     KafkaBroker(settings).ensure_topics()
@@ -260,6 +263,7 @@ def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict
                 time.sleep(2)
             screenshot(browser, "airflow-4-answered")
             assert state == "success"
+            assert loop["stream"].proc.poll() is None, f"the stream died:\n{loop['stream'].output()[-3000:]}"
 
             client = registry.configure_mlflow(settings)
             assert registry.version_by_alias(client, settings.model_name, registry.CHAMPION).version == loop["challenger"]
