@@ -155,10 +155,10 @@ def test_down_leaves_no_process_behind(full_stack: tuple[dict[str, str], Setting
     env, settings = full_stack
     assert run_warden(env, "up").returncode == 0
     pids = _pids(settings)
-    assert len(pids) == 6  # kafka, mlflow, and Airflow's api-server, scheduler, dag-processor, triggerer
+    assert len(pids) == 7  # kafka, mlflow, Airflow's api-server, scheduler, dag-processor, triggerer, the dashboard
     result = run_warden(env, "down")
     assert result.returncode == 0
-    assert "airflow" in result.stdout and "kafka" in result.stdout
+    assert all(name in result.stdout for name in ("airflow", "kafka", "dashboard"))
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
     # Nothing of the group is left either (children such as LocalExecutor workers, uvicorn).
