@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from feast.feature_view import FeatureViewState
 
 from features.formulas import STATS_COLUMNS, STATS_TIME
@@ -13,6 +16,17 @@ from features.store import apply_definitions, feature_store, online_features
 from infra.settings import load_settings
 
 
+@pytest.fixture
+def fresh_repo_modules() -> Iterator[None]:
+    """The repository's modules read their lake path from the settings when first imported;
+    forgotten afterwards, so that the in-process DAG runs of other modules import them again
+    with their own lake."""
+    yield
+    for name in [n for n in sys.modules if n.startswith("features.repo.")]:
+        del sys.modules[name]
+
+
+@pytest.mark.usefixtures("fresh_repo_modules")
 def test_online_reads_go_on_while_a_view_is_materializing(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path)
     store = feature_store(settings)
