@@ -43,6 +43,17 @@ def stack_env(home: Path) -> dict[str, str]:
     }
 
 
+def settings_for(env: dict[str, str]) -> Settings:
+    """The settings a `warden` process started with `env` on top of this one's would load."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def run_warden(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the real `warden` command line as a user would."""
     warden = Path(sys.executable).with_name("warden")

@@ -16,10 +16,11 @@ import pytest
 import requests
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from infra.settings import Settings, load_settings
+from infra.settings import Settings
+from infra.stack.kafka import KafkaBroker
 from models import registry
 from streaming.kafka_io import end_offsets
-from tests.conftest import WardenProcess, free_port, run_warden
+from tests.conftest import WardenProcess, free_port, run_warden, settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,15 +58,7 @@ def env(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.T
         "WARDEN_TOPIC_ALERTS": "stream_test_alerts",
         "WARDEN_TOPIC_DLQ": "stream_test_dlq",
     }
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        from infra.stack.kafka import KafkaBroker
-
-        KafkaBroker(load_settings()).ensure_topics()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    KafkaBroker(settings_for(env)).ensure_topics()
     for args in (
         ["backfill", "--days", "2", "--devices", str(DEVICES), "--interval", "120", "--seed", "1"],
         ["train", "--days", "2", "--kind", "random_forest"],
@@ -79,13 +72,7 @@ def env(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="module")
 def settings_of(env: dict[str, str]) -> Settings:
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    return settings_for(env)
 
 
 def produce(settings: Settings, values: list[bytes], keys: list[bytes | None]) -> None:

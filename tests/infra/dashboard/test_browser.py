@@ -19,26 +19,16 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from infra.settings import Settings, load_settings
+from infra.settings import Settings
 from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
 from infra.stack.kafka import KafkaBroker
 from infra.stack.mlflow import mlflow_password
 from models import registry
 from tests.browser import chromium, console_errors, screenshot, wait_until
-from tests.conftest import WardenProcess, free_port, run_warden
+from tests.conftest import WardenProcess, free_port, run_warden, settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _settings(env: dict[str, str]) -> Settings:
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _wait_healthy(url: str, process: WardenProcess, timeout: float = 90) -> None:
@@ -67,7 +57,7 @@ def orphan(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytes
     home = tmp_path_factory.mktemp("orphan-home")
     env = {**session_env, "WARDEN_HOME": str(home), "WARDEN_DASHBOARD_PORT": str(free_port()),
            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "WARDEN_TOPIC_ALERTS": "dashboard_empty_alerts"}
-    KafkaBroker(_settings(env)).ensure_topics()
+    KafkaBroker(settings_for(env)).ensure_topics()
     dashboard = WardenProcess(env, home / "dashboard.log", "dashboard")
     url = f"http://127.0.0.1:{env['WARDEN_DASHBOARD_PORT']}"
     _wait_healthy(url, dashboard)
@@ -138,7 +128,7 @@ def loop(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.
         "WARDEN_RETRAIN_SCHEDULE": "",
         "WARDEN_FEATURE_REFRESH_SCHEDULE": "",
     }
-    settings = _settings(env)
+    settings = settings_for(env)
     KafkaBroker(settings).ensure_topics()
     for args in (
         ["backfill", "--days", "1", "--devices", "20", "--interval", "120", "--seed", "5"],
@@ -209,7 +199,8 @@ def test_the_dashboard_moves_while_the_simulator_runs(loop: dict) -> None:
             screenshot(browser, "dashboard-live")
             assert console_errors(browser) == []
     finally:
-        simulator.wait(300)
+        simulator.terminate()  # it has done its part
+        simulator.wait(60)
 
 
 def _airflow_login(browser, url: str, password: str) -> None:  # noqa: ANN001
@@ -283,7 +274,8 @@ def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict
             screenshot(browser, "dashboard-after-swap")
             assert console_errors(browser) == []
     finally:
-        simulator.wait(300)
+        simulator.terminate()  # it has done its part
+        simulator.wait(60)
 
 
 def test_the_mlflow_ui_shows_the_champion_alias(loop: dict) -> None:
