@@ -32,7 +32,7 @@ def chromium(width: int = 1400, height: int = 1100) -> Iterator[WebDriver]:
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # The given driver path keeps Selenium Manager from looking for one on the network.
     session = webdriver.Chrome(options=options, service=Service(executable_path=driver))
-    session.set_page_load_timeout(60)
+    session.set_page_load_timeout(120)
     try:
         yield session
     finally:

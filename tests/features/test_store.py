@@ -22,7 +22,9 @@ def fresh_repo_modules() -> Iterator[None]:
     forgotten afterwards, so that the in-process DAG runs of other modules import them again
     with their own lake."""
     yield
-    for name in [n for n in sys.modules if n.startswith("features.repo.")]:
+    # The package too: `from features.repo import feature_views` would find the old module as
+    # an attribute of the package.
+    for name in [n for n in sys.modules if n == "features.repo" or n.startswith("features.repo.")]:
         del sys.modules[name]
 
 

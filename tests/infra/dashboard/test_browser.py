@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -205,30 +205,41 @@ def test_the_dashboard_moves_while_the_simulator_runs(loop: dict) -> None:
 
 def _airflow_login(browser, url: str, password: str) -> None:  # noqa: ANN001
     browser.get(f"{url}/auth/login")
-    wait_until(browser, lambda: browser.find_element(By.NAME, "username"), 60, "the login form", "airflow-login")
+    wait_until(browser, lambda: browser.find_element(By.NAME, "username"), 120, "the login form", "airflow-login")
     browser.find_element(By.NAME, "username").send_keys(ADMIN_USER)
     browser.find_element(By.NAME, "password").send_keys(password)
     screenshot(browser, "airflow-1-login")
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait_until(browser, lambda: "/auth/login" not in browser.current_url, 60, "the login to finish", "airflow-login")
+    wait_until(browser, lambda: "/auth/login" not in browser.current_url, 120, "the login to finish", "airflow-login")
+
+
+def _airflow_get(url: str, headers: dict[str, str], timeout: float, what: str,
+                 done: Callable[[dict], object] = lambda body: True, **kwargs: object) -> dict:
+    """GET until the answer is 200 and `done`; with Spark, a task and the browser on two cores the
+    API server can take seconds to answer, so a slow or refused request is tried again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = requests.get(url, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+            if response.status_code == 200 and done(body := response.json()):
+                return body
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(2)
 
 
 def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict) -> None:
     settings: Settings = loop["settings"]
     stack = AirflowStack(settings)
     token = requests.post(f"{stack.url}/auth/token",
-                          json={"username": ADMIN_USER, "password": stack.admin_password()}, timeout=10).json()["access_token"]
+                          json={"username": ADMIN_USER, "password": stack.admin_password()}, timeout=60).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
-    deadline = time.monotonic() + 180
-    while requests.get(f"{stack.url}/api/v2/dags/promote", headers=headers, timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "the dag-processor never parsed dags/promote.py"
-        time.sleep(2)
-    run_id = requests.post(f"{stack.url}/api/v2/dags/promote/dagRuns", json={"logical_date": None},
-                           headers=headers, timeout=10).json()["dag_run_id"]
-    pending = f"{stack.url}/api/v2/dags/promote/dagRuns/{run_id}/hitlDetails"
-    while not requests.get(pending, params={"response_received": False}, headers=headers, timeout=10).json()["hitl_details"]:
-        assert time.monotonic() < deadline + 240, "no approval request appeared"
-        time.sleep(1)
+    api = f"{stack.url}/api/v2/dags/promote"
+    _airflow_get(api, headers, 180, "the dag-processor to parse dags/promote.py")
+    run_id = requests.post(f"{api}/dagRuns", json={"logical_date": None}, headers=headers, timeout=60).json()["dag_run_id"]
+    _airflow_get(f"{api}/dagRuns/{run_id}/hitlDetails", headers, 300, "the approval request",
+                 lambda body: body["hitl_details"], params={"response_received": False})
     time.sleep(8)  # Airflow 3.3 fails an approval that lands within seconds of the task parking
     simulator = _simulate(loop["env"], 150)
     try:
@@ -236,24 +247,21 @@ def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict
             _airflow_login(browser, stack.url, stack.admin_password())
             browser.get(f"{stack.url}/required_actions")
             # A row per pending request; its task id links to the task's Required Actions tab.
-            link = wait_until(browser, lambda: browser.find_element(By.LINK_TEXT, "approve"), 60,
+            link = wait_until(browser, lambda: browser.find_element(By.LINK_TEXT, "approve"), 120,
                               "the pending approval in Required Actions", "airflow-required-actions")
             screenshot(browser, "airflow-2-required-actions")
             link.click()
-            reason = wait_until(browser, lambda: browser.find_element(By.ID, "element_reason"), 60,
+            reason = wait_until(browser, lambda: browser.find_element(By.ID, "element_reason"), 120,
                                 "the approval form", "airflow-approval-form")
             assert f"v{loop['challenger']}" in browser.find_element(By.TAG_NAME, "body").text
             reason.send_keys("approved in the UI by the browser test")
             screenshot(browser, "airflow-3-approval-form")
             approve = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Approve")
             approve.click()
-            deadline = time.monotonic() + 240
-            while (state := requests.get(f"{stack.url}/api/v2/dags/promote/dagRuns/{run_id}", headers=headers,
-                                         timeout=10).json()["state"]) not in ("success", "failed"):
-                assert time.monotonic() < deadline, "the promote run did not finish"
-                time.sleep(2)
+            run = _airflow_get(f"{api}/dagRuns/{run_id}", headers, 300, "the promote run to finish",
+                               lambda body: body["state"] in ("success", "failed"))
             screenshot(browser, "airflow-4-answered")
-            assert state == "success"
+            assert run["state"] == "success"
             assert loop["stream"].proc.poll() is None, f"the stream died:\n{loop['stream'].output()[-3000:]}"
 
             client = registry.configure_mlflow(settings)
