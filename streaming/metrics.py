@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import values as prometheus_values
 from prometheus_client.core import HistogramMetricFamily
 from pyspark.sql.streaming import StreamingQueryListener
 
@@ -41,6 +42,10 @@ class BatchMetrics:
 
 # The `_created` series of every counter double the exposition and no dashboard of ours reads them.
 disable_created_metrics()
+# Importing Feast switches the whole process to prometheus_client's multiprocess mode (values in
+# files shared by every metric of the same name, no `clear()`). The stream is one process that
+# imports Feast: its metrics keep their values in memory, whatever was imported first.
+prometheus_values.ValueClass = prometheus_values.MutexValue
 
 SWAP = "swap"
 REFUSAL = "refusal"
