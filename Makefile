@@ -24,12 +24,12 @@ $(PY_STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-jvm: $(JVM_STAMP) ## Fetch the Kafka broker and Spark's Kafka connector with Maven (once)
+jvm: $(JVM_STAMP) ## Fetch the Kafka broker, Spark's Kafka connector and the HDFS daemons with Maven (once)
 
 $(JVM_STAMP): $(JVM_POMS)
 	@command -v java >/dev/null || { echo "error: java not found; run: apt-get install -y openjdk-17-jdk-headless"; exit 1; }
 	@command -v mvn >/dev/null || { echo "error: mvn not found; run: apt-get install -y maven"; exit 1; }
-	rm -rf .jvm/kafka .jvm/spark-kafka
+	rm -rf .jvm/kafka .jvm/spark-kafka .jvm/hadoop
 	mvn --batch-mode --quiet -f infra/jvm/pom.xml package
 	@touch $@
 

@@ -30,16 +30,22 @@ def feature_store(settings: Settings) -> FeatureStore:
     return FeatureStore(repo_path=str(REPO_DIR))
 
 
-def apply_definitions(store: FeatureStore) -> None:
-    """What `feast apply` does, from the repository's modules."""
+def apply_definitions(store: FeatureStore, settings: Settings) -> None:
+    """What `feast apply` does, from the repository's modules.
+
+    The definitions are built from `settings` (the lake they read, the window lengths), not at
+    import, so one process can serve any lake.
+    """
     from features.repo import entities, feature_services, feature_views
 
+    device_stats = feature_views.device_stats(settings)
+    device_metadata = feature_views.device_metadata(settings)
     store.apply(
         [
             entities.device,
-            feature_views.device_stats,
-            feature_views.device_metadata,
-            feature_services.anomaly_v1,
+            device_stats,
+            device_metadata,
+            feature_services.anomaly_v1(device_stats, device_metadata),
         ]
     )
 

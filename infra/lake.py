@@ -1,11 +1,14 @@
 """The lake: Parquet datasets partitioned by date under `WARDEN_LAKE_ROOT`.
 
 Python code that is not Spark reads and writes the lake only through this module, which reaches
-the root through fsspec, so a local folder and a remote filesystem take the same code path.
-Spark reads the same datasets through `Lake.url`.
+the root through fsspec (`lake_filesystem`, the one place that picks it): a local folder, or
+WebHDFS for an hdfs:// root, so no native Hadoop client is needed outside the JVM. Spark reads
+the same datasets through `Lake.url`, with its own Hadoop client.
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 import fsspec
 import pyarrow as pa
@@ -17,24 +20,54 @@ import pyarrow.parquet as pq
 from features.schema import PARTITION_COLUMN
 from infra.exceptions import LakeError
 from infra.settings import Settings
+from infra.stack.process import port_is_open
 
 DATASETS = ("telemetry", "labels", "scored", "rejected")
 
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
 
 
+def lake_filesystem(settings: Settings) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem that holds the lake, and the root's path on it.
+
+    hdfs:// goes through the NameNode's WebHDFS (port WARDEN_HDFS_HTTP_PORT): fsspec's own
+    "hdfs" protocol needs libhdfs and a JVM in this process.
+    """
+    root = settings.lake_url
+    if settings.lake_on_hdfs and not port_is_open(settings.hdfs_namenode[0], settings.hdfs_http_port, timeout=2.0):
+        raise LakeError(
+            f"the lake's NameNode does not answer on {settings.webhdfs_url} (WebHDFS); start it with "
+            "`warden up --lake hdfs`, or fix WARDEN_LAKE_ROOT and WARDEN_HDFS_HTTP_PORT"
+        )
+    try:
+        if settings.lake_on_hdfs:
+            fs = fsspec.filesystem(
+                "webhdfs", host=settings.hdfs_namenode[0], port=settings.hdfs_http_port, user=settings.hdfs_user
+            )
+            return fs, urlsplit(root).path or "/"
+        return fsspec.core.url_to_fs(root)
+    except (ImportError, OSError, ValueError) as exc:
+        raise LakeError(f"lake root {root} cannot be opened: {exc}") from None
+
+
 class Lake:
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.root = settings.lake_url
-        try:
-            self.fs, self.base = fsspec.core.url_to_fs(self.root)
-        except (ImportError, OSError, ValueError) as exc:
-            raise LakeError(f"lake root {self.root} cannot be opened: {exc}") from None
+        self.fs, self.base = lake_filesystem(settings)
         self._arrow_fs = pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
 
     def url(self, dataset: str) -> str:
         """The dataset's location as Spark and other readers address it."""
         return f"{self.root}/{dataset}"
+
+    def offline_url(self, dataset: str) -> str:
+        """The dataset's location for Python readers that take a URL (Feast's offline store via
+        dask and fsspec): hdfs:// becomes the NameNode's WebHDFS address."""
+        if self.settings.lake_on_hdfs:
+            s = self.settings
+            return f"webhdfs://{s.hdfs_user}@{s.hdfs_namenode[0]}:{s.hdfs_http_port}{self._path(dataset)}"
+        return self.url(dataset)
 
     def _path(self, dataset: str) -> str:
         return f"{self.base.rstrip('/')}/{dataset}"

@@ -6,6 +6,7 @@ streamwarden's own configuration. Bad values fail at load time with the variable
 
 from __future__ import annotations
 
+import getpass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +49,17 @@ class Settings(BaseSettings):
         description="Root of the lake: a local folder (default $WARDEN_HOME/lake) or hdfs://host:port/path.",
     )
 
+    # The embedded HDFS (`warden up --lake hdfs`); its RPC address is the one in WARDEN_LAKE_ROOT.
+    hdfs_http_port: Port = Field(default=9870, ge=1, le=65535, description="NameNode web port: WebHDFS, JMX, the UI.")
+    hdfs_datanode_port: Port = Field(default=9866, ge=1, le=65535, description="DataNode data transfer port.")
+    hdfs_datanode_http_port: Port = Field(default=9864, ge=1, le=65535)
+    hdfs_datanode_ipc_port: Port = Field(default=9867, ge=1, le=65535)
+    hdfs_heap_mb: PositiveInt = 384
+    hdfs_user: str = Field(
+        default_factory=getpass.getuser,
+        description="User the lake is read and written as over WebHDFS (Spark uses the OS user too).",
+    )
+
     # Kafka
     kafka_bootstrap: str = Field(
         default="127.0.0.1:9092",
@@ -85,7 +97,19 @@ class Settings(BaseSettings):
     dashboard_port: Port = Field(default=8050, ge=1, le=65535, description="The dashboard's port on 127.0.0.1.")
 
     # Spark
-    spark_master: str = "local[*]"
+    spark_master: str = Field(
+        default="local[*]",
+        description='"local[*]" runs Spark inside each job; spark://host:port a standalone cluster '
+        "(`warden up --spark-cluster` starts one on 127.0.0.1).",
+    )
+    spark_master_ui_port: Port = Field(default=8090, ge=1, le=65535, description="Embedded standalone master's UI.")
+    spark_worker_ui_port: Port = Field(default=8091, ge=1, le=65535, description="Embedded standalone worker's UI.")
+    spark_worker_cores: PositiveInt = Field(
+        default=4, description="Cores the embedded worker offers: twice the machine's two, so the stream and a retraining run fit."
+    )
+    spark_app_max_cores: PositiveInt = Field(default=2, description="Cores one application takes on a standalone cluster.")
+    spark_worker_memory: str = Field(default="4g", description="Memory the embedded worker offers to executors.")
+    spark_executor_memory: str = "2g"
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: PositiveInt = 2
 
@@ -186,6 +210,16 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http(s):// URL of an MLflow server, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("spark_master")
+    @classmethod
+    def _check_spark_master(cls, value: str) -> str:
+        if value.startswith("local"):
+            return value
+        parts = urlsplit(value)
+        if parts.scheme != "spark" or not parts.hostname or not parts.port:
+            raise ValueError(f'must be "local[*]" or spark://host:port, got {value!r}')
+        return value
+
     @field_validator("lake_root")
     @classmethod
     def _check_lake_root(cls, value: str) -> str:
@@ -206,6 +240,31 @@ class Settings(BaseSettings):
         if "://" in self.lake_root:
             return self.lake_root.rstrip("/")
         return str(Path(self.lake_root).expanduser().resolve())
+
+    @property
+    def lake_on_hdfs(self) -> bool:
+        return self.lake_url.startswith("hdfs://")
+
+    @property
+    def hdfs_namenode(self) -> tuple[str, Port]:
+        """NameNode RPC host and port: those of an hdfs:// lake root, else the embedded default."""
+        if self.lake_on_hdfs:
+            parts = urlsplit(self.lake_url)
+            return parts.hostname or "127.0.0.1", parts.port or 8020
+        return "127.0.0.1", 8020
+
+    @property
+    def webhdfs_url(self) -> str:
+        """The NameNode's web address: WebHDFS (`/webhdfs/v1`), JMX (`/jmx`) and its UI."""
+        return f"http://{self.hdfs_namenode[0]}:{self.hdfs_http_port}"
+
+    @property
+    def spark_master_listen(self) -> tuple[str, Port]:
+        """Host and port of a spark:// master, else the embedded cluster's default."""
+        if self.spark_master.startswith("spark://"):
+            parts = urlsplit(self.spark_master)
+            return parts.hostname or "127.0.0.1", parts.port or 7077
+        return "127.0.0.1", 7077
 
     @property
     def kafka_listen(self) -> tuple[str, Port]:

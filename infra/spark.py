@@ -7,8 +7,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from infra.exceptions import ConfigError
+from infra.exceptions import ConfigError, LakeError, ServiceError
 from infra.settings import Settings
+from infra.stack.process import port_is_open
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -23,8 +24,28 @@ def connector_jars(settings: Settings) -> list[str]:
     return jars
 
 
+def check_reachable(settings: Settings) -> None:
+    """Fail in one line, before a JVM starts, when the Spark master or the lake's NameNode does not
+    answer: Spark would otherwise retry for a minute and end in a Java stack trace."""
+    if settings.spark_master.startswith("spark://"):
+        host, port = settings.spark_master_listen
+        if not port_is_open(host, port, timeout=2.0):
+            raise ServiceError(
+                f"the Spark master {settings.spark_master} does not answer; start it with "
+                "`warden up --spark-cluster`, or fix WARDEN_SPARK_MASTER"
+            )
+    if settings.lake_on_hdfs:
+        host, port = settings.hdfs_namenode
+        if not port_is_open(host, port, timeout=2.0):
+            raise LakeError(
+                f"the lake's NameNode hdfs://{host}:{port} does not answer; start it with "
+                "`warden up --lake hdfs`, or fix WARDEN_LAKE_ROOT"
+            )
+
+
 def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) -> SparkSession:
     """A session on WARDEN_SPARK_MASTER; on a cluster `spark.jars` also ships the jars to executors."""
+    check_reachable(settings)
     # Spark picks a non-loopback address by default; the embedded stack is loopback only.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # pyspark turns timestamps into naive local datetimes: make local time UTC, like the session.
@@ -40,6 +61,10 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         SparkSession.builder.master(settings.spark_master)
         .appName(app_name)
         .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.executor.memory", settings.spark_executor_memory)
+        # On a shared standalone cluster one long-running app (the stream) must not take every
+        # core: a retraining job would wait for executors forever.
+        .config("spark.cores.max", str(settings.spark_app_max_cores))
         # Python workers (pandas UDFs) on a cluster run this interpreter too.
         .config("spark.pyspark.python", sys.executable)
         .config("spark.driver.bindAddress", "127.0.0.1")

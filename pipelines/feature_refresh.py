@@ -59,7 +59,7 @@ def refresh_features(
     lake.write_file(table, STATS_DATASET, name)
     progress.update(f"{table.num_rows:,} rows written; materializing", force=True)
     store = feature_store(settings)
-    apply_definitions(store)
+    apply_definitions(store, settings)
     materialize(store, end)
     devices = len(set(table.column("device_id").to_pylist()))
     progress.done(f"{table.num_rows:,} statistics rows for {devices} devices, online up to {end:%Y-%m-%d %H:%M}")

@@ -8,35 +8,40 @@ from feast.types import Float64, Int64, String, UnixTimestamp
 from features.formulas import STATS_COLUMNS, STATS_TIME
 from features.repo.data_sources import device_metadata_source, device_stats_source
 from features.repo.entities import device
-from infra.settings import get_settings
+from infra.settings import Settings
 
-_settings = get_settings()
 
-device_stats = FeatureView(
-    name="device_stats",
-    entities=[device],
-    # Offline joins ignore older rows; online reads do not enforce it (features.logic.usable_stats does).
-    ttl=timedelta(minutes=_settings.feature_max_age_minutes),
-    schema=[
-        Field(name="count", dtype=Int64, description="Readings in the window."),
-        Field(name=STATS_TIME, dtype=UnixTimestamp, description="End of the window these statistics cover."),
-        *(Field(name=name, dtype=Float64) for name in STATS_COLUMNS),
-    ],
-    source=device_stats_source,
-    online=True,
-    description=f"Mean and standard deviation of each sensor over the last {_settings.feature_window_minutes} minutes.",
-    owner="streamwarden",
-    tags={"window_minutes": str(_settings.feature_window_minutes), "step_minutes": str(_settings.feature_step_minutes)},
-)
+def device_stats(settings: Settings) -> FeatureView:
+    return FeatureView(
+        name="device_stats",
+        entities=[device],
+        # Offline joins ignore older rows; online reads do not enforce it (features.logic.usable_stats does).
+        ttl=timedelta(minutes=settings.feature_max_age_minutes),
+        schema=[
+            Field(name="count", dtype=Int64, description="Readings in the window."),
+            Field(name=STATS_TIME, dtype=UnixTimestamp, description="End of the window these statistics cover."),
+            *(Field(name=name, dtype=Float64) for name in STATS_COLUMNS),
+        ],
+        source=device_stats_source(settings),
+        online=True,
+        description=f"Mean and standard deviation of each sensor over the last {settings.feature_window_minutes} minutes.",
+        owner="streamwarden",
+        tags={
+            "window_minutes": str(settings.feature_window_minutes),
+            "step_minutes": str(settings.feature_step_minutes),
+        },
+    )
 
-device_metadata = FeatureView(
-    name="device_metadata",
-    entities=[device],
-    ttl=timedelta(0),  # a device's type does not expire
-    schema=[Field(name="device_type", dtype=String, description="Kind of machine the device monitors.")],
-    source=device_metadata_source,
-    online=True,
-    description="Device registry attributes.",
-    owner="streamwarden",
-    tags={},
-)
+
+def device_metadata(settings: Settings) -> FeatureView:
+    return FeatureView(
+        name="device_metadata",
+        entities=[device],
+        ttl=timedelta(0),  # a device's type does not expire
+        schema=[Field(name="device_type", dtype=String, description="Kind of machine the device monitors.")],
+        source=device_metadata_source(settings),
+        online=True,
+        description="Device registry attributes.",
+        owner="streamwarden",
+        tags={},
+    )

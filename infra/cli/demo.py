@@ -64,7 +64,7 @@ def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str |
 def run_demo(settings: Settings, devices: int, events: int, rate: float) -> None:
     started = time.monotonic()
     click.echo("1/8 start the embedded stack")
-    manager.up(settings, progress=ProgressLine("  up"))
+    manager.up(settings, manager.default_services(settings), progress=ProgressLine("  up"))
     click.echo("2/8 backfill two days of history into the lake")
     settings = settings.model_copy(update={"training_window_days": 2})
     history = backfill(settings, BackfillParams(days=2, devices=devices), ProgressLine("  backfill"))

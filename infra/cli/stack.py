@@ -6,6 +6,7 @@ import time
 
 import click
 
+from infra.exceptions import ConfigError
 from infra.settings import Settings, get_settings
 from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
@@ -21,25 +22,47 @@ _SERVICES = click.Choice(manager.SERVICE_NAMES)
     "services",
     type=_SERVICES,
     multiple=True,
-    help="Start only this service (repeatable). Default: kafka, mlflow, airflow and the dashboard.",
+    help="Start only this service (repeatable). Default: kafka, mlflow, airflow and the dashboard, "
+    "plus hdfs and spark when the settings point at them on 127.0.0.1.",
 )
 @click.option(
     "--lake",
-    type=click.Choice(["local"]),
-    default="local",
-    help="Where the lake lives: a local folder under WARDEN_HOME (or WARDEN_LAKE_ROOT).",
+    type=click.Choice(["local", "hdfs"]),
+    default=None,
+    help="Where the lake lives: a local folder (WARDEN_LAKE_ROOT, default under WARDEN_HOME), or a "
+    "single-node HDFS started here (NameNode + DataNode, data under WARDEN_HOME/hdfs). "
+    "Default: hdfs when WARDEN_LAKE_ROOT is hdfs://127.0.0.1:…, else local.",
 )
-def up(services: tuple[str, ...], lake: str) -> None:
+@click.option(
+    "--spark-cluster",
+    is_flag=True,
+    help="Also start a Spark standalone master and worker on 127.0.0.1 (the master at "
+    "WARDEN_SPARK_MASTER, default spark://127.0.0.1:7077). Implied when WARDEN_SPARK_MASTER is spark://127.0.0.1:….",
+)
+def up(services: tuple[str, ...], lake: str | None, spark_cluster: bool) -> None:
     """Start the embedded stack on 127.0.0.1 and create the contract's topics.
 
     Idempotent: services already running are left alone. Data lives under WARDEN_HOME and
     survives `warden down`.
     """
     settings = get_settings()
-    statuses = manager.up(settings, services or manager.SERVICE_NAMES)
+    if lake == "local" and settings.lake_on_hdfs:
+        raise ConfigError(f"--lake local, but WARDEN_LAKE_ROOT is {settings.lake_url}; unset it or use --lake hdfs")
+    names = list(services or manager.default_services(settings))
+    if lake == "hdfs" and "hdfs" not in names:
+        names.append("hdfs")
+    if spark_cluster and "spark" not in names:
+        names.append("spark")
+    statuses = manager.up(settings, names)
     for status in statuses:
-        click.echo(f"  {status.name:<8} {status.url}")
-    click.echo(f"  lake     {settings.lake_url} ({lake})")
+        click.echo(f"  {status.name:<9} {status.url}")
+    click.echo(f"  lake      {settings.lake_url} ({'hdfs' if settings.lake_on_hdfs else 'local'})")
+    if "hdfs" in names and not settings.lake_on_hdfs:
+        host, port = settings.hdfs_namenode
+        click.echo(f"  The lake is still local: export WARDEN_LAKE_ROOT=hdfs://{host}:{port}/warden to use HDFS.")
+    if "spark" in names and not settings.spark_master.startswith("spark://"):
+        host, port = settings.spark_master_listen
+        click.echo(f"  Jobs still run in-process: export WARDEN_SPARK_MASTER=spark://{host}:{port} to use the cluster.")
     click.echo("Logins and settings: `warden status`.")
 
 
@@ -75,7 +98,7 @@ def status(show_settings: bool) -> None:
     statuses = manager.status(settings)
     for entry in statuses:
         mark = "up  " if entry.health.ok else "DOWN"
-        click.echo(f"{mark} {entry.name:<8} {entry.url:<28} {entry.health.detail}")
+        click.echo(f"{mark} {entry.name:<9} {entry.url:<28} {entry.health.detail}")
     _show_stream(settings)
     airflow_password = AirflowStack(settings).admin_password()
     click.echo(f"Airflow UI login: {ADMIN_USER} / {airflow_password or '(created on first start)'}")

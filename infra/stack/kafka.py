@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from infra.exceptions import ServiceError
 from infra.settings import Settings
-from infra.stack.process import ManagedProcess, port_is_open, require_free_port
+from infra.stack.process import ManagedProcess, port_is_open, require_free_port, run_java
 from infra.stack.service import Health
 
 _HERE = Path(__file__).parent
@@ -94,16 +93,7 @@ class KafkaBroker:
         )
 
     def _java(self, classpath: str, main: str, *args: str) -> str:
-        result = subprocess.run(  # noqa: S603
-            [self.settings.java, "-Xmx256m", "-cp", classpath, main, *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise ServiceError(f"kafka: {main} {args[0]} failed: {last[0]}")
-        return result.stdout
+        return run_java([self.settings.java, "-Xmx256m", "-cp", classpath, main, *args], f"kafka: {main} {args[0]}")
 
     def start(self) -> None:
         if self.process.pid() is not None:

@@ -12,17 +12,41 @@ from infra.progress import ProgressLine
 from infra.settings import Settings
 from infra.stack.airflow import AirflowStack
 from infra.stack.dashboard import DashboardServer
+from infra.stack.hdfs import HdfsCluster
 from infra.stack.kafka import KafkaBroker
 from infra.stack.mlflow import MlflowServer
 from infra.stack.service import Health, Service
+from infra.stack.spark_cluster import SparkCluster
 
-SERVICE_NAMES = ("kafka", "mlflow", "airflow", "dashboard")
+SERVICE_NAMES = ("hdfs", "kafka", "mlflow", "spark", "airflow", "dashboard")
+# What every stack runs; the HDFS and the Spark cluster only when the settings point at them.
+CORE_SERVICES = ("kafka", "mlflow", "airflow", "dashboard")
 # Seconds to become healthy on a busy 2-core machine (Airflow migrates its DB on first start).
-_START_TIMEOUT = {"kafka": 90.0, "mlflow": 120.0, "airflow": 240.0, "dashboard": 60.0}
+_START_TIMEOUT = {"hdfs": 120.0, "kafka": 90.0, "mlflow": 120.0, "spark": 90.0, "airflow": 240.0, "dashboard": 60.0}
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def default_services(settings: Settings) -> tuple[str, ...]:
+    """What `warden up` starts by default: the core, plus the embedded HDFS when the lake root is
+    hdfs:// on this machine, and the Spark cluster when WARDEN_SPARK_MASTER is spark:// on it.
+    A NameNode or master elsewhere is someone else's to run."""
+    names = set(CORE_SERVICES)
+    if settings.lake_on_hdfs and settings.hdfs_namenode[0] in _LOOPBACK:
+        names.add("hdfs")
+    if settings.spark_master.startswith("spark://") and settings.spark_master_listen[0] in _LOOPBACK:
+        names.add("spark")
+    return tuple(name for name in SERVICE_NAMES if name in names)
 
 
 def build_services(settings: Settings, names: Sequence[str] = SERVICE_NAMES) -> list[Service]:
-    factories = {"kafka": KafkaBroker, "mlflow": MlflowServer, "airflow": AirflowStack, "dashboard": DashboardServer}
+    factories = {
+        "hdfs": HdfsCluster,
+        "kafka": KafkaBroker,
+        "mlflow": MlflowServer,
+        "spark": SparkCluster,
+        "airflow": AirflowStack,
+        "dashboard": DashboardServer,
+    }
     unknown = sorted(set(names) - set(factories))
     if unknown:
         raise ServiceError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}")
@@ -36,7 +60,7 @@ class ServiceStatus:
     health: Health
 
 
-def up(settings: Settings, names: Sequence[str] = SERVICE_NAMES, progress: ProgressLine | None = None) -> list[ServiceStatus]:
+def up(settings: Settings, names: Sequence[str], progress: ProgressLine | None = None) -> list[ServiceStatus]:
     """Start the services that are not running, wait until each is healthy, create the topics.
 
     Idempotent: running services are left alone.
@@ -94,5 +118,12 @@ def down(settings: Settings, names: Sequence[str] = SERVICE_NAMES, *, purge: boo
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
-    """Probe every service with a real request (metadata request, HTTP health endpoint)."""
-    return [ServiceStatus(s.name, s.url, s.health()) for s in build_services(settings)]
+    """Probe each service of the default stack, and an HDFS or Spark cluster that runs anyway,
+    with a real request (metadata request, HTTP health endpoint, NameNode or master JSON)."""
+    expected = default_services(settings)
+    probed = [
+        s
+        for s in build_services(settings)
+        if s.name in expected or (isinstance(s, HdfsCluster | SparkCluster) and s.is_running())
+    ]
+    return [ServiceStatus(s.name, s.url, s.health()) for s in probed]

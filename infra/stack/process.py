@@ -34,6 +34,18 @@ def require_free_port(host: str, port: int, service: str) -> None:
         )
 
 
+def run_java(command: Sequence[str], what: str) -> str:
+    """Run a one-off JVM tool (a storage format, an id generator) to its end; its stdout.
+
+    A failure is a ServiceError naming `what` and the tool's last line of output.
+    """
+    result = subprocess.run(list(command), capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ServiceError(f"{what} failed: {last[0]}")
+    return result.stdout
+
+
 @dataclass(frozen=True)
 class ManagedProcess:
     """One long-running process of the embedded stack."""

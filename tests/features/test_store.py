@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,23 +14,10 @@ from features.store import apply_definitions, feature_store, online_features
 from infra.settings import load_settings
 
 
-@pytest.fixture
-def fresh_repo_modules() -> Iterator[None]:
-    """The repository's modules read their lake path from the settings when first imported;
-    forgotten afterwards, so that the in-process DAG runs of other modules import them again
-    with their own lake."""
-    yield
-    # The package too: `from features.repo import feature_views` would find the old module as
-    # an attribute of the package.
-    for name in [n for n in sys.modules if n == "features.repo" or n.startswith("features.repo.")]:
-        del sys.modules[name]
-
-
-@pytest.mark.usefixtures("fresh_repo_modules")
 def test_online_reads_go_on_while_a_view_is_materializing(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path)
     store = feature_store(settings)
-    apply_definitions(store)
+    apply_definitions(store, settings)
     now = pd.Timestamp(datetime.now(UTC)).floor("s")
     stats = pd.DataFrame({"device_id": ["dev-1"], "event_timestamp": [now], "window_end": [now], "count": [12],
                           STATS_TIME: [now], **{name: [1.5] for name in STATS_COLUMNS}})
