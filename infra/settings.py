@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         description="Stop the query when offsets it has not read were deleted (retention) or a topic "
         "was recreated. False skips the lost range and goes on: only for short-retention dev topics.",
     )
+    stream_max_restarts: int = Field(
+        default=5,
+        ge=0,
+        description="A failed micro-batch restarts the query from its checkpoint, after 2, 4, 8… s (at most 30); "
+        "this many failures in a row without a committed batch stop `warden stream`. 0 stops on the first.",
+    )
     max_event_bytes: PositiveInt = Field(default=4096, description="Bigger events go to the dead-letter topic.")
     champion_poll_seconds: float = Field(default=5.0, gt=0, description="How often the stream re-checks the champion alias.")
     metrics_port: Port = Field(default=9108, ge=1, le=65535, description="Prometheus metrics of the stream.")

@@ -8,6 +8,7 @@ transaction per batch), telemetry, scored rows and rejects to the lake (idempote
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -15,6 +16,9 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
+
+from pyspark.errors import StreamingQueryException
 
 from infra.exceptions import ServiceError
 from infra.progress import ProgressLine
@@ -28,6 +32,9 @@ from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
 from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
 from streaming.state import LastReadings
 
+if TYPE_CHECKING:
+    from pyspark.sql.streaming import StreamingQuery
+
 log = logging.getLogger(__name__)
 QUERY_NAME = "warden-stream"
 
@@ -40,6 +47,7 @@ class StreamReport:
     dead_letters: int = 0
     swaps: int = 0
     refusals: int = 0
+    restarts: int = 0
     seconds: float = 0.0
     exit_reason: str = ""
 
@@ -133,27 +141,55 @@ def run_stream(
         .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
         .load()
     )
-    query = (
-        source.writeStream.queryName(QUERY_NAME)
-        .foreachBatch(processor)
-        .option("checkpointLocation", str(settings.checkpoint_dir))
-        .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
-        .start()
-    )
+    def start_query() -> StreamingQuery:
+        return (
+            source.writeStream.queryName(QUERY_NAME)
+            .foreachBatch(processor)
+            .option("checkpointLocation", str(settings.checkpoint_dir))
+            .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
+            .start()
+        )
+
+    query = start_query()
+    failures = 0  # consecutive failed attempts; a committed batch resets it
+    batches_at_start = 0
     try:
-        while query.isActive and not stop.is_set():
-            query.awaitTermination(1.0)
-            if duration is not None and time.monotonic() - started > duration:
-                stop.set()
-            _show(progress, query.lastProgress, watcher)
-        failure = query.exception()
-        if failure is not None and "StopRequested" not in failure.desc:
-            raise ServiceError(f"the streaming query failed: {failure.desc.splitlines()[0]}")
+        while not stop.is_set():
+            if query.isActive:
+                with contextlib.suppress(StreamingQueryException):  # handled below, once it is inactive
+                    query.awaitTermination(1.0)
+                if duration is not None and time.monotonic() - started > duration:
+                    stop.set()
+                _show(progress, query.lastProgress, watcher)
+                continue
+            failure = query.exception()
+            if failure is None or "StopRequested" in str(failure):
+                break
+            # A failed batch (a DataNode or the online store gone for a moment) ends the query;
+            # its checkpoint makes a restart replay that batch, and the sinks keep replays exact.
+            reason = _root_cause(str(failure))
+            failures = 1 if metrics.totals["batches"] > batches_at_start else failures + 1
+            if failures > settings.stream_max_restarts:
+                raise ServiceError(
+                    f"the streaming query failed {failures} times in a row, giving up: {reason}"
+                )
+            wait = min(2.0**failures, 30.0)
+            report.restarts += 1
+            progress.update(
+                f"batch failed: {reason}; restarting from the checkpoint in {wait:.0f} s "
+                f"(attempt {failures}/{settings.stream_max_restarts})",
+                force=True,
+            )
+            if stop.wait(wait):
+                break
+            batches_at_start = metrics.totals["batches"]
+            query = start_query()
         # Let the batch in flight finish and commit its sinks, refuse to start another, stop.
         processor.stopping.set()
         with processor.busy:
             pass
-        query.stop()
+        if query.isActive:
+            query.stop()
         report.exit_reason = "stopped"
     finally:
         watcher.stop()
@@ -165,6 +201,16 @@ def run_stream(
         report.alerts = metrics.totals["alerts"]
         report.dead_letters = metrics.totals["dead_letters"]
     return report
+
+
+def _root_cause(description: str) -> str:
+    """The innermost `Caused by:` of a Java failure (what went wrong, not the foreachBatch
+    wrapper around it), else its first line."""
+    causes = [line.removeprefix("Caused by: ") for line in description.splitlines() if line.startswith("Caused by: ")]
+    meaningful = [cause for cause in causes if "Python Proxy" not in cause]
+    cause = (meaningful or causes or description.strip().splitlines() or ["unknown"])[-1]
+    # The head names the exception, the tail what it says; the middle is mostly a path.
+    return cause if len(cause) <= 240 else f"{cause[:100]} … {cause[-130:]}"
 
 
 def _show(progress: ProgressLine, last: dict | None, watcher: ChampionWatcher) -> None:  # type: ignore[type-arg]

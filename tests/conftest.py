@@ -31,6 +31,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# /proc/net/tcp{,6} spellings of 127.0.0.1 (IPv4, and IPv4-mapped IPv6).
+LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F"}
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses something listens on at `port`, as /proc/net/tcp{,6} spell them."""
+    with open("/proc/net/tcp") as v4, open("/proc/net/tcp6") as v6:  # noqa: PTH123
+        rows = v4.read().splitlines()[1:] + v6.read().splitlines()[1:]
+    found = set()
+    for row in rows:
+        local, state = row.split()[1], row.split()[3]
+        address, hex_port = local.rsplit(":", 1)
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(address)
+    return found
+
+
 def stack_env(home: Path) -> dict[str, str]:
     """Environment for a private stack: its own home and free ports."""
     return {

@@ -61,6 +61,8 @@ def test_local_lake_root_is_absolute(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         ("MLFLOW_TRACKING_URI", "ftp://x", "MLFLOW_TRACKING_URI"),
         ("WARDEN_LAKE_ROOT", "s3://bucket/lake", "WARDEN_LAKE_ROOT"),
         ("WARDEN_AIRFLOW_PORT", "70000", "WARDEN_AIRFLOW_PORT"),
+        ("WARDEN_SPARK_MASTER", "yarn", "WARDEN_SPARK_MASTER"),
+        ("WARDEN_SPARK_MASTER", "spark://127.0.0.1", "WARDEN_SPARK_MASTER"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str) -> None:
@@ -70,3 +72,23 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable:
     message = str(error.value)
     assert named in message
     assert "\n" not in message
+
+
+def test_hdfs_and_spark_cluster_addresses_come_from_the_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDEN_LAKE_ROOT", "hdfs://127.0.0.1:18020/warden")
+    monkeypatch.setenv("WARDEN_HDFS_HTTP_PORT", "19870")
+    monkeypatch.setenv("WARDEN_SPARK_MASTER", "spark://127.0.0.1:17077")
+    settings = load_settings()
+    assert settings.lake_on_hdfs
+    assert settings.hdfs_namenode == ("127.0.0.1", 18020)
+    assert settings.webhdfs_url == "http://127.0.0.1:19870"
+    assert settings.spark_master_listen == ("127.0.0.1", 17077)
+
+
+def test_a_local_lake_and_spark_keep_the_embedded_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WARDEN_LAKE_ROOT", str(tmp_path / "lake"))
+    monkeypatch.delenv("WARDEN_SPARK_MASTER", raising=False)
+    settings = load_settings()
+    assert not settings.lake_on_hdfs
+    assert settings.hdfs_namenode == ("127.0.0.1", 8020)
+    assert settings.spark_master_listen == ("127.0.0.1", 7077)

@@ -14,7 +14,7 @@ from infra.settings import Settings, load_settings
 from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
 from infra.stack.mlflow import mlflow_password
-from tests.conftest import run_warden, stack_env
+from tests.conftest import LOOPBACK, listening_addresses, run_warden, stack_env
 
 pytestmark = pytest.mark.integration
 
@@ -39,18 +39,6 @@ def full_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[
 
 def _pids(settings: Settings) -> list[int]:
     return [int(p.read_text()) for p in (settings.home / "run").glob("*.pid")]
-
-
-def _listening_addresses(port: int) -> set[str]:
-    with open("/proc/net/tcp") as v4, open("/proc/net/tcp6") as v6:  # noqa: PTH123
-        rows = v4.read().splitlines()[1:] + v6.read().splitlines()[1:]
-    found = set()
-    for row in rows:
-        local, state = row.split()[1], row.split()[3]
-        address, hex_port = local.rsplit(":", 1)
-        if state == "0A" and int(hex_port, 16) == port:
-            found.add(address)
-    return found
 
 
 def test_status_probes_every_service(full_stack: tuple[dict[str, str], Settings]) -> None:
@@ -84,14 +72,13 @@ def test_services_listen_on_loopback_only(full_stack: tuple[dict[str, str], Sett
         settings.airflow_port,
         settings.dashboard_port,
     ]
-    loopback = {"0100007F", "0000000000000000FFFF00000100007F"}
     for port in ports:
-        addresses = _listening_addresses(port)
+        addresses = listening_addresses(port)
         assert addresses, f"nothing listens on {port}"
-        assert addresses <= loopback, f"port {port} listens on {addresses}"
+        assert addresses <= LOOPBACK, f"port {port} listens on {addresses}"
     # Airflow's log servers (8793/8794) would bind every interface: they must not run.
     for port in (8793, 8794):
-        assert not ({"00000000", "00000000000000000000000000000000"} & _listening_addresses(port))
+        assert not ({"00000000", "00000000000000000000000000000000"} & listening_addresses(port))
 
 
 def test_writes_need_a_login(full_stack: tuple[dict[str, str], Settings]) -> None:
@@ -179,3 +166,18 @@ def test_purging_kafka_forgets_the_streams_offsets(tmp_path: Path) -> None:
     assert run_warden(env, "down", "--service", "kafka", "--purge").returncode == 0
     assert not (settings.home / "kafka").exists()
     assert not settings.checkpoint_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("lake_root", "spark_master", "extra"),
+    [
+        ("", "local[*]", set()),
+        ("hdfs://127.0.0.1:8020/warden", "local[*]", {"hdfs"}),
+        ("hdfs://127.0.0.1:8020/warden", "spark://127.0.0.1:7077", {"hdfs", "spark"}),
+        # Somebody else's cluster: nothing to start here.
+        ("hdfs://namenode.prod:8020/warden", "spark://spark-master.prod:7077", set()),
+    ],
+)
+def test_up_starts_hdfs_and_spark_when_the_settings_point_here(lake_root: str, spark_master: str, extra: set[str]) -> None:
+    settings = load_settings(lake_root=lake_root, spark_master=spark_master)
+    assert set(manager.default_services(settings)) == set(manager.CORE_SERVICES) | extra
