@@ -60,6 +60,26 @@ def stack_env(home: Path) -> dict[str, str]:
     }
 
 
+def hdfs_env() -> dict[str, str]:
+    """Settings for a private HDFS lake on free ports (add to a `stack_env`)."""
+    return {
+        "WARDEN_LAKE_ROOT": f"hdfs://127.0.0.1:{free_port()}/warden",
+        "WARDEN_HDFS_HTTP_PORT": str(free_port()),
+        "WARDEN_HDFS_DATANODE_PORT": str(free_port()),
+        "WARDEN_HDFS_DATANODE_HTTP_PORT": str(free_port()),
+        "WARDEN_HDFS_DATANODE_IPC_PORT": str(free_port()),
+    }
+
+
+def spark_cluster_env() -> dict[str, str]:
+    """Settings for a private Spark standalone cluster on free ports."""
+    return {
+        "WARDEN_SPARK_MASTER": f"spark://127.0.0.1:{free_port()}",
+        "WARDEN_SPARK_MASTER_UI_PORT": str(free_port()),
+        "WARDEN_SPARK_WORKER_UI_PORT": str(free_port()),
+    }
+
+
 def settings_for(env: dict[str, str]) -> Settings:
     """The settings a `warden` process started with `env` on top of this one's would load."""
     saved = dict(os.environ)

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from feast.feature_view import FeatureViewState
 
 from features.formulas import STATS_COLUMNS, STATS_TIME

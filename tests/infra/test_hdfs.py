@@ -13,26 +13,14 @@ import pytest
 from infra.lake import Lake
 from infra.settings import Settings
 from infra.stack.process import port_is_open
-from tests.conftest import LOOPBACK, free_port, listening_addresses, run_warden, settings_for, stack_env
+from tests.conftest import LOOPBACK, free_port, hdfs_env, listening_addresses, run_warden, settings_for, stack_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def hdfs_env(home: Path) -> dict[str, str]:
-    """A private stack whose lake is an HDFS on free ports."""
-    return {
-        **stack_env(home),
-        "WARDEN_LAKE_ROOT": f"hdfs://127.0.0.1:{free_port()}/warden",
-        "WARDEN_HDFS_HTTP_PORT": str(free_port()),
-        "WARDEN_HDFS_DATANODE_PORT": str(free_port()),
-        "WARDEN_HDFS_DATANODE_HTTP_PORT": str(free_port()),
-        "WARDEN_HDFS_DATANODE_IPC_PORT": str(free_port()),
-    }
-
-
 @pytest.fixture(scope="module")
 def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Settings]]:
-    env = hdfs_env(tmp_path_factory.mktemp("hdfs-home"))
+    env = {**stack_env(tmp_path_factory.mktemp("hdfs-home")), **hdfs_env()}
     result = run_warden(env, "up", "--lake", "hdfs", "--service", "hdfs")
     assert result.returncode == 0, result.stdout + result.stderr
     yield env, settings_for(env)
@@ -74,7 +62,7 @@ def test_the_lake_round_trips_parquet_through_webhdfs_and_spark(hdfs: tuple[dict
 
 
 def test_an_unreachable_namenode_is_one_line_and_nothing_is_written(tmp_path: Path) -> None:
-    env = hdfs_env(tmp_path / "home")  # nothing listens on its ports
+    env = {**stack_env(tmp_path / "home"), **hdfs_env()}  # nothing listens on its ports
     result = run_warden(env, "backfill", "--days", "1", "--devices", "2")
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1, result.stderr

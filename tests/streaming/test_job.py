@@ -6,37 +6,24 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pandas as pd
-import pyarrow.dataset as ds
 import pytest
 import requests
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
 from models import registry
-from streaming.kafka_io import end_offsets
 from tests.conftest import WardenProcess, free_port, run_warden, settings_for
+from tests.streaming.checks import read_committed, scored, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DEVICES = 10
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, stream: WardenProcess | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if stream is not None and stream.proc.poll() is not None:
-            pytest.fail(f"the stream exited ({stream.proc.returncode}) while waiting for {what}:\n{stream.output()[-3000:]}")
-        time.sleep(1.0)
-    tail = stream.output()[-3000:] if stream else ""
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
 
 
 @pytest.fixture(scope="module")
@@ -92,38 +79,6 @@ MALFORMED = [
     (b'{"event_id":"m4","device_id":"dev-00001","ts":"2026-11-25T10:00:00Z","temperature":1,'
      b'"humidity":150,"pressure":1,"vibration":1,"voltage":1}', "out_of_range"),
 ]
-
-
-def scored(settings: Settings) -> pd.DataFrame:
-    path = Path(settings.lake_url) / "scored"
-    if not path.exists():
-        return pd.DataFrame(columns=["event_id", "device_id", "model_version", "is_alert", "feature_status", "score"])
-    dataset = ds.dataset(path, partitioning="hive")
-    if not dataset.files:  # the folder exists before the first batch's files are moved in
-        return pd.DataFrame(columns=["event_id", "device_id", "model_version", "is_alert", "feature_status", "score"])
-    return dataset.to_table(
-        columns=["event_id", "device_id", "model_version", "is_alert", "feature_status", "score"]
-    ).to_pandas()
-
-
-def read_committed(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"check-{time.monotonic_ns()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    ends = end_offsets(settings, topic).by_partition
-    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-    records, idle = [], 0
-    while idle < 5:
-        batch = consumer.consume(1000, timeout=1.0)
-        idle = 0 if batch else idle + 1
-        records += [(m.key(), m.value(), dict(m.headers() or [])) for m in batch if m.error() is None]
-    consumer.close()
-    return records
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,124 @@
+"""The production shape on one machine: the lake on a real HDFS, the jobs on a real Spark standalone
+cluster, no code path special-cased. Training registers a model from the HDFS lake; the stream
+scores on the cluster and stays exact through a SIGKILL of its driver and a DataNode restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from infra.settings import Settings
+from infra.stack.kafka import KafkaBroker
+from infra.stack.mlflow import mlflow_password
+from models import registry
+from tests.conftest import WardenProcess, free_port, hdfs_env, run_warden, settings_for, spark_cluster_env, stack_env
+from tests.streaming.checks import read_committed, scored, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DEVICES = 10
+EVENTS = 9000
+
+
+@pytest.fixture(scope="module")
+def cluster_env(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """HDFS and a Spark cluster of its own beside the session's Kafka and MLflow; history on HDFS,
+    an XGBoost champion trained on the cluster from it."""
+    from infra.stack import manager
+
+    manager.up(kafka, ["mlflow"])
+    home = tmp_path_factory.mktemp("cluster-home")
+    env = {
+        **stack_env(home),
+        **hdfs_env(),
+        **spark_cluster_env(),
+        "WARDEN_KAFKA_BOOTSTRAP": session_env["WARDEN_KAFKA_BOOTSTRAP"],
+        "MLFLOW_TRACKING_URI": session_env["MLFLOW_TRACKING_URI"],
+        "MLFLOW_TRACKING_PASSWORD": mlflow_password(kafka),
+        "WARDEN_METRICS_PORT": str(free_port()),
+        "WARDEN_STREAM_MAX_OFFSETS_PER_TRIGGER": "1500",
+        "WARDEN_MODEL_NAME": f"cluster-test-{os.getpid()}",
+        "WARDEN_TOPIC_TELEMETRY": "cluster_test_telemetry",
+        "WARDEN_TOPIC_ALERTS": "cluster_test_alerts",
+        "WARDEN_TOPIC_DLQ": "cluster_test_dlq",
+    }
+    result = run_warden(env, "up", "--lake", "hdfs", "--spark-cluster", "--service", "hdfs", "--service", "spark")
+    assert result.returncode == 0, result.stdout + result.stderr
+    KafkaBroker(settings_for(env)).ensure_topics()
+    try:
+        for args in (
+            ["backfill", "--days", "2", "--devices", str(DEVICES), "--interval", "120", "--seed", "1"],
+            ["train", "--days", "2", "--kind", "xgboost"],
+            ["promote", "--version", "1", "--approve", "--reason", "cluster test", "--by", "pytest"],
+        ):
+            result = run_warden(env, *args, timeout=900)
+            assert result.returncode == 0, result.stdout + result.stderr
+        yield env
+    finally:
+        run_warden(env, "down", "--service", "hdfs", "--service", "spark")
+
+
+def applications(settings: Settings) -> list[str]:
+    """Names of the apps the standalone master has run or runs."""
+    state = requests.get(f"http://127.0.0.1:{settings.spark_master_ui_port}/json/", timeout=10).json()
+    return [app["name"] for app in state["activeapps"] + state["completedapps"]]
+
+
+def test_training_reads_the_hdfs_lake_and_runs_on_the_cluster(cluster_env: dict[str, str]) -> None:
+    settings = settings_for(cluster_env)
+    champion = registry.version_by_alias(registry.configure_mlflow(settings), settings.model_name, "champion")
+    assert champion is not None and champion.version == "1"
+    assert "warden-train" in applications(settings)
+    lake = settings.lake_url
+    # The training set and the Feast offline source were written to HDFS, nowhere else.
+    status = requests.get(f"{settings.webhdfs_url}/webhdfs/v1/warden?op=LISTSTATUS", timeout=10).json()
+    names = {entry["pathSuffix"] for entry in status["FileStatuses"]["FileStatus"]}
+    assert {"telemetry", "labels", "devices", "feast", "training_sets"} <= names, (lake, names)
+    assert not (settings.home / "lake").exists()
+
+
+def test_exactly_once_on_the_cluster_through_a_sigkill_and_a_datanode_restart(
+    cluster_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = cluster_env
+    settings = settings_for(env)
+    result = run_warden(env, "simulate", "--devices", str(DEVICES), "--events", str(EVENTS), "--rate", "3000", "--seed", "11")
+    assert result.returncode == 0, result.stderr
+
+    first = WardenProcess(env, tmp_path / "first.log", "stream")
+    try:
+        wait_for(lambda: len(scored(settings)) >= 1500, 420, "the first batches", first)
+        time.sleep(1.5)
+    finally:
+        first.kill()
+
+    second = WardenProcess(env, tmp_path / "second.log", "stream")
+    try:
+        wait_for(lambda: len(scored(settings)) >= 4500, 420, "half of the events scored", second)
+        datanode = int((settings.home / "run" / "hdfs-datanode.pid").read_text())
+        os.kill(datanode, signal.SIGKILL)
+        time.sleep(10)  # the batches in this gap fail: nowhere to write their blocks
+        restarted = run_warden(env, "up", "--service", "hdfs")
+        assert restarted.returncode == 0, restarted.stderr
+        wait_for(lambda: len(scored(settings)) >= EVENTS, 420, f"all {EVENTS:,} events scored", second)
+        time.sleep(3)  # a duplicate would show up now
+        assert "restarting from the checkpoint" in second.output(), second.output()[-3000:]
+        assert second.proc.poll() is None, "the stream must keep running through the DataNode restart"
+    finally:
+        second.kill()
+
+    rows = scored(settings)
+    assert len(rows) == EVENTS
+    assert rows["event_id"].is_unique
+    alerts = read_committed(settings, settings.topic_alerts)
+    alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in alerts]
+    assert len(alert_ids) == len(set(alert_ids)), "an alert was delivered twice"
+    assert set(alert_ids) == set(rows.loc[rows["is_alert"], "event_id"])
+    assert "warden-stream" in applications(settings)
