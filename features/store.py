@@ -21,13 +21,14 @@ _REGISTRY_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def feature_store(settings: Settings) -> FeatureStore:
-    """The store of `features/repo`, its registry and online store under WARDEN_HOME/feast."""
+    """The store of `features/repo`: its registry and online store under WARDEN_HOME/feast, or
+    wherever WARDEN_FEAST_CONFIG's feature_store.yaml puts them (Redis, a SQL registry)."""
     from feast import FeatureStore
 
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     # feature_store.yaml takes its paths from the environment (Feast expands ${VARS} in it).
     os.environ["WARDEN_FEAST_DIR"] = str(settings.feast_dir)
-    return FeatureStore(repo_path=str(REPO_DIR))
+    return FeatureStore(repo_path=str(REPO_DIR), fs_yaml_file=settings.feast_config or REPO_DIR / "feature_store.yaml")
 
 
 def apply_definitions(store: FeatureStore, settings: Settings) -> None:

@@ -148,6 +148,12 @@ class Settings(BaseSettings):
         default=120, description="Online statistics older than this are stale and not used."
     )
 
+    feast_config: Path | None = Field(
+        default=None,
+        description="feature_store.yaml to use instead of features/repo's (SQLite online store under WARDEN_HOME), "
+        "e.g. infra/deploy/production/feature_store.yaml (Redis, a SQL registry).",
+    )
+
     # Retraining, the evaluation gate and promotion (pipelines/, dags/)
     training_window_days: PositiveInt = Field(default=7, description="Retraining uses the last D days of labeled history.")
     retrain_schedule: str = Field(
@@ -200,6 +206,17 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("feast_config", mode="after")
+    @classmethod
+    def _resolve_feast_config(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser()
+        path = path if path.is_absolute() else PROJECT_ROOT / path  # relative to the project, like dags/
+        if not path.is_file():
+            raise ValueError(f"no feature_store.yaml at {path}")
+        return path
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -19,7 +19,7 @@ from infra.stack.service import Health, Service
 from infra.stack.spark_cluster import SparkCluster
 
 SERVICE_NAMES = ("hdfs", "kafka", "mlflow", "spark", "airflow", "dashboard")
-# What every stack runs; the HDFS and the Spark cluster only when the settings point at them.
+# What the embedded stack runs by default; the HDFS and the Spark cluster when the settings point at them.
 CORE_SERVICES = ("kafka", "mlflow", "airflow", "dashboard")
 # Seconds to become healthy on a busy 2-core machine (Airflow migrates its DB on first start).
 _START_TIMEOUT = {"hdfs": 120.0, "kafka": 90.0, "mlflow": 120.0, "spark": 90.0, "airflow": 240.0, "dashboard": 60.0}
@@ -27,10 +27,15 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def default_services(settings: Settings) -> tuple[str, ...]:
-    """What `warden up` starts by default: the core, plus the embedded HDFS when the lake root is
-    hdfs:// on this machine, and the Spark cluster when WARDEN_SPARK_MASTER is spark:// on it.
-    A NameNode or master elsewhere is someone else's to run."""
-    names = set(CORE_SERVICES)
+    """What `warden up` starts by default: Airflow and the dashboard, and each of Kafka, MLflow,
+    HDFS (an hdfs:// lake root) and a Spark standalone cluster (a spark:// master) whose address
+    in the settings is on this machine. A broker, server, NameNode or master elsewhere is someone
+    else's to run."""
+    names = {"airflow", "dashboard"}
+    if settings.kafka_listen[0] in _LOOPBACK:
+        names.add("kafka")
+    if settings.mlflow_listen[0] in _LOOPBACK:
+        names.add("mlflow")
     if settings.lake_on_hdfs and settings.hdfs_namenode[0] in _LOOPBACK:
         names.add("hdfs")
     if settings.spark_master.startswith("spark://") and settings.spark_master_listen[0] in _LOOPBACK:
@@ -118,12 +123,17 @@ def down(settings: Settings, names: Sequence[str] = SERVICE_NAMES, *, purge: boo
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
-    """Probe each service of the default stack, and an HDFS or Spark cluster that runs anyway,
-    with a real request (metadata request, HTTP health endpoint, NameNode or master JSON)."""
-    expected = default_services(settings)
+    """Probe every service the settings point at, here or elsewhere, with a real request (metadata
+    request, HTTP health endpoint, NameNode JMX, the master's JSON), and an embedded HDFS or Spark
+    cluster that runs although the settings do not use it."""
+    used = set(CORE_SERVICES)
+    if settings.lake_on_hdfs:
+        used.add("hdfs")
+    if settings.spark_master.startswith("spark://"):
+        used.add("spark")
     probed = [
         s
         for s in build_services(settings)
-        if s.name in expected or (isinstance(s, HdfsCluster | SparkCluster) and s.is_running())
+        if s.name in used or (isinstance(s, HdfsCluster | SparkCluster) and s.is_running())
     ]
     return [ServiceStatus(s.name, s.url, s.health()) for s in probed]

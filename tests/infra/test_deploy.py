@@ -1,4 +1,5 @@
-"""The production files in infra/deploy/ refer only to metrics the stream really exports."""
+"""The production files in infra/deploy/ refer only to metrics the stream really exports and to
+settings that exist."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -48,3 +50,35 @@ def test_the_scrape_config_loads_the_rules_file() -> None:
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     assert all((DEPLOY / "prometheus" / name).exists() for name in config["rule_files"])
     assert [job["job_name"] for job in config["scrape_configs"]] == ["streamwarden-stream"]
+
+
+def _production_env() -> dict[str, str]:
+    lines = (DEPLOY / "production" / "warden.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_the_production_env_file_sets_only_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infra.settings import Settings
+    from infra.stack import manager
+
+    known = {f"WARDEN_{name.upper()}" for name in Settings.model_fields}
+    known |= {choice for field in Settings.model_fields.values() if field.validation_alias
+              for choice in field.validation_alias.choices}  # type: ignore[union-attr]
+    production = _production_env()
+    assert set(production) <= known, f"not settings: {sorted(set(production) - known)}"
+    for key, value in production.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    assert settings.lake_on_hdfs and settings.spark_master.startswith("spark://")
+    assert settings.feast_config == DEPLOY / "production" / "feature_store.yaml"
+    # Remote brokers, MLflow, NameNode and master: `warden up` must not try to start them here.
+    assert manager.default_services(settings) == ("airflow", "dashboard")
+
+
+def test_the_production_feature_store_is_the_same_project_on_redis() -> None:
+    embedded = yaml.safe_load((PROJECT_ROOT / "features" / "repo" / "feature_store.yaml").read_text())
+    production = yaml.safe_load((DEPLOY / "production" / "feature_store.yaml").read_text())
+    assert production["project"] == embedded["project"]
+    assert production["entity_key_serialization_version"] == embedded["entity_key_serialization_version"]
+    assert production["online_store"]["type"] == "redis"
+    assert production["registry"]["registry_type"] == "sql"

@@ -169,15 +169,17 @@ def test_purging_kafka_forgets_the_streams_offsets(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("lake_root", "spark_master", "extra"),
+    ("lake_root", "spark_master", "expected"),
     [
-        ("", "local[*]", set()),
-        ("hdfs://127.0.0.1:8020/warden", "local[*]", {"hdfs"}),
-        ("hdfs://127.0.0.1:8020/warden", "spark://127.0.0.1:7077", {"hdfs", "spark"}),
-        # Somebody else's cluster: nothing to start here.
-        ("hdfs://namenode.prod:8020/warden", "spark://spark-master.prod:7077", set()),
+        ("", "local[*]", manager.CORE_SERVICES),
+        ("hdfs://127.0.0.1:8020/warden", "local[*]", ("hdfs", *manager.CORE_SERVICES)),
+        ("hdfs://127.0.0.1:8020/warden", "spark://127.0.0.1:7077", manager.SERVICE_NAMES),
+        # Somebody else's cluster: nothing of it to start here.
+        ("hdfs://namenode.prod:8020/warden", "spark://spark-master.prod:7077", manager.CORE_SERVICES),
     ],
 )
-def test_up_starts_hdfs_and_spark_when_the_settings_point_here(lake_root: str, spark_master: str, extra: set[str]) -> None:
+def test_up_starts_hdfs_and_spark_when_the_settings_point_here(
+    lake_root: str, spark_master: str, expected: tuple[str, ...]
+) -> None:
     settings = load_settings(lake_root=lake_root, spark_master=spark_master)
-    assert set(manager.default_services(settings)) == set(manager.CORE_SERVICES) | extra
+    assert set(manager.default_services(settings)) == set(expected)
