@@ -22,8 +22,8 @@ _SERVICES = click.Choice(manager.SERVICE_NAMES)
     "services",
     type=_SERVICES,
     multiple=True,
-    help="Start only this service (repeatable). Default: kafka, mlflow, airflow and the dashboard, "
-    "plus hdfs and spark when the settings point at them on 127.0.0.1.",
+    help="Start only this service (repeatable). Default: airflow and the dashboard, plus kafka, mlflow, "
+    "hdfs and spark where the settings put them on 127.0.0.1 (kafka and mlflow do by default).",
 )
 @click.option(
     "--lake",
