@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -55,7 +56,10 @@ class Lake:
         self.settings = settings
         self.root = settings.lake_url
         self.fs, self.base = lake_filesystem(settings)
-        self._arrow_fs = pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        # Arrow's own local filesystem where it can: its writer threads then never call back into
+        # Python (a process could abort at exit with "terminate called without an active exception").
+        local = isinstance(self.fs, LocalFileSystem)
+        self._arrow_fs = pafs.LocalFileSystem() if local else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
 
     def url(self, dataset: str) -> str:
         """The dataset's location as Spark and other readers address it."""

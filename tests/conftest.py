@@ -10,10 +10,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from infra.settings import Settings, load_settings
 from infra.stack import manager
@@ -102,6 +104,22 @@ def run_warden(env: dict[str, str], *args: str, timeout: float = 600) -> subproc
         timeout=timeout,
         check=False,
     )
+
+
+def airflow_get(url: str, headers: dict[str, str], timeout: float, what: str,
+                 done: Callable[[dict], object] = lambda body: True, **kwargs: object) -> dict:
+    """GET until the answer is 200 and `done`; with Spark, a task and the browser on two cores the
+    API server can take seconds to answer, so a slow or refused request is tried again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = requests.get(url, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+            if response.status_code == 200 and done(body := response.json()):
+                return body
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        time.sleep(2)
 
 
 class WardenProcess:

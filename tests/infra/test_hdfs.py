@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from pyspark.sql import SparkSession
 
 from infra.lake import Lake
 from infra.settings import Settings
@@ -40,9 +41,7 @@ def test_up_starts_a_namenode_and_a_datanode_on_loopback(hdfs: tuple[dict[str, s
     assert (settings.home / "hdfs" / "name" / "current" / "VERSION").exists()
 
 
-def test_the_lake_round_trips_parquet_through_webhdfs_and_spark(hdfs: tuple[dict[str, str], Settings]) -> None:
-    from infra.spark import spark_session
-
+def test_the_lake_round_trips_parquet_through_webhdfs_and_spark(hdfs: tuple[dict[str, str], Settings], spark: SparkSession) -> None:
     _, settings = hdfs
     lake = Lake(settings)
     assert lake.offline_url("devices").startswith(f"webhdfs://{settings.hdfs_user}@127.0.0.1:{settings.hdfs_http_port}/warden/")
@@ -50,13 +49,10 @@ def test_the_lake_round_trips_parquet_through_webhdfs_and_spark(hdfs: tuple[dict
     table = pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "reading": [1.5, 2.5]})
     assert lake.write(table, "roundtrip", "python-{i}.parquet") == 2
 
-    spark = spark_session(settings, "warden-test-hdfs", with_kafka=False)
-    try:
-        from_python = spark.read.parquet(lake.url("roundtrip"))
-        assert sorted(str(row["date"]) for row in from_python.collect()) == ["2026-11-30", "2026-12-01"]
-        spark.createDataFrame([(3.5,), (4.5,), (5.5,)], ["reading"]).write.mode("overwrite").parquet(lake.url("from_spark"))
-    finally:
-        spark.stop()
+    # Spark's own Hadoop client, on the session every test shares (hdfs:// needs no setting of its own).
+    from_python = spark.read.parquet(lake.url("roundtrip"))
+    assert sorted(str(row["date"]) for row in from_python.collect()) == ["2026-11-30", "2026-12-01"]
+    spark.createDataFrame([(3.5,), (4.5,), (5.5,)], ["reading"]).write.mode("overwrite").parquet(lake.url("from_spark"))
     assert sorted(lake.read("from_spark").column("reading").to_pylist()) == [3.5, 4.5, 5.5]
     assert lake.fs.exists("/warden/roundtrip/date=2026-12-01")
 

@@ -19,7 +19,7 @@ from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
 from infra.stack.mlflow import mlflow_password
 from models import registry
-from tests.conftest import run_warden
+from tests.conftest import airflow_get, run_warden
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -222,13 +222,10 @@ def airflow(env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
     manager.up(settings, ["airflow"])
     stack = AirflowStack(settings)
     token = requests.post(
-        f"{stack.url}/auth/token", json={"username": ADMIN_USER, "password": stack.admin_password()}, timeout=10
+        f"{stack.url}/auth/token", json={"username": ADMIN_USER, "password": stack.admin_password()}, timeout=60
     ).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
-    deadline = time.monotonic() + 180
-    while requests.get(f"{stack.url}/api/v2/dags/promote", headers=headers, timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "the dag-processor never parsed dags/promote.py"
-        time.sleep(2)
+    airflow_get(f"{stack.url}/api/v2/dags/promote", headers, 180, "the dag-processor to parse dags/promote.py")
     yield stack.url, headers
     manager.down(settings, ["airflow"])
 
@@ -236,27 +233,21 @@ def airflow(env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
 def _decide_in_airflow(url: str, headers: dict[str, str], answer: str, reason: str) -> dict[str, str]:
     """Trigger `promote`, wait for its approval request, answer it as the admin, wait for the end."""
     run_id = requests.post(
-        f"{url}/api/v2/dags/promote/dagRuns", json={"logical_date": None}, headers=headers, timeout=10
+        f"{url}/api/v2/dags/promote/dagRuns", json={"logical_date": None}, headers=headers, timeout=60
     ).json()["dag_run_id"]
     pending = f"{url}/api/v2/dags/promote/dagRuns/{run_id}/hitlDetails"
-    deadline = time.monotonic() + 240
-    while not requests.get(pending, params={"response_received": False}, headers=headers, timeout=10).json()["hitl_details"]:
-        assert time.monotonic() < deadline, "no approval request appeared"
-        time.sleep(1)
+    airflow_get(pending, headers, 240, "the approval request", lambda body: body["hitl_details"],
+                params={"response_received": False})
     # An answer within seconds of the task parking can race the worker's exit (Airflow 3.3).
     time.sleep(8)
     answer_url = f"{url}/api/v2/dags/promote/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
     response = requests.patch(
-        answer_url, json={"chosen_options": [answer], "params_input": {"reason": reason}}, headers=headers, timeout=10
+        answer_url, json={"chosen_options": [answer], "params_input": {"reason": reason}}, headers=headers, timeout=60
     )
     assert response.status_code == 200, response.text
-    while True:
-        run = requests.get(f"{url}/api/v2/dags/promote/dagRuns/{run_id}", headers=headers, timeout=10).json()
-        if run["state"] in ("success", "failed"):
-            break
-        assert time.monotonic() < deadline + 240, "the promote run did not finish"
-        time.sleep(2)
-    tasks = requests.get(f"{url}/api/v2/dags/promote/dagRuns/{run_id}/taskInstances", headers=headers, timeout=10).json()
+    airflow_get(f"{url}/api/v2/dags/promote/dagRuns/{run_id}", headers, 480, "the promote run to finish",
+                lambda run: run["state"] in ("success", "failed"))
+    tasks = airflow_get(f"{url}/api/v2/dags/promote/dagRuns/{run_id}/taskInstances", headers, 120, "its task instances")
     return {ti["task_id"]: ti["state"] for ti in tasks["task_instances"]}
 
 

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ from infra.stack.kafka import KafkaBroker
 from infra.stack.mlflow import mlflow_password
 from models import registry
 from tests.browser import chromium, console_errors, screenshot, wait_until
-from tests.conftest import WardenProcess, free_port, run_warden, settings_for
+from tests.conftest import WardenProcess, airflow_get, free_port, run_warden, settings_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -213,22 +213,6 @@ def _airflow_login(browser, url: str, password: str) -> None:  # noqa: ANN001
     wait_until(browser, lambda: "/auth/login" not in browser.current_url, 120, "the login to finish", "airflow-login")
 
 
-def _airflow_get(url: str, headers: dict[str, str], timeout: float, what: str,
-                 done: Callable[[dict], object] = lambda body: True, **kwargs: object) -> dict:
-    """GET until the answer is 200 and `done`; with Spark, a task and the browser on two cores the
-    API server can take seconds to answer, so a slow or refused request is tried again."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            response = requests.get(url, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
-            if response.status_code == 200 and done(body := response.json()):
-                return body
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(2)
-
-
 def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict) -> None:
     settings: Settings = loop["settings"]
     stack = AirflowStack(settings)
@@ -236,9 +220,9 @@ def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict
                           json={"username": ADMIN_USER, "password": stack.admin_password()}, timeout=60).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     api = f"{stack.url}/api/v2/dags/promote"
-    _airflow_get(api, headers, 180, "the dag-processor to parse dags/promote.py")
+    airflow_get(api, headers, 180, "the dag-processor to parse dags/promote.py")
     run_id = requests.post(f"{api}/dagRuns", json={"logical_date": None}, headers=headers, timeout=60).json()["dag_run_id"]
-    _airflow_get(f"{api}/dagRuns/{run_id}/hitlDetails", headers, 300, "the approval request",
+    airflow_get(f"{api}/dagRuns/{run_id}/hitlDetails", headers, 300, "the approval request",
                  lambda body: body["hitl_details"], params={"response_received": False})
     time.sleep(8)  # Airflow 3.3 fails an approval that lands within seconds of the task parking
     simulator = _simulate(loop["env"], 150)
@@ -258,7 +242,7 @@ def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict
             screenshot(browser, "airflow-3-approval-form")
             approve = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Approve")
             approve.click()
-            run = _airflow_get(f"{api}/dagRuns/{run_id}", headers, 300, "the promote run to finish",
+            run = airflow_get(f"{api}/dagRuns/{run_id}", headers, 300, "the promote run to finish",
                                lambda body: body["state"] in ("success", "failed"))
             screenshot(browser, "airflow-4-answered")
             assert run["state"] == "success"
