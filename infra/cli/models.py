@@ -78,8 +78,8 @@ def stream_command(duration: float | None) -> None:
     report = run_stream(get_settings(), duration=duration, progress=ProgressLine("stream"))
     click.echo(
         f"{report.exit_reason}: {report.batches} batches, {report.rows:,} events, {report.alerts:,} alerts, "
-        f"{report.dead_letters:,} dead letters, {report.swaps} model swaps ({report.refusals} refused) "
-        f"in {report.seconds:.0f} s"
+        f"{report.dead_letters:,} dead letters, {report.swaps} model swaps ({report.refusals} refused), "
+        f"{report.restarts} restarts after a failed batch, in {report.seconds:.0f} s"
     )
 
 
