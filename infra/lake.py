@@ -8,6 +8,7 @@ the same datasets through `Lake.url`, with its own Hadoop client.
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 import fsspec
@@ -24,6 +25,8 @@ from infra.settings import Settings
 from infra.stack.process import port_is_open
 
 DATASETS = ("telemetry", "labels", "scored", "rejected")
+
+_READ_ATTEMPTS = 4
 
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION_COLUMN, pa.string())]), flavor="hive")
 
@@ -135,5 +138,15 @@ class Lake:
         path = self._path(dataset)
         if not self.fs.exists(path):
             raise LakeError(f"{dataset}/ does not exist under {self.root}; run `warden backfill` first")
+        # A stream replaying a batch after a crash replaces that batch's files (streaming.sinks), so a
+        # file listed here can change before it is read: list again, a few times, before giving up.
+        for attempt in range(1, _READ_ATTEMPTS):
+            try:
+                return self._read_listed(path, columns)
+            except (pa.ArrowInvalid, FileNotFoundError):
+                time.sleep(0.5 * attempt)
+        return self._read_listed(path, columns)
+
+    def _read_listed(self, path: str, columns: list[str] | None) -> pa.Table:
         dataset_ = ds.dataset(path, format="parquet", partitioning=_PARTITIONING, filesystem=self._arrow_fs)
         return dataset_.to_table(columns=columns)
