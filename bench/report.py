@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 PAPER = {
@@ -74,7 +75,71 @@ def markdown(result: dict) -> str:
             f"{q['precision']:.3f}, recall {q['recall']:.3f}, F1 {q['f1']:.3f}, PR-AUC {q['pr_auc']:.3f} |"
             + " |" * (len(names) - 1) + f" {PAPER['quality']} |"
         )
+    lines += _batch_breakdown(systems)
+    lines += _profiles(systems)
     return "\n".join(lines)
+
+
+def _profiles(systems: dict) -> list[str]:
+    """py-spy's heaviest frames in each system's profiled run (bench/cpu_profile.py)."""
+    lines: list[str] = []
+    for name, system in systems.items():
+        runs = system.get("latency", {}).get("50%", {}).get("runs", [])
+        profile = next((r["profile"] for r in runs if "profile" in r), None)
+        if profile is None:
+            continue
+        lines += ["", f"py-spy on {name} during a ~50 % latency run ({profile.get('file', '')}):"]
+        if "error" in profile:
+            lines.append(f"- no profile: {profile['error']}")
+            continue
+        for kind, summary in profile.items():
+            if not isinstance(summary, dict) or "cpu_seconds" not in summary:
+                continue
+            lines.append(f"- {kind}: {summary['cpu_seconds']} CPU s sampled; in our code: "
+                         f"{_shares(summary['our_code_inclusive'])}; doing: {_shares(summary['leaf_self'])}")
+    return lines
+
+
+def _shares(frames: list) -> str:
+    return "; ".join(f"{frame} {share:.0%}" for frame, share in frames[:5]) or "-"
+
+
+# streaming/batch.py's phase clock: what each phase of a micro-batch does.
+PHASES = {
+    "read": "read from Kafka, parse and validate, count (fills the batch's cache)",
+    "score": "online features, features, model, write scored/ (alerts gathered on the way)",
+    "lake": "write telemetry/ and rejected/",
+    "state": "save each device's last reading",
+    "kafka": "alerts and dead letters in one Kafka transaction",
+}
+
+
+def _batch_breakdown(systems: dict) -> list[str]:
+    """Where streamwarden's micro-batches spend their time, at each latency rate."""
+    shares = systems.get("streamwarden", {}).get("latency", {})
+    profiles = {share: [r["batches"] for r in data["runs"] if r.get("batches", {}).get("count")]
+                for share, data in shares.items()}
+    profiles = {share: runs for share, runs in profiles.items() if runs}
+    if not profiles:
+        return []
+    lines = ["", "Where a streamwarden micro-batch spends its time (medians over the measured batches of each run, "
+             "then over runs):", "", "| | " + " | ".join(f"~{share} of max" for share in profiles) + " |",
+             "|---" * (len(profiles) + 1) + "|"]
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else math.nan
+
+    def row(label: str, value: object) -> None:
+        lines.append(f"| {label} | " + " | ".join(value(runs) for runs in profiles.values()) + " |")  # type: ignore[operator]
+
+    row("events per batch", lambda runs: f"{median([r['rows'] for r in runs]):,.0f}")
+    row("batch duration", lambda runs: _ms(1000 * median([r["seconds"] for r in runs])))
+    for phase, meaning in PHASES.items():
+        row(f"{phase}: {meaning}",
+            lambda runs, phase=phase: _ms(median([r["phases_ms"].get(phase, 0.0) for r in runs])))
+    row("the rest: offsets, planning, the checkpoint's commit", lambda runs: _ms(median(
+        [1000 * r["seconds"] - sum(r["phases_ms"].values()) for r in runs])))
+    return lines
 
 
 def plot(result: dict, out: Path) -> Path:

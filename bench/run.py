@@ -136,6 +136,7 @@ def main() -> None:
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
     started = datetime.now(UTC)
     stem = f"{started:%Y%m%d-%H%M}-{git_commit()[:8]}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
     bench = scratch_settings(settings, Path(tempfile.mkdtemp(prefix="warden-bench-")))
     # The Feast repository's modules read their lake and store paths from this process's
     # settings: point them at the scratch home, not at the user's own lake.
@@ -153,7 +154,7 @@ def main() -> None:
         topics += [t for s in under_test for t in (s.alerts_topic, s.settings.topic_dlq)]
         simulate(bench, SimulationParams(devices=args.devices, rate=300_000, events=args.backlog), ProgressLine("backlog"))
         for system in under_test:
-            result["systems"][system.name] = measure(system, bench, args)
+            result["systems"][system.name] = measure(system, bench, args, stem)
             save(result, stem)  # a long run interrupted later keeps what it measured
         if "streamwarden" in names:
             ours = result["systems"]["streamwarden"]
@@ -177,7 +178,6 @@ def main() -> None:
 
 
 def save(result: dict, stem: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2))
 
 
@@ -189,7 +189,7 @@ def sustainable(measured: dict) -> float:
                measured["backlog"]["events_per_minute"]["median"] / 60)
 
 
-def measure(system: System, bench: Settings, args: argparse.Namespace) -> dict:
+def measure(system: System, bench: Settings, args: argparse.Namespace, stem: str) -> dict:
     """Backlog throughput, then the sustained search from 50 % of it, then latency at 25 % and
     50 % of the sustained max: each `args.runs` times."""
     print(f"\n== {system.name}")
@@ -203,7 +203,10 @@ def measure(system: System, bench: Settings, args: argparse.Namespace) -> dict:
     ceiling = sustainable(measured) or start_rate  # a system that never kept up: half its backlog rate
     measured["latency_base_per_second"] = ceiling
     for share in (0.25, 0.5):
-        runs = [latency(system, bench, share * ceiling, args.seconds, args.devices) for _ in range(args.runs)]
+        # py-spy samples the first run at 50 %: one profile per system, beside the result.
+        profiles = [RESULTS / f"{stem}-{system.name}.pyspy.txt" if share == 0.5 and n == 0 else None
+                    for n in range(args.runs)]
+        runs = [latency(system, bench, share * ceiling, args.seconds, args.devices, profile) for profile in profiles]
         measured["latency"][f"{share:.0%}"] = {
             "runs": runs, **{q: summary([r[q] for r in runs]) for q in ("p50", "p95", "p99")}
         }

@@ -29,11 +29,12 @@ import orjson
 import pyarrow.dataset as ds
 from confluent_kafka import Consumer, TopicPartition
 
+import cpu_profile
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from streaming.kafka_io import end_offsets
 from streaming.simulation import SimulationParams, simulate
-from systems import Running, Streamwarden, System
+from systems import Batch, Running, Streamwarden, System
 
 WARMUP_SECONDS = 10.0  # a short load before each measured one: JIT, Python workers, model and caches warm
 
@@ -179,20 +180,43 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(values), "p95": cuts[94], "p99": cuts[98]}
 
 
-def latency(system: System, bench: Settings, rate: float, seconds: float, devices: int) -> dict:
+def latency(system: System, bench: Settings, rate: float, seconds: float, devices: int,
+            profile_to: Path | None = None) -> dict:
+    """Alert latency at `rate`; with `profile_to`, py-spy samples the system during the load."""
     running = system.start("latest")
+    profile: dict = {}
     try:
         wait_for(system.started, 300, running, "the system to start")
         warm_up(running, bench, rate, devices)
         with AlertClock(bench, system.alerts_topic) as clock:
             since = time.time()
+            recorder = cpu_profile.start(running.proc.pid, seconds, profile_to) if profile_to else None
             offered = offer(bench, rate, seconds, devices, f"{system.name} latency at {rate:,.0f}/s")
+            if profile_to:
+                profile = cpu_profile.finish(recorder, profile_to)
             if wait_drained(running, since, offered, timeout=600) is None:
                 raise SystemExit(f"error: {system.name} did not process the {offered:,} events offered at {rate:,.0f}/s in 600 s")
             time.sleep(2)  # the last alerts' transaction
+        measured = [b for b in running.batches() if b.end >= since and b.rows]
     finally:
         running.stop()
-    return {"offered_per_second": rate, "alerts": len(clock.latencies_ms), **_percentiles(clock.latencies_ms)}
+    return {"offered_per_second": rate, "alerts": len(clock.latencies_ms), **_percentiles(clock.latencies_ms),
+            "batches": batch_profile(measured), **({"profile": profile} if profile else {})}
+
+
+def batch_profile(batches: list[Batch]) -> dict:
+    """The measured load's batches: how many, their median size and duration and, where the system
+    times them (streamwarden), the median of each phase; what a batch does besides its phases
+    (planning, offsets, the checkpoint's commit) is the median duration minus their sum."""
+    if not batches:
+        return {"count": 0}
+    phases = sorted({phase for b in batches for phase in b.phases_ms})
+    return {
+        "count": len(batches),
+        "rows": statistics.median(b.rows for b in batches),
+        "seconds": statistics.median(b.seconds for b in batches),
+        "phases_ms": {phase: statistics.median(b.phases_ms.get(phase, 0.0) for b in batches) for phase in phases},
+    }
 
 
 def recovery(bench: Settings, number: int, rate: float, seconds: float, devices: int) -> dict:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -37,6 +37,7 @@ class Batch:
     rows: int
     seconds: float
     end: float  # unix time the batch finished
+    phases_ms: dict[str, float] = field(default_factory=dict)  # streamwarden's own phase clock
 
 
 class Running:
@@ -125,7 +126,8 @@ class Streamwarden(System):
             return []
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [
-            Batch(r.get("input_rows", 0), r["batch_duration_ms"] / 1000, r.get("finished_at") or 0.0)
+            Batch(r.get("input_rows", 0), r["batch_duration_ms"] / 1000, r.get("finished_at") or 0.0,
+                  r.get("phases_ms") or {})
             for r in records
             if "batch_duration_ms" in r
         ]
