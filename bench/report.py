@@ -14,6 +14,24 @@ PAPER = {
 }
 
 
+def _median(system: dict, *keys: str) -> float | None:
+    """system[keys...]["median"], or None where that scenario did not run."""
+    for key in keys:
+        system = system.get(key) if isinstance(system, dict) else None
+        if system is None:
+            return None
+    value = system.get("median") if isinstance(system, dict) else None
+    return None if value is None or math.isnan(value) or value <= 0 else value
+
+
+# Our figure over a baseline's: above 1 is more throughput, or a longer wait for an alert.
+RATIOS = {
+    "backlog throughput": lambda s: _median(s, "backlog", "events_per_minute"),
+    "max sustained rate kept up": lambda s: _median(s, "sustained", "max_sustained_per_second"),
+    "alert latency p50 at ~50 %": lambda s: _median(s, "latency", "50%", "p50"),
+}
+
+
 def _rate(per_second: float) -> str:
     return f"{per_second * 60:,.0f}/min" if per_second else "-"
 
@@ -55,12 +73,11 @@ def markdown(result: dict) -> str:
             if share in s.get("latency", {}) else "-",
             PAPER["latency"] if share == "50%" else "")
     ours = systems.get("streamwarden", {})
-    if "backlog" in ours:
-        for name in names[1:]:
-            theirs = systems[name].get("backlog")
-            if theirs:
-                ratio = ours["backlog"]["events_per_minute"]["median"] / max(theirs["events_per_minute"]["median"], 1e-9)
-                lines.append(f"| streamwarden / {name}, backlog throughput | {ratio:.2f}× |" + " |" * len(names))
+    for name in names[1:]:
+        for label, figure in RATIOS.items():
+            mine, theirs = figure(ours), figure(systems[name])
+            if mine and theirs:
+                lines.append(f"| streamwarden / {name}, {label} | {mine / theirs:.2f}× |" + " |" * len(names))
     if "recovery" in result:
         rec = result["recovery"]
         lines.append(
