@@ -130,9 +130,10 @@ def test_a_retried_training_step_reuses_its_runs(env: dict[str, str], retrained:
     from pipelines import tasks
     from pipelines.training_set import Window
 
-    window = tasks.training_window(datetime.now(UTC).isoformat())
-    location = Lake(get_settings()).url(f"training_sets/{Window.parse(window).id}")
     client = _client(env)
+    # The DAG run's own window: one computed from the clock now may be the next hour's.
+    window = client.get_run(retrained.run_id).data.tags[registry.TAG_WINDOW]
+    location = Lake(get_settings()).url(f"training_sets/{Window.parse(window).id}")
     experiment = client.get_run(retrained.run_id).info.experiment_id
     before = len(client.search_runs([experiment]))
     run_ids = tasks.train(window, location)
