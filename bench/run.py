@@ -49,6 +49,7 @@ from streaming.simulation import SimulationParams, simulate
 from systems import System, systems
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
+SCENARIOS = ("throughput", "latency", "recovery", "quality")
 
 
 def scratch_settings(settings: Settings, home: Path) -> Settings:
@@ -128,9 +129,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="rate steps of the sustained search (default 5)")
     parser.add_argument("--devices", type=int, default=200, help="devices in the fleet (default 200)")
     parser.add_argument("--quick", action="store_true", help="one run, a 1M backlog, 30 s loads: a smoke test")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"scenarios to run (default all: {','.join(SCENARIOS)}); throughput is the backlog and "
+                             "the sustained search, recovery is streamwarden's")
+    parser.add_argument("--max-rate", type=float, default=None,
+                        help="events/s that latency (25 %%, 50 %%) and recovery (50 %%) are relative to, for a run "
+                             "without the throughput scenario (default: the measured max sustained rate)")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.backlog, args.seconds, args.steps = 1, 1_000_000, 30.0, 2
+    args.scenarios = {name.strip() for name in args.scenarios.split(",") if name.strip()}
+    if args.scenarios - set(SCENARIOS):
+        parser.error(f"unknown scenario(s) {', '.join(sorted(args.scenarios - set(SCENARIOS)))}; known: {', '.join(SCENARIOS)}")
+    if "throughput" not in args.scenarios and args.max_rate is None and args.scenarios & {"latency", "recovery"}:
+        parser.error("latency and recovery without the throughput scenario need --max-rate")
 
     settings = get_settings()
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
@@ -152,11 +164,13 @@ def main() -> None:
         under_test = systems(bench, names)
         topics = [bench.topic_telemetry, bench.topic_alerts, bench.topic_dlq]
         topics += [t for s in under_test for t in (s.alerts_topic, s.settings.topic_dlq)]
-        simulate(bench, SimulationParams(devices=args.devices, rate=300_000, events=args.backlog), ProgressLine("backlog"))
+        if "throughput" in args.scenarios:
+            simulate(bench, SimulationParams(devices=args.devices, rate=300_000, events=args.backlog),
+                     ProgressLine("backlog"))
         for system in under_test:
             result["systems"][system.name] = measure(system, bench, args, stem)
             save(result, stem)  # a long run interrupted later keeps what it measured
-        if "streamwarden" in names:
+        if "streamwarden" in names and "recovery" in args.scenarios:
             ours = result["systems"]["streamwarden"]
             rate = 0.5 * ours["latency_base_per_second"]
             runs = [recovery(bench, n + 1, rate, max(args.seconds, 30.0), args.devices) for n in range(args.runs)]
@@ -165,8 +179,9 @@ def main() -> None:
                                   "recovery_s": summary([r["recovery_s"] for r in runs]),
                                   "lost": sum(r["lost"] for r in runs),
                                   "duplicated": sum(r["duplicated_scored"] + r["duplicated_alerts"] for r in runs)}
-        # Fixed seed and model: repeated within the hour, it gives the same figures.
-        result["quality"] = held_out_quality(bench, days=1, devices=50, seed=99)
+        if "quality" in args.scenarios:
+            # Fixed seed and model: repeated within the hour, it gives the same figures.
+            result["quality"] = held_out_quality(bench, days=1, devices=50, seed=99)
     finally:
         if topics:
             admin_client(bench).delete_topics(topics)
@@ -191,17 +206,23 @@ def sustainable(measured: dict) -> float:
 
 def measure(system: System, bench: Settings, args: argparse.Namespace, stem: str) -> dict:
     """Backlog throughput, then the sustained search from 50 % of it, then latency at 25 % and
-    50 % of the sustained max: each `args.runs` times."""
+    50 % of the sustained max (or of `--max-rate`): each `args.runs` times."""
     print(f"\n== {system.name}")
-    backlog = [backlog_throughput(system, args.backlog, args.backlog_seconds) for _ in range(args.runs)]
-    per_minute = summary([r["events_per_minute"] for r in backlog])
-    start_rate = 0.5 * per_minute["median"] / 60
-    searches = [sustained(system, bench, start_rate, args.seconds, args.steps, args.devices) for _ in range(args.runs)]
-    max_rate = summary([s["max_sustained_per_second"] for s in searches])
-    measured: dict = {"backlog": {"runs": backlog, "events_per_minute": per_minute},
-                      "sustained": {"runs": searches, "max_sustained_per_second": max_rate}, "latency": {}}
-    ceiling = sustainable(measured) or start_rate  # a system that never kept up: half its backlog rate
+    measured: dict = {"latency": {}}
+    ceiling = args.max_rate
+    if "throughput" in args.scenarios:
+        backlog = [backlog_throughput(system, args.backlog, args.backlog_seconds) for _ in range(args.runs)]
+        per_minute = summary([r["events_per_minute"] for r in backlog])
+        start_rate = 0.5 * per_minute["median"] / 60
+        searches = [sustained(system, bench, start_rate, args.seconds, args.steps, args.devices)
+                    for _ in range(args.runs)]
+        measured["backlog"] = {"runs": backlog, "events_per_minute": per_minute}
+        measured["sustained"] = {"runs": searches,
+                                 "max_sustained_per_second": summary([s["max_sustained_per_second"] for s in searches])}
+        ceiling = sustainable(measured) or start_rate  # a system that never kept up: half its backlog rate
     measured["latency_base_per_second"] = ceiling
+    if "latency" not in args.scenarios:
+        return measured
     for share in (0.25, 0.5):
         # py-spy samples the first run at 50 %: one profile per system, beside the result.
         profiles = [RESULTS / f"{stem}-{system.name}.pyspy.txt" if share == 0.5 and n == 0 else None
@@ -211,7 +232,6 @@ def measure(system: System, bench: Settings, args: argparse.Namespace, stem: str
             "runs": runs, **{q: summary([r[q] for r in runs]) for q in ("p50", "p95", "p99")}
         }
     return measured
-
 
 if __name__ == "__main__":
     main()
