@@ -20,7 +20,9 @@ TOP = 12
 RATE = 50  # samples per second
 # A frame as py-spy prints it: "function (path/to/module.py:line)".
 _FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^:]+)(?::\d+)?\)$")
-_OURS = ("streaming/", "features/", "models/", "pipelines/", "infra/")
+# py-spy names a module by its path under its sys.path entry: ours are these packages (and the
+# bench's baselines); Feast's own `feast/infra/...` is not.
+_OURS = ("streaming/", "features/", "models/", "pipelines/", "infra/", "baselines/")
 
 
 def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
@@ -59,7 +61,8 @@ def summarize(raw: str) -> dict:
         weight = int(count)
         samples[kind] += weight
         for frame in set(frames) - set(processes):
-            if any(part in frame for part in _OURS) and "site-packages" not in frame:
+            match = _FRAME.match(frame.strip())
+            if match and match["file"].startswith(_OURS):
                 inclusive[kind, _short(frame)] += weight
         leaf[kind, _short(frames[-1])] += weight
     result: dict = {"samples": dict(samples)}
@@ -73,16 +76,11 @@ def summarize(raw: str) -> dict:
 
 
 def _short(frame: str) -> str:
-    """`function (…/package/module.py)`, without the line and the install prefix."""
+    """`function (package/module.py)`, without the line."""
     match = _FRAME.match(frame.strip())
     if not match:
         return frame.strip()
-    path = match["file"].split("site-packages/")[-1]
-    for ours in _OURS:
-        if ours in path:
-            path = ours + path.split(ours, 1)[1]
-            break
-    return f"{match['function']} ({path})"
+    return f"{match['function']} ({match['file']})"
 
 
 def _top(counter: Counter[tuple[str, str]], kind: str, total: int) -> list[tuple[str, float]]:
