@@ -60,32 +60,51 @@ class StatsCache:
 
 
 class Meter:
-    """Cuts the message-by-message processing into intervals of about a second for the metrics file."""
+    """Cuts the message-by-message processing into intervals of about a second for the metrics file.
+
+    An interval also ends once no message came for GAP_SECONDS (a watcher thread): the last
+    events of a load must be reported without waiting for the next load's first message."""
 
     def __init__(self, run: RunLog) -> None:
         self.run = run
         self.rows = 0
         self.start = 0.0
         self.last: float | None = None  # when the last message was processed (time.monotonic)
+        self._lock = threading.Lock()
 
     def started(self, _: Any) -> None:
-        now = time.monotonic()
-        if self.rows and self.last is not None and now - self.last > GAP_SECONDS:
-            self.flush()
-        if not self.rows:
-            self.start = now
+        with self._lock:
+            if not self.rows:
+                self.start = time.monotonic()
 
     def processed(self, *_: Any) -> None:
         """Quix Streams' `on_message_processed` callback (topic, partition, offset)."""
-        self.rows += 1
-        self.last = time.monotonic()
-        if self.last - self.start >= METRICS_SECONDS:
-            self.flush()
+        with self._lock:
+            self.rows += 1
+            self.last = time.monotonic()
+            if self.last - self.start >= METRICS_SECONDS:
+                self._flush()
 
     def flush(self) -> None:
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
         if self.rows and self.last is not None:
             self.run.processed(self.rows, self.start, self.last)
             self.rows = 0
+
+    def watch_idle(self) -> None:
+        """Start the thread that ends an interval after GAP_SECONDS without a message."""
+
+        def watch() -> None:
+            while True:
+                time.sleep(GAP_SECONDS / 5)
+                with self._lock:
+                    if self.rows and self.last is not None and time.monotonic() - self.last > GAP_SECONDS:
+                        self._flush()
+
+        threading.Thread(target=watch, name="meter-idle", daemon=True).start()
 
 
 class Steps:
@@ -151,6 +170,7 @@ def main() -> None:
         sys.exit(f"quix: {exc}")
     steps = Steps(settings, scorer, StatsCache(feature_store(settings)), run)
     meter = Meter(run)
+    meter.watch_idle()
     # No step keeps state in Quix Streams' stores, but the app still opens a state folder.
     with tempfile.TemporaryDirectory(prefix="quix-baseline-") as state_dir:
         app = Application(
