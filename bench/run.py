@@ -233,5 +233,6 @@ def measure(system: System, bench: Settings, args: argparse.Namespace, stem: str
         }
     return measured
 
+
 if __name__ == "__main__":
     main()
