@@ -60,11 +60,10 @@ def summarize(raw: str) -> dict:
         kind = "worker" if any("pyspark.daemon" in p or "pyspark/daemon" in p for p in processes) else "driver"
         weight = int(count)
         samples[kind] += weight
-        for frame in set(frames) - set(processes):
-            match = _FRAME.match(frame.strip())
-            if match and match["file"].startswith(_OURS):
-                inclusive[kind, _short(frame)] += weight
-        leaf[kind, _short(frames[-1])] += weight
+        for short, file in {_short(frame) for frame in set(frames) - set(processes)}:
+            if file.startswith(_OURS):
+                inclusive[kind, short] += weight
+        leaf[kind, _short(frames[-1])[0]] += weight
     result: dict = {"samples": dict(samples)}
     for kind, total in samples.items():
         result[kind] = {
@@ -75,12 +74,12 @@ def summarize(raw: str) -> dict:
     return result
 
 
-def _short(frame: str) -> str:
-    """`function (package/module.py)`, without the line."""
+def _short(frame: str) -> tuple[str, str]:
+    """`function (package/module.py)` without the line, and the module's path ("" if none)."""
     match = _FRAME.match(frame.strip())
     if not match:
-        return frame.strip()
-    return f"{match['function']} ({match['file']})"
+        return frame.strip(), ""
+    return f"{match['function']} ({match['file']})", match["file"]
 
 
 def _top(counter: Counter[tuple[str, str]], kind: str, total: int) -> list[tuple[str, float]]:

@@ -143,18 +143,15 @@ def _batch_breakdown(systems: dict) -> list[str]:
              "then over runs):", "", "| | " + " | ".join(f"~{share} of max" for share in profiles) + " |",
              "|---" * (len(profiles) + 1) + "|"]
 
-    def median(values: list[float]) -> float:
-        return statistics.median(values) if values else math.nan
-
     def row(label: str, value: object) -> None:
         lines.append(f"| {label} | " + " | ".join(value(runs) for runs in profiles.values()) + " |")  # type: ignore[operator]
 
-    row("events per batch", lambda runs: f"{median([r['rows'] for r in runs]):,.0f}")
-    row("batch duration", lambda runs: _ms(1000 * median([r["seconds"] for r in runs])))
+    row("events per batch", lambda runs: f"{statistics.median([r['rows'] for r in runs]):,.0f}")
+    row("batch duration", lambda runs: _ms(1000 * statistics.median([r["seconds"] for r in runs])))
     for phase, meaning in PHASES.items():
         row(f"{phase}: {meaning}",
-            lambda runs, phase=phase: _ms(median([r["phases_ms"].get(phase, 0.0) for r in runs])))
-    row("the rest: offsets, planning, the checkpoint's commit", lambda runs: _ms(median(
+            lambda runs, phase=phase: _ms(statistics.median([r["phases_ms"].get(phase, 0.0) for r in runs])))
+    row("the rest: offsets, planning, the checkpoint's commit", lambda runs: _ms(statistics.median(
         [1000 * r["seconds"] - sum(r["phases_ms"].values()) for r in runs])))
     return lines
 
