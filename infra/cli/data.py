@@ -7,8 +7,6 @@ from datetime import UTC, datetime
 import click
 
 from infra.settings import get_settings
-from pipelines.backfill import BackfillParams, backfill
-from streaming.simulation import SimulationParams, simulate
 
 _POSITIVE = click.FloatRange(min=0, min_open=True)
 _RATE = click.FloatRange(min=0.0, max=0.5, max_open=True)
@@ -38,6 +36,9 @@ def simulate_command(
 
     Ground truth (is_anomaly, anomaly_type) goes to the lake's labels/, never into the event.
     """
+    # Imported here: every `warden` command loads this module, and the simulator pulls in pyarrow.
+    from streaming.simulation import SimulationParams, simulate
+
     settings = get_settings()
     report = simulate(
         settings,
@@ -63,6 +64,8 @@ def backfill_command(days: int, devices: int, interval: float, anomaly_rate: flo
     Also writes the fleet's device registry (devices/). Re-running replaces earlier backfill
     output on the dates it covers; the stream's files are left alone.
     """
+    from pipelines.backfill import BackfillParams, backfill
+
     report = backfill(get_settings(), BackfillParams(days, devices, interval, anomaly_rate, seed))
     click.echo(
         f"wrote {report.events:,} events ({sum(report.anomalies.values()):,} anomalous) for "

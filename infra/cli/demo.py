@@ -17,14 +17,8 @@ from infra.progress import ProgressLine
 from infra.settings import Settings, get_settings
 from infra.stack import manager
 from models import registry
-from models.estimators import RANDOM_FOREST
-from pipelines.backfill import BackfillParams, backfill
-from pipelines.promotion import decide
-from pipelines.retrain import retrain, window_ending
-from pipelines.training_set import Window
 from streaming.kafka_io import count_records, end_offsets
 from streaming.metrics import metrics_file
-from streaming.simulation import SimulationParams, simulate
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -34,6 +28,10 @@ DEMO_USER = "warden-demo"
 
 def _first_champion(settings: Settings, spark: SparkSession) -> str:
     """The champion's version; trains and approves a first model when there is none."""
+    from models.estimators import RANDOM_FOREST
+    from pipelines.promotion import decide
+    from pipelines.retrain import retrain, window_ending
+
     client = registry.configure_mlflow(settings)
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
     if champion is not None:
@@ -49,6 +47,10 @@ def _first_champion(settings: Settings, spark: SparkSession) -> str:
 
 def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str | None, str]:
     """Retrain on the history including what the stream just scored; approve if the gate passed."""
+    from pipelines.promotion import decide
+    from pipelines.retrain import retrain
+    from pipelines.training_set import Window
+
     now = datetime.now(UTC)
     # Up to the next minute, not the hour: the window must hold the burst the stream just scored.
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -62,6 +64,12 @@ def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str |
 
 
 def run_demo(settings: Settings, devices: int, events: int, rate: float) -> None:
+    # Imported here, not at the top: every `warden` command loads this module, and these pull in
+    # Great Expectations, scikit-learn and Spark (seconds of start-up for `warden status`).
+    from infra.spark import spark_session
+    from pipelines.backfill import BackfillParams, backfill
+    from streaming.simulation import SimulationParams, simulate
+
     started = time.monotonic()
     click.echo("1/8 start the embedded stack")
     manager.up(settings, manager.default_services(settings), progress=ProgressLine("  up"))
@@ -69,8 +77,6 @@ def run_demo(settings: Settings, devices: int, events: int, rate: float) -> None
     settings = settings.model_copy(update={"training_window_days": 2})
     history = backfill(settings, BackfillParams(days=2, devices=devices), ProgressLine("  backfill"))
     click.echo("3/8 make sure a champion model exists (train and approve one if not)")
-    from infra.spark import spark_session
-
     spark = spark_session(settings, "warden-demo-train", with_kafka=False)
     champion = _first_champion(settings, spark)
     click.echo("4/8 start the streaming job (`warden stream`)")
@@ -148,6 +154,8 @@ def _second_burst(
     """Produce small bursts until a batch is scored by `version`: the stream swaps models at a
     batch boundary a few seconds after the alias moved, so the first burst may still meet the old
     one. Returns (events produced, the first batch scored by `version` or None)."""
+    from streaming.simulation import SimulationParams, simulate
+
     after = _last_batch_id(settings)
     progress = ProgressLine("  stream")
     produced = 0
