@@ -93,6 +93,7 @@ def markdown(result: dict) -> str:
             + " |" * (len(names) - 1) + f" {PAPER['quality']} |"
         )
     lines += _batch_breakdown(systems)
+    lines += _spark_queries(systems)
     lines += _profiles(systems)
     return "\n".join(lines)
 
@@ -153,6 +154,27 @@ def _batch_breakdown(systems: dict) -> list[str]:
             lambda runs, phase=phase: _ms(statistics.median([r["phases_ms"].get(phase, 0.0) for r in runs])))
     row("the rest: offsets, planning, the checkpoint's commit", lambda runs: _ms(statistics.median(
         [1000 * r["seconds"] - sum(r["phases_ms"].values()) for r in runs])))
+    return lines
+
+
+def _spark_queries(systems: dict) -> list[str]:
+    """Spark's event log of streamwarden's profiled run: the queries of a batch (bench/spark_stages.py)."""
+    runs = systems.get("streamwarden", {}).get("latency", {}).get("50%", {}).get("runs", [])
+    stages = next((r["spark_stages"] for r in runs if "spark_stages" in r), None)
+    if stages is None:
+        return []
+    if "error" in stages:
+        return ["", f"Spark's event log: {stages['error']}"]
+    lines = ["", f"Spark's own metrics of a batch in the profiled ~50 % run (event log {stages['file']}; medians over "
+             f"{stages['batches']} batches of {stages['rows']:,.0f} events):", "",
+             "| query | runs | wall | tasks | task time | task CPU | GC |", "|---|---|---|---|---|---|---|"]
+    for query in stages["queries"]:
+        lines.append(f"| {query['label']} | {query['runs']:.0f} | {_ms(query['wall_ms'])} | {query['tasks']:.0f} | "
+                     f"{_ms(query['task_run_ms'])} | {_ms(query['task_cpu_ms'])} | {_ms(query['gc_ms'])} |")
+    lines.append(f"| foreachBatch outside these queries (driver: Feast, py4j, Kafka, file moves) | | "
+                 f"{_ms(stages['foreach_batch_outside_queries_ms'])} | | | | |")
+    lines.append("- the trigger's phases (Spark's durationMs): "
+                 + ", ".join(f"{phase} {_ms(ms)}" for phase, ms in stages["durations_ms"].items()))
     return lines
 
 

@@ -30,6 +30,7 @@ import pyarrow.dataset as ds
 from confluent_kafka import Consumer, TopicPartition
 
 import cpu_profile
+import spark_stages
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from streaming.kafka_io import end_offsets
@@ -182,9 +183,12 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 def latency(system: System, bench: Settings, rate: float, seconds: float, devices: int,
             profile_to: Path | None = None) -> dict:
-    """Alert latency at `rate`; with `profile_to`, py-spy samples the system during the load."""
-    running = system.start("latest")
+    """Alert latency at `rate`; with `profile_to`, py-spy samples the system during the load and,
+    for streamwarden, Spark logs its events (bench/spark_stages.py)."""
+    spark_log = bench.home / "spark-events" if profile_to and isinstance(system, Streamwarden) else None
+    running = system.start("latest", env=spark_stages.event_log_env(spark_log) if spark_log else None)
     profile: dict = {}
+    stages: dict = {}
     try:
         wait_for(system.started, 300, running, "the system to start")
         warm_up(running, bench, rate, devices)
@@ -199,9 +203,12 @@ def latency(system: System, bench: Settings, rate: float, seconds: float, device
             time.sleep(2)  # the last alerts' transaction
         measured = [b for b in running.batches() if b.end >= since and b.rows]
     finally:
-        running.stop()
+        running.stop()  # a stopped driver has closed its event log
+    if spark_log:
+        stages = spark_stages.summarize(spark_log, since)
     return {"offered_per_second": rate, "alerts": len(clock.latencies_ms), **_percentiles(clock.latencies_ms),
-            "batches": batch_profile(measured), **({"profile": profile} if profile else {})}
+            "batches": batch_profile(measured), **({"profile": profile} if profile else {}),
+            **({"spark_stages": stages} if stages else {})}
 
 
 def batch_profile(batches: list[Batch]) -> dict:

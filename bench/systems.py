@@ -89,7 +89,8 @@ class System:
     def alerts_topic(self) -> str:
         return self.settings.topic_alerts
 
-    def start(self, starting_offsets: str, *, fresh: bool = True) -> Running:
+    def start(self, starting_offsets: str, *, fresh: bool = True, env: dict[str, str] | None = None) -> Running:
+        """Start the process; `env` is added to its environment."""
         raise NotImplementedError
 
     def batches(self) -> list[Batch]:
@@ -111,13 +112,13 @@ class System:
 class Streamwarden(System):
     name = "streamwarden"
 
-    def start(self, starting_offsets: str, *, fresh: bool = True) -> Running:
+    def start(self, starting_offsets: str, *, fresh: bool = True, env: dict[str, str] | None = None) -> Running:
         if fresh:  # a new query: no checkpoint, no earlier batches
             shutil.rmtree(self.settings.checkpoint_dir, ignore_errors=True)
             metrics_file(self.settings).unlink(missing_ok=True)
         log = self.settings.home / f"{self.name}.log"
         warden = str(Path(sys.executable).with_name("warden"))
-        proc = self._spawn([warden, "stream"], {"WARDEN_STREAM_STARTING_OFFSETS": starting_offsets}, log)
+        proc = self._spawn([warden, "stream"], {"WARDEN_STREAM_STARTING_OFFSETS": starting_offsets, **(env or {})}, log)
         return Running(self, proc, log)
 
     def batches(self) -> list[Batch]:
@@ -145,7 +146,7 @@ class Baseline(System):
         self.group = ""
         self._started = 0.0
 
-    def start(self, starting_offsets: str, *, fresh: bool = True) -> Running:
+    def start(self, starting_offsets: str, *, fresh: bool = True, env: dict[str, str] | None = None) -> Running:
         self.metrics.unlink(missing_ok=True)
         self.group = f"bench-{self.name}-{uuid.uuid4().hex[:8]}"
         self._started = time.monotonic()
@@ -158,7 +159,7 @@ class Baseline(System):
         script = PROJECT_ROOT / "bench" / "baselines" / f"{self.name}.py"
         command = [sys.executable, str(script), "--from", starting_offsets, "--metrics-file", str(self.metrics),
                    "--consumer-group", self.group]
-        return Running(self, self._spawn(command, {}, log), log)
+        return Running(self, self._spawn(command, env or {}, log), log)
 
     def batches(self) -> list[Batch]:
         if not self.metrics.exists():

@@ -1,0 +1,123 @@
+"""Spark's own account of streamwarden's micro-batches, from its event log: the Spark SQL queries
+each batch runs, the wall time and task time of each, and the part of the batch spent outside
+all of them (the driver's Python: Feast, py4j, the Kafka transaction, the lake's file moves).
+
+The bench turns the event log on for its profiled latency run only, through a Spark
+configuration folder of its own (`SPARK_CONF_DIR`, whose `spark-defaults.conf` Spark's launcher
+reads), so `warden stream` itself runs as its users start it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import Counter, defaultdict
+from datetime import datetime
+from pathlib import Path
+
+_SQL_EVENT = "org.apache.spark.sql.execution.ui.SparkListenerSQLExecution"
+_PROGRESS_EVENT = "org.apache.spark.sql.streaming.StreamingQueryListener$QueryProgressEvent"
+# A lake write goes to `<lake>/_staging/<dataset>/batch=<id>` (streaming/sinks.py).
+_LAKE_WRITE = re.compile(r"_staging/([^/\s,\]]+)/batch=")
+_TASK_METRICS = {
+    "task_run_ms": ("internal.metrics.executorRunTime", 1.0),
+    "task_cpu_ms": ("internal.metrics.executorCpuTime", 1e-6),  # nanoseconds
+    "gc_ms": ("internal.metrics.jvmGCTime", 1.0),
+}
+
+
+def event_log_env(folder: Path) -> dict[str, str]:
+    """The environment that makes a Spark driver log its events under `folder`/events."""
+    conf, events = folder / "conf", folder / "events"
+    conf.mkdir(parents=True, exist_ok=True)
+    events.mkdir(parents=True, exist_ok=True)
+    (conf / "spark-defaults.conf").write_text(
+        f"spark.eventLog.enabled true\nspark.eventLog.dir {events.as_uri()}\nspark.eventLog.compress false\n"
+    )
+    return {"SPARK_CONF_DIR": str(conf)}
+
+
+def _label(start: dict) -> str:
+    """What a query does: the lake dataset it writes, else the action that ran it."""
+    written = _LAKE_WRITE.search(start.get("physicalPlanDescription", ""))
+    if written:
+        return f"write {written.group(1)}"
+    action = (start.get("description") or "query").split(" at ")[0]
+    return f"{action} (model)" if "ArrowEvalPython" in start.get("physicalPlanDescription", "") else action
+
+
+def summarize(folder: Path, since: float) -> dict:
+    """Medians over the batches with rows that started at or after `since` (unix seconds) in the
+    newest event log under `folder`: per query label, its runs, wall and task times per batch;
+    the trigger's own phases (Spark's `durationMs`); `addBatch` minus the queries' wall time."""
+    logs = sorted((folder / "events").glob("*"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return {"error": f"Spark wrote no event log under {folder / 'events'}"}
+    queries: dict[int, dict] = {}
+    root_of: dict[int, int] = {}
+    query_of_stage: dict[int, int] = {}
+    progress: list[dict] = []
+    for line in logs[-1].read_text().splitlines():
+        event = json.loads(line)
+        kind = event["Event"]
+        if kind == f"{_SQL_EVENT}Start":
+            query = event["executionId"]
+            root_of[query] = event.get("rootExecutionId", query)
+            if root_of[query] == query:  # a nested query's time is inside its root's
+                queries[query] = {"start": event["time"], "label": _label(event), "tasks": 0, **dict.fromkeys(_TASK_METRICS, 0.0)}
+        elif kind == f"{_SQL_EVENT}End" and event["executionId"] in queries:
+            queries[event["executionId"]]["end"] = event["time"]
+        elif kind == "SparkListenerJobStart" and "spark.sql.execution.id" in event.get("Properties", {}):
+            query = root_of.get(int(event["Properties"]["spark.sql.execution.id"]))
+            for stage in event["Stage IDs"]:
+                if query is not None:
+                    query_of_stage[stage] = query
+        elif kind == "SparkListenerStageCompleted":
+            info = event["Stage Info"]
+            query = queries.get(query_of_stage.get(info["Stage ID"], -1))
+            if query is None:
+                continue
+            query["tasks"] += info["Number of Tasks"]
+            values = {a["Name"]: float(a["Value"]) for a in info.get("Accumulables", []) if "Name" in a}
+            for key, (name, scale) in _TASK_METRICS.items():
+                query[key] += values.get(name, 0.0) * scale
+        elif kind == _PROGRESS_EVENT:
+            progress.append(event["progress"])
+    batches = []
+    for batch in progress:
+        start = datetime.fromisoformat(batch["timestamp"].replace("Z", "+00:00")).timestamp() * 1000
+        end = start + batch["durationMs"].get("triggerExecution", 0)
+        if start < since * 1000 or not batch.get("numInputRows"):
+            continue
+        ran = [q for q in queries.values() if start <= q["start"] <= end and "end" in q]
+        batches.append((batch, ran))
+    if not batches:
+        return {"error": f"no batch with rows after {datetime.fromtimestamp(since):%H:%M:%S} in {logs[-1].name}"}
+    return {"file": logs[-1].name, "batches": len(batches), **_medians(batches)}
+
+
+def _medians(batches: list[tuple[dict, list[dict]]]) -> dict:
+    per_label: dict[str, list[Counter[str]]] = defaultdict(lambda: [Counter() for _ in batches])
+    outside, phases = [], defaultdict(list)
+    for n, (batch, ran) in enumerate(batches):
+        for query in ran:
+            totals = per_label[query["label"]][n]
+            totals["runs"] += 1
+            totals["wall_ms"] += query["end"] - query["start"]
+            for key in ("tasks", *_TASK_METRICS):
+                totals[key] += query[key]
+        for phase, ms in batch["durationMs"].items():
+            phases[phase].append(ms)
+        outside.append(batch["durationMs"].get("addBatch", 0) - sum(q["end"] - q["start"] for q in ran))
+    queries = [
+        {"label": label, **{key: statistics.median(t[key] for t in totals)
+                            for key in ("runs", "wall_ms", "tasks", *_TASK_METRICS)}}
+        for label, totals in per_label.items()
+    ]
+    return {
+        "rows": statistics.median(batch["numInputRows"] for batch, _ in batches),
+        "durations_ms": {phase: statistics.median(values) for phase, values in phases.items()},
+        "queries": sorted(queries, key=lambda q: -q["wall_ms"]),
+        "foreach_batch_outside_queries_ms": statistics.median(outside),
+    }
