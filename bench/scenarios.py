@@ -205,7 +205,10 @@ def latency(system: System, bench: Settings, rate: float, seconds: float, device
     finally:
         running.stop()  # a stopped driver has closed its event log
     if spark_log:
-        stages = spark_stages.summarize(spark_log, since)
+        try:
+            stages = spark_stages.summarize(spark_log, since)
+        except (OSError, ValueError, KeyError) as exc:  # a view of the run, not a reason to lose it
+            stages = {"error": f"cannot read Spark's event log: {exc!r}"}
     return {"offered_per_second": rate, "alerts": len(clock.latencies_ms), **_percentiles(clock.latencies_ms),
             "batches": batch_profile(measured), **({"profile": profile} if profile else {}),
             **({"spark_stages": stages} if stages else {})}

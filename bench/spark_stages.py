@@ -20,6 +20,7 @@ _SQL_EVENT = "org.apache.spark.sql.execution.ui.SparkListenerSQLExecution"
 _PROGRESS_EVENT = "org.apache.spark.sql.streaming.StreamingQueryListener$QueryProgressEvent"
 # A lake write goes to `<lake>/_staging/<dataset>/batch=<id>` (streaming/sinks.py).
 _LAKE_WRITE = re.compile(r"_staging/([^/\s,\]]+)/batch=")
+_OPERATOR = re.compile(r"(\w+) \(\d+\)")  # "HashAggregate (5)" in a plan's tree
 _TASK_METRICS = {
     "task_run_ms": ("internal.metrics.executorRunTime", 1.0),
     "task_cpu_ms": ("internal.metrics.executorCpuTime", 1e-6),  # nanoseconds
@@ -33,46 +34,48 @@ def event_log_env(folder: Path) -> dict[str, str]:
     conf.mkdir(parents=True, exist_ok=True)
     events.mkdir(parents=True, exist_ok=True)
     (conf / "spark-defaults.conf").write_text(
-        f"spark.eventLog.enabled true\nspark.eventLog.dir {events.as_uri()}\nspark.eventLog.compress false\n"
+        f"spark.eventLog.enabled true\nspark.eventLog.dir {events.as_uri()}\n"
+        # One plain file (Spark 4 rolls a log into a folder of parts by default).
+        "spark.eventLog.compress false\nspark.eventLog.rolling.enabled false\n"
     )
     return {"SPARK_CONF_DIR": str(conf)}
 
 
 def _label(start: dict) -> str:
-    """What a query does: the lake dataset it writes, else the action that ran it."""
-    written = _LAKE_WRITE.search(start.get("physicalPlanDescription", ""))
+    """What a query does, from its physical plan: the lake dataset it writes, else its top
+    operator; and whether it runs the model (a pandas UDF)."""
+    plan = start.get("physicalPlanDescription", "")
+    tree = plan.split("\n\n", 1)[0]  # the operator tree, before each operator's details
+    model = " + model" if "ArrowEvalPython" in tree else ""
+    written = _LAKE_WRITE.search(plan)
     if written:
-        return f"write {written.group(1)}"
-    action = (start.get("description") or "query").split(" at ")[0]
-    return f"{action} (model)" if "ArrowEvalPython" in start.get("physicalPlanDescription", "") else action
+        return f"write {written.group(1)}{model}"
+    top = next((op for op in _OPERATOR.findall(tree) if op != "AdaptiveSparkPlan"), "query")
+    return f"{top}{model}"
 
 
 def summarize(folder: Path, since: float) -> dict:
     """Medians over the batches with rows that started at or after `since` (unix seconds) in the
     newest event log under `folder`: per query label, its runs, wall and task times per batch;
     the trigger's own phases (Spark's `durationMs`); `addBatch` minus the queries' wall time."""
-    logs = sorted((folder / "events").glob("*"), key=lambda p: p.stat().st_mtime)
+    logs = sorted((p for p in (folder / "events").glob("*") if p.is_file()), key=lambda p: p.stat().st_mtime)
     if not logs:
-        return {"error": f"Spark wrote no event log under {folder / 'events'}"}
+        return {"error": f"Spark wrote no event log file under {folder / 'events'}"}
     queries: dict[int, dict] = {}
-    root_of: dict[int, int] = {}
     query_of_stage: dict[int, int] = {}
     progress: list[dict] = []
     for line in logs[-1].read_text().splitlines():
         event = json.loads(line)
         kind = event["Event"]
-        if kind == f"{_SQL_EVENT}Start":
-            query = event["executionId"]
-            root_of[query] = event.get("rootExecutionId", query)
-            if root_of[query] == query:  # a nested query's time is inside its root's
-                queries[query] = {"start": event["time"], "label": _label(event), "tasks": 0, **dict.fromkeys(_TASK_METRICS, 0.0)}
+        # A micro-batch is a query of its own, and what foreachBatch runs are queries nested in it.
+        if kind == f"{_SQL_EVENT}Start" and event.get("rootExecutionId", event["executionId"]) != event["executionId"]:
+            queries[event["executionId"]] = {"start": event["time"], "label": _label(event), "tasks": 0,
+                                             **dict.fromkeys(_TASK_METRICS, 0.0)}
         elif kind == f"{_SQL_EVENT}End" and event["executionId"] in queries:
             queries[event["executionId"]]["end"] = event["time"]
         elif kind == "SparkListenerJobStart" and "spark.sql.execution.id" in event.get("Properties", {}):
-            query = root_of.get(int(event["Properties"]["spark.sql.execution.id"]))
             for stage in event["Stage IDs"]:
-                if query is not None:
-                    query_of_stage[stage] = query
+                query_of_stage[stage] = int(event["Properties"]["spark.sql.execution.id"])
         elif kind == "SparkListenerStageCompleted":
             info = event["Stage Info"]
             query = queries.get(query_of_stage.get(info["Stage ID"], -1))
@@ -88,13 +91,17 @@ def summarize(folder: Path, since: float) -> dict:
     for batch in progress:
         start = datetime.fromisoformat(batch["timestamp"].replace("Z", "+00:00")).timestamp() * 1000
         end = start + batch["durationMs"].get("triggerExecution", 0)
-        if start < since * 1000 or not batch.get("numInputRows"):
+        if start < since * 1000 or not _rows(batch):
             continue
         ran = [q for q in queries.values() if start <= q["start"] <= end and "end" in q]
         batches.append((batch, ran))
     if not batches:
         return {"error": f"no batch with rows after {datetime.fromtimestamp(since):%H:%M:%S} in {logs[-1].name}"}
     return {"file": logs[-1].name, "batches": len(batches), **_medians(batches)}
+
+
+def _rows(batch: dict) -> int:
+    return sum(source.get("numInputRows", 0) for source in batch.get("sources", []))
 
 
 def _medians(batches: list[tuple[dict, list[dict]]]) -> dict:
@@ -116,7 +123,7 @@ def _medians(batches: list[tuple[dict, list[dict]]]) -> dict:
         for label, totals in per_label.items()
     ]
     return {
-        "rows": statistics.median(batch["numInputRows"] for batch, _ in batches),
+        "rows": statistics.median(_rows(batch) for batch, _ in batches),
         "durations_ms": {phase: statistics.median(values) for phase, values in phases.items()},
         "queries": sorted(queries, key=lambda q: -q["wall_ms"]),
         "foreach_batch_outside_queries_ms": statistics.median(outside),
