@@ -30,8 +30,22 @@ def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
         return None
-    command = [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--rate", str(RATE),
-               "--duration", str(int(seconds)), "--format", "raw", "--output", str(out)]
+    command = [
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--subprocesses",
+        "--nonblocking",
+        "--rate",
+        str(RATE),
+        "--duration",
+        str(int(seconds)),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+    ]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
 
 

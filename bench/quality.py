@@ -50,9 +50,15 @@ def held_out_quality(settings: Settings, days: int, devices: int, seed: int) -> 
         try:
             refresh_features(held_out, spark, window.end, None, ProgressLine("features"))
             progress = ProgressLine("quality")
-            progress.update(f"scoring {window} with {settings.model_name} v{champion.version} ({champion.kind})", force=True)
+            progress.update(
+                f"scoring {window} with {settings.model_name} v{champion.version} ({champion.kind})", force=True
+            )
             model = load_version(spark, champion)
-            scored = model.score(build_training_set(held_out, spark, window)).select("label", SCORE, "anomaly_type").toPandas()
+            scored = (
+                model.score(build_training_set(held_out, spark, window))
+                .select("label", SCORE, "anomaly_type")
+                .toPandas()
+            )
         finally:
             spark.stop()
     finally:
@@ -62,7 +68,12 @@ def held_out_quality(settings: Settings, days: int, devices: int, seed: int) -> 
     )
     progress.done(f"{quality.rows:,} events, {quality.positives:,} anomalous")
     return {
-        "model": {"name": champion.name, "version": champion.version, "kind": champion.kind, "threshold": champion.threshold},
+        "model": {
+            "name": champion.name,
+            "version": champion.version,
+            "kind": champion.kind,
+            "threshold": champion.threshold,
+        },
         "window": str(window),
         "history": {"days": days, "devices": devices, "seed": seed},
         **quality.as_metrics(prefix=""),

@@ -60,18 +60,33 @@ def markdown(result: dict) -> str:
     def row(label: str, cell: object, paper: str = "") -> None:
         lines.append(f"| {label} | " + " | ".join(cell(systems[n]) for n in names) + f" | {paper} |")  # type: ignore[operator]
 
-    row("backlog throughput, events/min", lambda s: _spread(s["backlog"]["events_per_minute"]) if "backlog" in s else "-",
-        PAPER["throughput"])
-    row("max sustained, events/min (capped by the backlog rate)", lambda s: (
-        f"{_rate(min(s['sustained']['max_sustained_per_second']['median'], s['backlog']['events_per_minute']['median'] / 60))}"
-        f" (kept up at {_rate(s['sustained']['max_sustained_per_second']['median'])} in {result['load_seconds']:.0f} s loads)")
-        if "sustained" in s else "-")
+    row(
+        "backlog throughput, events/min",
+        lambda s: _spread(s["backlog"]["events_per_minute"]) if "backlog" in s else "-",
+        PAPER["throughput"],
+    )
+    row(
+        "max sustained, events/min (capped by the backlog rate)",
+        lambda s: (
+            (
+                f"{_rate(min(s['sustained']['max_sustained_per_second']['median'], s['backlog']['events_per_minute']['median'] / 60))}"
+                f" (kept up at {_rate(s['sustained']['max_sustained_per_second']['median'])} in {result['load_seconds']:.0f} s loads)"
+            )
+            if "sustained" in s
+            else "-"
+        ),
+    )
     for share in ("25%", "50%"):
-        row(f"alert latency p50 / p95 / p99, ~{share} of max",
-            lambda s, share=share: " / ".join(_ms(s["latency"][share][q]["median"]) for q in ("p50", "p95", "p99"))
-            + f" at {_rate(s['latency'][share]['runs'][0]['offered_per_second'])}"
-            if share in s.get("latency", {}) else "-",
-            PAPER["latency"] if share == "50%" else "")
+        row(
+            f"alert latency p50 / p95 / p99, ~{share} of max",
+            lambda s, share=share: (
+                " / ".join(_ms(s["latency"][share][q]["median"]) for q in ("p50", "p95", "p99"))
+                + f" at {_rate(s['latency'][share]['runs'][0]['offered_per_second'])}"
+                if share in s.get("latency", {})
+                else "-"
+            ),
+            PAPER["latency"] if share == "50%" else "",
+        )
     ours = systems.get("streamwarden", {})
     for name in names[1:]:
         for label, figure in RATIOS.items():
@@ -90,7 +105,8 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| detection quality (held-out day, v{q['model']['version']} {q['model']['kind']}) | precision "
             f"{q['precision']:.3f}, recall {q['recall']:.3f}, F1 {q['f1']:.3f}, PR-AUC {q['pr_auc']:.3f} |"
-            + " |" * (len(names) - 1) + f" {PAPER['quality']} |"
+            + " |" * (len(names) - 1)
+            + f" {PAPER['quality']} |"
         )
     lines += _batch_breakdown(systems)
     lines += _spark_queries(systems)
@@ -113,8 +129,10 @@ def _profiles(systems: dict) -> list[str]:
         for kind, summary in profile.items():
             if not isinstance(summary, dict) or "cpu_seconds" not in summary:
                 continue
-            lines.append(f"- {kind}: {summary['cpu_seconds']} CPU s sampled; in our code: "
-                         f"{_shares(summary['our_code_inclusive'])}; doing: {_shares(summary['leaf_self'])}")
+            lines.append(
+                f"- {kind}: {summary['cpu_seconds']} CPU s sampled; in our code: "
+                f"{_shares(summary['our_code_inclusive'])}; doing: {_shares(summary['leaf_self'])}"
+            )
     return lines
 
 
@@ -135,14 +153,21 @@ PHASES = {
 def _batch_breakdown(systems: dict) -> list[str]:
     """Where streamwarden's micro-batches spend their time, at each latency rate."""
     shares = systems.get("streamwarden", {}).get("latency", {})
-    profiles = {share: [r["batches"] for r in data["runs"] if r.get("batches", {}).get("count")]
-                for share, data in shares.items()}
+    profiles = {
+        share: [r["batches"] for r in data["runs"] if r.get("batches", {}).get("count")]
+        for share, data in shares.items()
+    }
     profiles = {share: runs for share, runs in profiles.items() if runs}
     if not profiles:
         return []
-    lines = ["", "Where a streamwarden micro-batch spends its time (medians over the measured batches of each run, "
-             "then over runs):", "", "| | " + " | ".join(f"~{share} of max" for share in profiles) + " |",
-             "|---" * (len(profiles) + 1) + "|"]
+    lines = [
+        "",
+        "Where a streamwarden micro-batch spends its time (medians over the measured batches of each run, "
+        "then over runs):",
+        "",
+        "| | " + " | ".join(f"~{share} of max" for share in profiles) + " |",
+        "|---" * (len(profiles) + 1) + "|",
+    ]
 
     def row(label: str, value: object) -> None:
         lines.append(f"| {label} | " + " | ".join(value(runs) for runs in profiles.values()) + " |")  # type: ignore[operator]
@@ -150,10 +175,14 @@ def _batch_breakdown(systems: dict) -> list[str]:
     row("events per batch", lambda runs: f"{statistics.median([r['rows'] for r in runs]):,.0f}")
     row("batch duration", lambda runs: _ms(1000 * statistics.median([r["seconds"] for r in runs])))
     for phase, meaning in PHASES.items():
-        row(f"{phase}: {meaning}",
-            lambda runs, phase=phase: _ms(statistics.median([r["phases_ms"].get(phase, 0.0) for r in runs])))
-    row("the rest: offsets, planning, the checkpoint's commit", lambda runs: _ms(statistics.median(
-        [1000 * r["seconds"] - sum(r["phases_ms"].values()) for r in runs])))
+        row(
+            f"{phase}: {meaning}",
+            lambda runs, phase=phase: _ms(statistics.median([r["phases_ms"].get(phase, 0.0) for r in runs])),
+        )
+    row(
+        "the rest: offsets, planning, the checkpoint's commit",
+        lambda runs: _ms(statistics.median([1000 * r["seconds"] - sum(r["phases_ms"].values()) for r in runs])),
+    )
     return lines
 
 
@@ -165,16 +194,27 @@ def _spark_queries(systems: dict) -> list[str]:
         return []
     if "error" in stages:
         return ["", f"Spark's event log: {stages['error']}"]
-    lines = ["", f"Spark's own metrics of a batch in the profiled ~50 % run (event log {stages['file']}; medians over "
-             f"{stages['batches']} batches of {stages['rows']:,.0f} events):", "",
-             "| query | runs | wall | tasks | task time | task CPU | GC |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"Spark's own metrics of a batch in the profiled ~50 % run (event log {stages['file']}; medians over "
+        f"{stages['batches']} batches of {stages['rows']:,.0f} events):",
+        "",
+        "| query | runs | wall | tasks | task time | task CPU | GC |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for query in stages["queries"]:
-        lines.append(f"| {query['label']} | {query['runs']:.0f} | {_ms(query['wall_ms'])} | {query['tasks']:.0f} | "
-                     f"{_ms(query['task_run_ms'])} | {_ms(query['task_cpu_ms'])} | {_ms(query['gc_ms'])} |")
-    lines.append(f"| foreachBatch outside these queries (driver: Feast, py4j, Kafka, file moves) | | "
-                 f"{_ms(stages['foreach_batch_outside_queries_ms'])} | | | | |")
-    lines.append("- the trigger's phases (Spark's durationMs): "
-                 + ", ".join(f"{phase} {_ms(ms)}" for phase, ms in stages["durations_ms"].items()))
+        lines.append(
+            f"| {query['label']} | {query['runs']:.0f} | {_ms(query['wall_ms'])} | {query['tasks']:.0f} | "
+            f"{_ms(query['task_run_ms'])} | {_ms(query['task_cpu_ms'])} | {_ms(query['gc_ms'])} |"
+        )
+    lines.append(
+        f"| foreachBatch outside these queries (driver: Feast, py4j, Kafka, file moves) | | "
+        f"{_ms(stages['foreach_batch_outside_queries_ms'])} | | | | |"
+    )
+    lines.append(
+        "- the trigger's phases (Spark's durationMs): "
+        + ", ".join(f"{phase} {_ms(ms)}" for phase, ms in stages["durations_ms"].items())
+    )
     return lines
 
 
@@ -190,7 +230,8 @@ def plot(result: dict, out: Path) -> Path:
         for quantile, style in (("p50", "-o"), ("p95", "--s"), ("p99", ":^")):
             points = sorted(
                 (run["offered_per_second"] * 60, run[quantile] / 1000)
-                for share in system.get("latency", {}).values() for run in share["runs"]
+                for share in system.get("latency", {}).values()
+                for run in share["runs"]
             )
             if points:
                 axis.plot(*zip(*points, strict=True), style, color=colour, label=f"{name} {quantile}")

@@ -87,7 +87,9 @@ def bench_champion(settings: Settings, bench: Settings) -> tuple[Settings, regis
     if champion is None:
         spark = spark_session(bench, "warden-bench-train", with_kafka=False)
         try:
-            report = retrain(bench, spark, window_ending(bench, datetime.now(UTC)), (XGBOOST,), 0, ProgressLine("train"))
+            report = retrain(
+                bench, spark, window_ending(bench, datetime.now(UTC)), (XGBOOST,), 0, ProgressLine("train")
+            )
         finally:
             spark.stop()
         assert report.version is not None
@@ -102,13 +104,21 @@ def summary(values: list[float]) -> dict[str, float]:
 def machine() -> dict:
     memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr.splitlines()  # noqa: S607
-    versions = {name: importlib.metadata.version(name) for name in
-                ("pyspark", "confluent-kafka", "quixstreams", "xgboost-cpu", "feast", "mlflow")}
+    versions = {
+        name: importlib.metadata.version(name)
+        for name in ("pyspark", "confluent-kafka", "quixstreams", "xgboost-cpu", "feast", "mlflow")
+    }
     return {
         "cores": os.cpu_count(),
         "memory_gb": round(memory_kb / 1024 / 1024, 1),
-        "cpu": next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), platform.processor()),
+        "cpu": next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        ),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "java": java[0] if java else "",
@@ -121,26 +131,39 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each scenario (default 3)")
     parser.add_argument("--systems", default="streamwarden,handwritten,quix", help="systems to run (default all three)")
     parser.add_argument("--backlog", type=int, default=2_400_000, help="events in the backlog (default 2,400,000)")
-    parser.add_argument("--backlog-seconds", type=float, default=90.0,
-                        help="stop reading the backlog after this much processing (default 90)")
+    parser.add_argument(
+        "--backlog-seconds",
+        type=float,
+        default=90.0,
+        help="stop reading the backlog after this much processing (default 90)",
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each offered load (default 30)")
     # From 50 % of the backlog rate, +25 % a step: the fifth step offers 122 % of it, which no
     # system sustains, so the search ends by falling behind rather than by running out of steps.
     parser.add_argument("--steps", type=int, default=5, help="rate steps of the sustained search (default 5)")
     parser.add_argument("--devices", type=int, default=200, help="devices in the fleet (default 200)")
     parser.add_argument("--quick", action="store_true", help="one run, a 1M backlog, 30 s loads: a smoke test")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help=f"scenarios to run (default all: {','.join(SCENARIOS)}); throughput is the backlog and "
-                             "the sustained search, recovery is streamwarden's")
-    parser.add_argument("--max-rate", type=float, default=None,
-                        help="events/s that latency (25 %%, 50 %%) and recovery (50 %%) are relative to, for a run "
-                             "without the throughput scenario (default: the measured max sustained rate)")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"scenarios to run (default all: {','.join(SCENARIOS)}); throughput is the backlog and "
+        "the sustained search, recovery is streamwarden's",
+    )
+    parser.add_argument(
+        "--max-rate",
+        type=float,
+        default=None,
+        help="events/s that latency (25 %%, 50 %%) and recovery (50 %%) are relative to, for a run "
+        "without the throughput scenario (default: the measured max sustained rate)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.backlog, args.seconds, args.steps = 1, 1_000_000, 30.0, 2
     args.scenarios = {name.strip() for name in args.scenarios.split(",") if name.strip()}
     if args.scenarios - set(SCENARIOS):
-        parser.error(f"unknown scenario(s) {', '.join(sorted(args.scenarios - set(SCENARIOS)))}; known: {', '.join(SCENARIOS)}")
+        parser.error(
+            f"unknown scenario(s) {', '.join(sorted(args.scenarios - set(SCENARIOS)))}; known: {', '.join(SCENARIOS)}"
+        )
     if "throughput" not in args.scenarios and args.max_rate is None and args.scenarios & {"latency", "recovery"}:
         parser.error("latency and recovery without the throughput scenario need --max-rate")
 
@@ -154,8 +177,16 @@ def main() -> None:
     # settings: point them at the scratch home, not at the user's own lake.
     os.environ.update(bench.to_env())
     get_settings.cache_clear()
-    result: dict = {"started": started.isoformat(), "commit": git_commit(), "machine": machine(), "runs": args.runs,
-                    "backlog_events": args.backlog, "load_seconds": args.seconds, "devices": args.devices, "systems": {}}
+    result: dict = {
+        "started": started.isoformat(),
+        "commit": git_commit(),
+        "machine": machine(),
+        "runs": args.runs,
+        "backlog_events": args.backlog,
+        "load_seconds": args.seconds,
+        "devices": args.devices,
+        "systems": {},
+    }
     topics: list[str] = []
     try:
         prepare(bench, args.devices)
@@ -165,8 +196,11 @@ def main() -> None:
         topics = [bench.topic_telemetry, bench.topic_alerts, bench.topic_dlq]
         topics += [t for s in under_test for t in (s.alerts_topic, s.settings.topic_dlq)]
         if "throughput" in args.scenarios:
-            simulate(bench, SimulationParams(devices=args.devices, rate=300_000, events=args.backlog),
-                     ProgressLine("backlog"))
+            simulate(
+                bench,
+                SimulationParams(devices=args.devices, rate=300_000, events=args.backlog),
+                ProgressLine("backlog"),
+            )
         for system in under_test:
             result["systems"][system.name] = measure(system, bench, args, stem)
             save(result, stem)  # a long run interrupted later keeps what it measured
@@ -175,10 +209,13 @@ def main() -> None:
             rate = 0.5 * ours["latency_base_per_second"]
             runs = [recovery(bench, n + 1, rate, max(args.seconds, 30.0), args.devices) for n in range(args.runs)]
             topics += [f"{bench.topic_telemetry}_recovery_{n + 1}" for n in range(args.runs)]
-            result["recovery"] = {"offered_per_second": rate, "runs": runs,
-                                  "recovery_s": summary([r["recovery_s"] for r in runs]),
-                                  "lost": sum(r["lost"] for r in runs),
-                                  "duplicated": sum(r["duplicated_scored"] + r["duplicated_alerts"] for r in runs)}
+            result["recovery"] = {
+                "offered_per_second": rate,
+                "runs": runs,
+                "recovery_s": summary([r["recovery_s"] for r in runs]),
+                "lost": sum(r["lost"] for r in runs),
+                "duplicated": sum(r["duplicated_scored"] + r["duplicated_alerts"] for r in runs),
+            }
         if "quality" in args.scenarios:
             # Fixed seed and model: repeated within the hour, it gives the same figures.
             result["quality"] = held_out_quality(bench, days=1, devices=50, seed=99)
@@ -200,8 +237,10 @@ def sustainable(measured: dict) -> float:
     """The max sustained rate, capped by the backlog throughput. A load of `--seconds` cannot tell
     a rate up to about a quarter above capacity from one below it (the excess drains within the
     allowance), and nothing is sustained for long above the rate of full 400k batches."""
-    return min(measured["sustained"]["max_sustained_per_second"]["median"],
-               measured["backlog"]["events_per_minute"]["median"] / 60)
+    return min(
+        measured["sustained"]["max_sustained_per_second"]["median"],
+        measured["backlog"]["events_per_minute"]["median"] / 60,
+    )
 
 
 def measure(system: System, bench: Settings, args: argparse.Namespace, stem: str) -> dict:
@@ -214,22 +253,27 @@ def measure(system: System, bench: Settings, args: argparse.Namespace, stem: str
         backlog = [backlog_throughput(system, args.backlog, args.backlog_seconds) for _ in range(args.runs)]
         per_minute = summary([r["events_per_minute"] for r in backlog])
         start_rate = 0.5 * per_minute["median"] / 60
-        searches = [sustained(system, bench, start_rate, args.seconds, args.steps, args.devices)
-                    for _ in range(args.runs)]
+        searches = [
+            sustained(system, bench, start_rate, args.seconds, args.steps, args.devices) for _ in range(args.runs)
+        ]
         measured["backlog"] = {"runs": backlog, "events_per_minute": per_minute}
-        measured["sustained"] = {"runs": searches,
-                                 "max_sustained_per_second": summary([s["max_sustained_per_second"] for s in searches])}
+        measured["sustained"] = {
+            "runs": searches,
+            "max_sustained_per_second": summary([s["max_sustained_per_second"] for s in searches]),
+        }
         ceiling = sustainable(measured) or start_rate  # a system that never kept up: half its backlog rate
     measured["latency_base_per_second"] = ceiling
     if "latency" not in args.scenarios:
         return measured
     for share in (0.25, 0.5):
         # py-spy samples the first run at 50 %: one profile per system, beside the result.
-        profiles = [RESULTS / f"{stem}-{system.name}.pyspy.txt" if share == 0.5 and n == 0 else None
-                    for n in range(args.runs)]
+        profiles = [
+            RESULTS / f"{stem}-{system.name}.pyspy.txt" if share == 0.5 and n == 0 else None for n in range(args.runs)
+        ]
         runs = [latency(system, bench, share * ceiling, args.seconds, args.devices, profile) for profile in profiles]
         measured["latency"][f"{share:.0%}"] = {
-            "runs": runs, **{q: summary([r[q] for r in runs]) for q in ("p50", "p95", "p99")}
+            "runs": runs,
+            **{q: summary([r[q] for r in runs]) for q in ("p50", "p95", "p99")},
         }
     return measured
 

@@ -86,6 +86,7 @@ def backlog_throughput(system: System, events: int, max_seconds: float) -> dict:
     running = system.start("earliest")
     progress = ProgressLine(f"{system.name} backlog")
     try:
+
         def done() -> bool:
             batches = [b for b in running.batches() if b.rows]
             rows = sum(b.rows for b in batches)
@@ -124,8 +125,16 @@ def sustained(system: System, bench: Settings, start_rate: float, seconds: float
             allowed = max(grace, 2 * statistics.median([b.seconds for b in during] or [0.0]))
             behind = max(0.0, drained - load_end) if drained is not None else float("inf")
             kept_up = behind <= allowed
-            trials.append({"offered_per_second": rate, "events": offered, "processed": processed,
-                           "drained_after_s": behind, "allowed_s": allowed, "kept_up": kept_up})
+            trials.append(
+                {
+                    "offered_per_second": rate,
+                    "events": offered,
+                    "processed": processed,
+                    "drained_after_s": behind,
+                    "allowed_s": allowed,
+                    "kept_up": kept_up,
+                }
+            )
             if not kept_up:
                 break
             rate *= 1.25
@@ -181,8 +190,9 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(values), "p95": cuts[94], "p99": cuts[98]}
 
 
-def latency(system: System, bench: Settings, rate: float, seconds: float, devices: int,
-            profile_to: Path | None = None) -> dict:
+def latency(
+    system: System, bench: Settings, rate: float, seconds: float, devices: int, profile_to: Path | None = None
+) -> dict:
     """Alert latency at `rate`; with `profile_to`, py-spy samples the system during the load and,
     for streamwarden, Spark logs its events (bench/spark_stages.py)."""
     spark_log = bench.home / "spark-events" if profile_to and isinstance(system, Streamwarden) else None
@@ -199,7 +209,9 @@ def latency(system: System, bench: Settings, rate: float, seconds: float, device
             if profile_to:
                 profile = cpu_profile.finish(recorder, profile_to)
             if wait_drained(running, since, offered, timeout=600) is None:
-                raise SystemExit(f"error: {system.name} did not process the {offered:,} events offered at {rate:,.0f}/s in 600 s")
+                raise SystemExit(
+                    f"error: {system.name} did not process the {offered:,} events offered at {rate:,.0f}/s in 600 s"
+                )
             time.sleep(2)  # the last alerts' transaction
         measured = [b for b in running.batches() if b.end >= since and b.rows]
     finally:
@@ -209,9 +221,14 @@ def latency(system: System, bench: Settings, rate: float, seconds: float, device
             stages = spark_stages.summarize(spark_log, since)
         except (OSError, ValueError, KeyError) as exc:  # a view of the run, not a reason to lose it
             stages = {"error": f"cannot read Spark's event log: {exc!r}"}
-    return {"offered_per_second": rate, "alerts": len(clock.latencies_ms), **_percentiles(clock.latencies_ms),
-            "batches": batch_profile(measured), **({"profile": profile} if profile else {}),
-            **({"spark_stages": stages} if stages else {})}
+    return {
+        "offered_per_second": rate,
+        "alerts": len(clock.latencies_ms),
+        **_percentiles(clock.latencies_ms),
+        "batches": batch_profile(measured),
+        **({"profile": profile} if profile else {}),
+        **({"spark_stages": stages} if stages else {}),
+    }
 
 
 def batch_profile(batches: list[Batch]) -> dict:
@@ -243,7 +260,9 @@ def recovery(bench: Settings, number: int, rate: float, seconds: float, devices:
     offered: list[int] = []
     try:
         wait_for(system.started, 300, running, "the stream to start")
-        load = threading.Thread(target=lambda: offered.append(offer(scratch, rate, seconds, devices, f"recovery {number}")))
+        load = threading.Thread(
+            target=lambda: offered.append(offer(scratch, rate, seconds, devices, f"recovery {number}"))
+        )
         with AlertClock(scratch, system.alerts_topic) as clock:
             load.start()
             wait_for(lambda: any(b.rows for b in running.batches()), 300, running, "a first batch under load")
@@ -251,8 +270,12 @@ def recovery(bench: Settings, number: int, rate: float, seconds: float, devices:
             running.kill()
             killed = time.time()
             restarted = system.start("latest", fresh=False)
-            wait_for(lambda: any(b.rows and b.end > killed for b in restarted.batches()), 300, restarted,
-                     "a batch after the restart")
+            wait_for(
+                lambda: any(b.rows and b.end > killed for b in restarted.batches()),
+                300,
+                restarted,
+                "a batch after the restart",
+            )
             back = min(b.end for b in restarted.batches() if b.rows and b.end > killed)
             load.join()
             # Both processes write one batch file: everything offered, counted once or more.
@@ -265,7 +288,9 @@ def recovery(bench: Settings, number: int, rate: float, seconds: float, devices:
         for process in (running, restarted):
             if process is not None:
                 process.kill()
-    scored = ds.dataset(Path(scratch.lake_url) / "scored", partitioning="hive").to_table(columns=["event_id", "is_alert"])
+    scored = ds.dataset(Path(scratch.lake_url) / "scored", partitioning="hive").to_table(
+        columns=["event_id", "is_alert"]
+    )
     event_ids = scored.column("event_id").to_pylist()
     flagged = {e for e, alert in zip(event_ids, scored.column("is_alert").to_pylist(), strict=True) if alert}
     return {
@@ -278,4 +303,3 @@ def recovery(bench: Settings, number: int, rate: float, seconds: float, devices:
         "duplicated_alerts": len(alert_ids) - len(set(alert_ids)),
         "alerts_match_scored": set(alert_ids) == flagged,
     }
-

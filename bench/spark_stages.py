@@ -69,8 +69,12 @@ def summarize(folder: Path, since: float) -> dict:
         kind = event["Event"]
         # A micro-batch is a query of its own, and what foreachBatch runs are queries nested in it.
         if kind == f"{_SQL_EVENT}Start" and event.get("rootExecutionId", event["executionId"]) != event["executionId"]:
-            queries[event["executionId"]] = {"start": event["time"], "label": _label(event), "tasks": 0,
-                                             **dict.fromkeys(_TASK_METRICS, 0.0)}
+            queries[event["executionId"]] = {
+                "start": event["time"],
+                "label": _label(event),
+                "tasks": 0,
+                **dict.fromkeys(_TASK_METRICS, 0.0),
+            }
         elif kind == f"{_SQL_EVENT}End" and event["executionId"] in queries:
             queries[event["executionId"]]["end"] = event["time"]
         elif kind == "SparkListenerJobStart" and "spark.sql.execution.id" in event.get("Properties", {}):
@@ -118,8 +122,10 @@ def _medians(batches: list[tuple[dict, list[dict]]]) -> dict:
             phases[phase].append(ms)
         outside.append(batch["durationMs"].get("addBatch", 0) - sum(q["end"] - q["start"] for q in ran))
     queries = [
-        {"label": label, **{key: statistics.median(t[key] for t in totals)
-                            for key in ("runs", "wall_ms", "tasks", *_TASK_METRICS)}}
+        {
+            "label": label,
+            **{key: statistics.median(t[key] for t in totals) for key in ("runs", "wall_ms", "tasks", *_TASK_METRICS)},
+        }
         for label, totals in per_label.items()
     ]
     return {

@@ -127,8 +127,12 @@ class Streamwarden(System):
             return []
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [
-            Batch(r.get("input_rows", 0), r["batch_duration_ms"] / 1000, r.get("finished_at") or 0.0,
-                  r.get("phases_ms") or {})
+            Batch(
+                r.get("input_rows", 0),
+                r["batch_duration_ms"] / 1000,
+                r.get("finished_at") or 0.0,
+                r.get("phases_ms") or {},
+            )
             for r in records
             if "batch_duration_ms" in r
         ]
@@ -157,8 +161,16 @@ class Baseline(System):
             starting_offsets = "earliest"
         log = self.settings.home / f"{self.name}.log"
         script = PROJECT_ROOT / "bench" / "baselines" / f"{self.name}.py"
-        command = [sys.executable, str(script), "--from", starting_offsets, "--metrics-file", str(self.metrics),
-                   "--consumer-group", self.group]
+        command = [
+            sys.executable,
+            str(script),
+            "--from",
+            starting_offsets,
+            "--metrics-file",
+            str(self.metrics),
+            "--consumer-group",
+            self.group,
+        ]
         return Running(self, self._spawn(command, env or {}, log), log)
 
     def batches(self) -> list[Batch]:
@@ -177,15 +189,19 @@ def _commit_end_offsets(settings: Settings, group: str) -> None:
     ends = end_offsets(settings, settings.topic_telemetry).by_partition
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
-        consumer.commit(offsets=[TopicPartition(settings.topic_telemetry, p, o) for p, o in ends.items()],
-                        asynchronous=False)
+        consumer.commit(
+            offsets=[TopicPartition(settings.topic_telemetry, p, o) for p, o in ends.items()], asynchronous=False
+        )
     finally:
         consumer.close()
 
 
 def systems(bench: Settings, names: list[str]) -> list[System]:
-    known = {"streamwarden": lambda: Streamwarden(bench), "handwritten": lambda: Baseline(bench, "handwritten"),
-             "quix": lambda: Baseline(bench, "quix")}
+    known = {
+        "streamwarden": lambda: Streamwarden(bench),
+        "handwritten": lambda: Baseline(bench, "handwritten"),
+        "quix": lambda: Baseline(bench, "quix"),
+    }
     unknown = set(names) - set(known)
     if unknown:
         raise SystemExit(f"error: unknown system(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")

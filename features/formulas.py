@@ -13,9 +13,7 @@ from typing import Any
 
 from features.schema import SENSOR_COLUMNS
 
-STATS_COLUMNS: tuple[str, ...] = tuple(
-    f"{stat}_{sensor}" for sensor in SENSOR_COLUMNS for stat in ("mean", "std")
-)
+STATS_COLUMNS: tuple[str, ...] = tuple(f"{stat}_{sensor}" for sensor in SENSOR_COLUMNS for stat in ("mean", "std"))
 STATS_TIME = "stats_window_end"
 FIRST_MEAN = f"mean_{SENSOR_COLUMNS[0]}"
 Z_COLUMNS: tuple[str, ...] = tuple(f"z_{sensor}" for sensor in SENSOR_COLUMNS)

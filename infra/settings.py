@@ -105,9 +105,12 @@ class Settings(BaseSettings):
     spark_master_ui_port: Port = Field(default=8090, ge=1, le=65535, description="Embedded standalone master's UI.")
     spark_worker_ui_port: Port = Field(default=8091, ge=1, le=65535, description="Embedded standalone worker's UI.")
     spark_worker_cores: PositiveInt = Field(
-        default=4, description="Cores the embedded worker offers: twice the machine's two, so the stream and a retraining run fit."
+        default=4,
+        description="Cores the embedded worker offers: twice the machine's two, so the stream and a retraining run fit.",
     )
-    spark_app_max_cores: PositiveInt = Field(default=2, description="Cores one application takes on a standalone cluster.")
+    spark_app_max_cores: PositiveInt = Field(
+        default=2, description="Cores one application takes on a standalone cluster."
+    )
     spark_worker_memory: str = Field(default="4g", description="Memory the embedded worker offers to executors.")
     spark_executor_memory: str = "2g"
     spark_driver_memory: str = "2g"
@@ -137,7 +140,9 @@ class Settings(BaseSettings):
         "this many failures in a row without a committed batch stop `warden stream`. 0 stops on the first.",
     )
     max_event_bytes: PositiveInt = Field(default=4096, description="Bigger events go to the dead-letter topic.")
-    champion_poll_seconds: float = Field(default=5.0, gt=0, description="How often the stream re-checks the champion alias.")
+    champion_poll_seconds: float = Field(
+        default=5.0, gt=0, description="How often the stream re-checks the champion alias."
+    )
     metrics_port: Port = Field(default=9108, ge=1, le=65535, description="Prometheus metrics of the stream.")
 
     # Features and models
@@ -155,7 +160,9 @@ class Settings(BaseSettings):
     )
 
     # Retraining, the evaluation gate and promotion (pipelines/, dags/)
-    training_window_days: PositiveInt = Field(default=7, description="Retraining uses the last D days of labeled history.")
+    training_window_days: PositiveInt = Field(
+        default=7, description="Retraining uses the last D days of labeled history."
+    )
     retrain_schedule: str = Field(
         default="@daily", description='Cron or preset of the `retrain` DAG; "" leaves it to manual triggers.'
     )
@@ -193,9 +200,7 @@ class Settings(BaseSettings):
     )
 
     # JVM
-    jars_dir: Path = Field(
-        default=PROJECT_ROOT / ".jvm", description="Where `make jvm` put the Maven artifacts."
-    )
+    jars_dir: Path = Field(default=PROJECT_ROOT / ".jvm", description="Where `make jvm` put the Maven artifacts.")
     java_home: Path | None = Field(
         default=None,
         validation_alias=AliasChoices("WARDEN_JAVA_HOME", "JAVA_HOME"),
@@ -248,9 +253,7 @@ class Settings(BaseSettings):
     def _check_lake_root(cls, value: str) -> str:
         scheme = urlsplit(value).scheme
         if scheme not in ("", "file", "hdfs"):
-            raise ValueError(
-                f"must be a local folder, file:// or hdfs:// URL, got scheme {scheme!r} in {value!r}"
-            )
+            raise ValueError(f"must be a local folder, file:// or hdfs:// URL, got scheme {scheme!r} in {value!r}")
         return value
 
     # Derived values: computed, never configured twice.

@@ -66,7 +66,9 @@ def judge(settings: Settings, spark: SparkSession, location: str, candidates: li
             test = read_training_set(spark, location).where("split = 'test'")
             champion_quality = judge_on(model.score, test, champion.threshold)
             ours, theirs = best.quality.value(metric), champion_quality.value(metric)
-            comparison = f"test {metric} {ours:.3f} vs champion v{champion.version}'s {theirs:.3f} (margin {margin:.3f})"
+            comparison = (
+                f"test {metric} {ours:.3f} vs champion v{champion.version}'s {theirs:.3f} (margin {margin:.3f})"
+            )
             (notes if ours >= theirs + margin else failures).append(comparison)
     if not failures:
         notes.insert(0, f"meets the floors ({', '.join(FLOORED)})")

@@ -74,7 +74,9 @@ def refresh_features(end: str) -> str:
     settings = get_settings()
     stop = datetime.fromisoformat(end)
     # Two grid steps back: a late event changes the statistics of the last steps, not older ones.
-    report = refresh(settings, _spark("warden-feature-refresh"), stop, stop - 2 * timedelta(minutes=settings.feature_step_minutes))
+    report = refresh(
+        settings, _spark("warden-feature-refresh"), stop, stop - 2 * timedelta(minutes=settings.feature_step_minutes)
+    )
     return f"{report.rows:,} statistics rows for {report.devices} devices up to {report.end.isoformat()}"
 
 

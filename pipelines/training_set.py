@@ -47,7 +47,9 @@ def labeled_events(settings: Settings, spark: SparkSession, window: Window) -> D
         telemetry = spark.read.parquet(lake.url("telemetry"))
         labels = spark.read.parquet(lake.url("labels"))
     except Exception as exc:  # AnalysisException: the path does not exist
-        raise LakeError(f"telemetry or labels missing under {lake.root} ({type(exc).__name__}); run `warden backfill`") from None
+        raise LakeError(
+            f"telemetry or labels missing under {lake.root} ({type(exc).__name__}); run `warden backfill`"
+        ) from None
     in_window = (F.col("ts") >= window.start) & (F.col("ts") < window.end)
     events = telemetry.where(in_window).drop("date").dropDuplicates(["event_id"])
     truth = labels.where(in_window).select("event_id", "is_anomaly", "anomaly_type").dropDuplicates(["event_id"])

@@ -226,7 +226,9 @@ def _rejected_rows(rejected: DataFrame, batch_id: int) -> DataFrame:
 
 
 def _dead_letters(rejected: DataFrame) -> list[DeadLetter]:
-    rows = rejected.select("key", "value", "reason", "reason_detail", "topic", "partition", "offset", "kafka_ts").collect()
+    rows = rejected.select(
+        "key", "value", "reason", "reason_detail", "topic", "partition", "offset", "kafka_ts"
+    ).collect()
     letters = []
     for row in rows:
         headers = [

@@ -75,7 +75,9 @@ def run_stream(
     def swapped(old: ScoringModel | None, new: ScoringModel) -> None:
         report.swaps += 1
         metrics.record_model_event(SWAP, new.version, old.version if old else "")
-        progress.update(f"now scoring with version {new.version}" + (f" (was {old.version})" if old else ""), force=True)
+        progress.update(
+            f"now scoring with version {new.version}" + (f" (was {old.version})" if old else ""), force=True
+        )
 
     def refused(info: VersionInfo, why: str) -> None:
         report.refusals += 1
@@ -83,6 +85,7 @@ def run_stream(
         progress.update(f"refused version {info.version}: {why}", force=True)
 
     if threading.current_thread() is threading.main_thread():
+
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             stop.set()
 
@@ -141,6 +144,7 @@ def run_stream(
         .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
         .load()
     )
+
     def start_query() -> StreamingQuery:
         return (
             source.writeStream.queryName(QUERY_NAME)
@@ -170,9 +174,7 @@ def run_stream(
             reason = _root_cause(str(failure))
             failures = 1 if metrics.totals["batches"] > batches_at_start else failures + 1
             if failures > settings.stream_max_restarts:
-                raise ServiceError(
-                    f"the streaming query failed {failures} times in a row, giving up: {reason}"
-                )
+                raise ServiceError(f"the streaming query failed {failures} times in a row, giving up: {reason}")
             wait = min(2.0**failures, 30.0)
             report.restarts += 1
             progress.update(

@@ -36,9 +36,7 @@ def require_broker(settings: Settings, timeout: float = 5.0) -> None:
     try:
         metadata = consumer.list_topics(timeout=timeout)
     except KafkaException:
-        raise ServiceError(
-            f"Kafka at {settings.kafka_bootstrap} does not answer; start it with `warden up`"
-        ) from None
+        raise ServiceError(f"Kafka at {settings.kafka_bootstrap} does not answer; start it with `warden up`") from None
     finally:
         consumer.close()
     if settings.topic_telemetry not in metadata.topics:

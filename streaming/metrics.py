@@ -120,7 +120,10 @@ class StreamMetrics:
             "warden_stream_dead_letters", "Events sent to the dead-letter topic.", ["reason"], registry=r
         )
         self.feature_status = Counter(
-            "warden_stream_feature_records", "Scored events by state of their device statistics.", ["status"], registry=r
+            "warden_stream_feature_records",
+            "Scored events by state of their device statistics.",
+            ["status"],
+            registry=r,
         )
         self.swaps = Counter("warden_stream_model_swaps", "Champion models swapped in.", registry=r)
         self.refusals = Counter("warden_stream_model_refusals", "Model versions refused.", registry=r)
@@ -132,15 +135,22 @@ class StreamMetrics:
             registry=r,
         )
         self.latency = LatencyHistogram(
-            "warden_stream_event_latency_seconds", "Event time to the lake and alert sinks, per event.", LATENCY_BUCKETS_S
+            "warden_stream_event_latency_seconds",
+            "Event time to the lake and alert sinks, per event.",
+            LATENCY_BUCKETS_S,
         )
         r.register(self.latency)
         self.lag = Gauge(
-            "warden_stream_consumer_lag_records", "Records behind the end of the topic after the last batch.",
-            ["partition"], registry=r,
+            "warden_stream_consumer_lag_records",
+            "Records behind the end of the topic after the last batch.",
+            ["partition"],
+            registry=r,
         )
         self.model_info = Gauge(
-            "warden_stream_model_info", "The model version scoring (value 1).", ["model_name", "model_version"], registry=r
+            "warden_stream_model_info",
+            "The model version scoring (value 1).",
+            ["model_name", "model_version"],
+            registry=r,
         )
         if serve:
             start_http_server(settings.metrics_port, addr="127.0.0.1", registry=r)

@@ -56,7 +56,9 @@ class LastReadings:
         if not self._fs.exists(self._path(self.folder)):
             return []
         names = (status.getPath().getName() for status in self._fs.listStatus(self._path(self.folder)))
-        return sorted(int(n[len("batch-") : -len(".json")]) for n in names if n.startswith("batch-") and n.endswith(".json"))
+        return sorted(
+            int(n[len("batch-") : -len(".json")]) for n in names if n.startswith("batch-") and n.endswith(".json")
+        )
 
     def _file(self, batch_id: int) -> Any:
         return self._path(f"{self.folder}/batch-{batch_id}.json")

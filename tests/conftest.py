@@ -106,8 +106,14 @@ def run_warden(env: dict[str, str], *args: str, timeout: float = 600) -> subproc
     )
 
 
-def airflow_get(url: str, headers: dict[str, str], timeout: float, what: str,
-                 done: Callable[[dict], object] = lambda body: True, **kwargs: object) -> dict:
+def airflow_get(
+    url: str,
+    headers: dict[str, str],
+    timeout: float,
+    what: str,
+    done: Callable[[dict], object] = lambda body: True,
+    **kwargs: object,
+) -> dict:
     """GET until the answer is 200 and `done`; with Spark, a task and the browser on two cores the
     API server can take seconds to answer, so a slow or refused request is tried again."""
     deadline = time.monotonic() + timeout

@@ -20,9 +20,16 @@ def _utc(value: datetime | None) -> datetime | None:
 @click.option("--devices", type=click.IntRange(min=1), default=100, help="Number of devices.")
 @click.option("--rate", type=_POSITIVE, default=1000.0, help="Events per second, across all devices.")
 @click.option("--duration", type=_POSITIVE, default=10.0, help="Seconds to run.")
-@click.option("--events", type=click.IntRange(min=1), default=None, help="Stop after this many events (overrides --duration).")
+@click.option(
+    "--events", type=click.IntRange(min=1), default=None, help="Stop after this many events (overrides --duration)."
+)
 @click.option("--anomaly-rate", type=_RATE, default=0.02, help="Share of anomalous readings, in [0, 0.5).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed for noise and anomalies; same seed and --start, same events.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Seed for noise and anomalies; same seed and --start, same events.",
+)
 @click.option(
     "--start",
     type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
@@ -30,7 +37,13 @@ def _utc(value: datetime | None) -> datetime | None:
     help="Event time of the first reading, UTC (YYYY-MM-DDTHH:MM:SS). Default: now.",
 )
 def simulate_command(
-    devices: int, rate: float, duration: float, events: int | None, anomaly_rate: float, seed: int, start: datetime | None
+    devices: int,
+    rate: float,
+    duration: float,
+    events: int | None,
+    anomaly_rate: float,
+    seed: int,
+    start: datetime | None,
 ) -> None:
     """Produce live telemetry to the telemetry topic (key = device_id, acks=all, idempotent).
 
@@ -53,9 +66,16 @@ def simulate_command(
 
 
 @click.command("backfill")
-@click.option("--days", type=click.IntRange(min=1, max=3650), default=7, help="Days of history, ending at the start of the current hour (UTC).")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1, max=3650),
+    default=7,
+    help="Days of history, ending at the start of the current hour (UTC).",
+)
 @click.option("--devices", type=click.IntRange(min=1), default=100, help="Number of devices.")
-@click.option("--interval", type=click.FloatRange(min=1.0), default=60.0, help="Seconds between two readings of a device.")
+@click.option(
+    "--interval", type=click.FloatRange(min=1.0), default=60.0, help="Seconds between two readings of a device."
+)
 @click.option("--anomaly-rate", type=_RATE, default=0.02, help="Share of anomalous readings, in [0, 0.5).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed for noise and anomalies.")
 def backfill_command(days: int, devices: int, interval: float, anomaly_rate: float, seed: int) -> None:

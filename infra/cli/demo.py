@@ -38,10 +38,14 @@ def _first_champion(settings: Settings, spark: SparkSession) -> str:
         click.echo(f"  champion: version {champion.version} ({champion.kind})")
         return champion.version
     # A quick first model (the paper's Random Forest alone); the retrain below fits both kinds.
-    report = retrain(settings, spark, window_ending(settings, datetime.now(UTC)), (RANDOM_FOREST,), progress=ProgressLine("  train"))
+    report = retrain(
+        settings, spark, window_ending(settings, datetime.now(UTC)), (RANDOM_FOREST,), progress=ProgressLine("  train")
+    )
     assert report.version is not None
     decide(settings, report.version.version, True, DEMO_USER, "first model, approved by the demo")
-    click.echo(f"  approved version {report.version.version} ({report.version.kind}) as champion (decided by {DEMO_USER})")
+    click.echo(
+        f"  approved version {report.version.version} ({report.version.kind}) as champion (decided by {DEMO_USER})"
+    )
     return report.version.version
 
 
@@ -93,7 +97,9 @@ def run_demo(settings: Settings, devices: int, events: int, rate: float) -> None
     try:
         click.echo(f"5/8 produce {events:,} live events at {rate:,.0f}/s and watch the stream")
         before = end_offsets(settings, settings.topic_telemetry)
-        burst = simulate(settings, SimulationParams(devices=devices, rate=rate, events=events), ProgressLine("  simulate"))
+        burst = simulate(
+            settings, SimulationParams(devices=devices, rate=rate, events=events), ProgressLine("  simulate")
+        )
         after = end_offsets(settings, settings.topic_telemetry)
         produced = sum(after.by_partition.values()) - sum(before.by_partition.values())
         totals = _watch(settings, stream, first_batch, produced, log)
@@ -143,13 +149,22 @@ def _scored_by(settings: Settings, after_batch: int, version: str) -> dict | Non
     path = metrics_file(settings)
     for line in path.read_text().splitlines() if path.exists() else []:
         record = json.loads(line)
-        if int(record["batch_id"]) > after_batch and record.get("scored_rows") and str(record["model_version"]) == version:
+        if (
+            int(record["batch_id"]) > after_batch
+            and record.get("scored_rows")
+            and str(record["model_version"]) == version
+        ):
             return dict(record)
     return None
 
 
 def _second_burst(
-    settings: Settings, stream: subprocess.Popen[bytes], devices: int, rate: float, version: str, log: Path  # type: ignore[type-arg]
+    settings: Settings,
+    stream: subprocess.Popen[bytes],
+    devices: int,
+    rate: float,
+    version: str,
+    log: Path,  # type: ignore[type-arg]
 ) -> tuple[int, int | None]:
     """Produce small bursts until a batch is scored by `version`: the stream swaps models at a
     batch boundary a few seconds after the alias moved, so the first burst may still meet the old
@@ -162,13 +177,17 @@ def _second_burst(
     for seed in range(1, 13):
         if stream.poll() is not None:
             raise click.ClickException(f"the stream exited with code {stream.returncode}; see {log}")
-        burst = simulate(settings, SimulationParams(devices=devices, rate=rate, events=10_000, seed=seed), ProgressLine("  simulate"))
+        burst = simulate(
+            settings, SimulationParams(devices=devices, rate=rate, events=10_000, seed=seed), ProgressLine("  simulate")
+        )
         produced += burst.events
         deadline = time.monotonic() + 3 * settings.champion_poll_seconds + 10
         while time.monotonic() < deadline:
             record = _scored_by(settings, after, version)
             if record is not None:
-                progress.done(f"batch {record['batch_id']}: {record['scored_rows']:,} events scored by version {version}")
+                progress.done(
+                    f"batch {record['batch_id']}: {record['scored_rows']:,} events scored by version {version}"
+                )
                 return produced, int(record["batch_id"])
             time.sleep(1.0)
         progress.update(f"{produced:,} events produced, no batch scored by version {version} yet", force=True)
@@ -221,7 +240,9 @@ def _watch(settings: Settings, stream: subprocess.Popen[bytes], first_batch: int
 @click.command()
 @click.option("--devices", type=click.IntRange(min=1), default=50, help="Devices in the simulated fleet.")
 @click.option("--events", type=click.IntRange(min=1), default=200_000, help="Events in the live burst.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=20_000.0, help="Offered rate of the burst, events/s.")
+@click.option(
+    "--rate", type=click.FloatRange(min=0, min_open=True), default=20_000.0, help="Offered rate of the burst, events/s."
+)
 def demo(devices: int, events: int, rate: float) -> None:
     """Run the platform end to end: up, backfill, train and approve a first champion if none,
     stream a live burst, retrain on what the stream wrote, approve, and watch the running

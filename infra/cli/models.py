@@ -12,8 +12,19 @@ from models.estimators import MODEL_KINDS
 
 
 @click.command("train")
-@click.option("--days", type=click.IntRange(min=1), default=None, help="Training window: the last D days of labeled history, up to the current hour (UTC).  [default: WARDEN_TRAINING_WINDOW_DAYS, 7]")
-@click.option("--kind", "kinds", type=click.Choice(MODEL_KINDS), multiple=True, help="Model kinds to fit (repeatable). Default: all.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training window: the last D days of labeled history, up to the current hour (UTC).  [default: WARDEN_TRAINING_WINDOW_DAYS, 7]",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    type=click.Choice(MODEL_KINDS),
+    multiple=True,
+    help="Model kinds to fit (repeatable). Default: all.",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the estimators.")
 def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
     """Validate the history, build the training set, train, gate and register a candidate.
@@ -54,7 +65,13 @@ def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
 @click.option("--version", required=True, help="Registered version to decide on.")
 @click.option("--approve/--reject", "approve", required=True, help="Approve (becomes champion) or reject.")
 @click.option("--reason", required=True, help="Why; recorded on the version.")
-@click.option("--by", "decided_by", default=getpass.getuser, show_default="the current user", help="Who decides; recorded on the version.")
+@click.option(
+    "--by",
+    "decided_by",
+    default=getpass.getuser,
+    show_default="the current user",
+    help="Who decides; recorded on the version.",
+)
 def promote_command(version: str, approve: bool, reason: str, decided_by: str) -> None:
     """Approve or reject a model version; the running stream follows the champion alias."""
     from pipelines.promotion import decide
@@ -66,7 +83,12 @@ def promote_command(version: str, approve: bool, reason: str, decided_by: str) -
 
 
 @click.command("stream")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, help="Stop after this many seconds. Default: run until SIGTERM or Ctrl-C.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many seconds. Default: run until SIGTERM or Ctrl-C.",
+)
 def stream_command(duration: float | None) -> None:
     """Run the streaming job: Kafka → validate → features → champion model → alerts and lake.
 

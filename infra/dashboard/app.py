@@ -51,8 +51,11 @@ class Dashboard:
             stream = self.stream.panel()
         return {
             "at": time.time(),
-            "links": {"mlflow": self.settings.mlflow_tracking_uri, "airflow": self.settings.airflow_url,
-                      "metrics": f"http://127.0.0.1:{self.settings.metrics_port}/metrics"},
+            "links": {
+                "mlflow": self.settings.mlflow_tracking_uri,
+                "airflow": self.settings.airflow_url,
+                "metrics": f"http://127.0.0.1:{self.settings.metrics_port}/metrics",
+            },
             "stream": stream,
             "alerts": self.alerts.panel(),
             "registry": self.registry.panel(),

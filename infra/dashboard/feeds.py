@@ -93,8 +93,13 @@ class StreamFeed:
             self.batches.append(_point(record, previous))
             self.lag_by_partition = record.get("lag_by_partition") or {}
             self.dead_letters.update(record.get("dead_letters") or {})
-            self.totals.update({"input": record.get("input_rows", 0), "scored": record.get("scored_rows", 0),
-                                "alerts": record.get("alerts", 0)})
+            self.totals.update(
+                {
+                    "input": record.get("input_rows", 0),
+                    "scored": record.get("scored_rows", 0),
+                    "alerts": record.get("alerts", 0),
+                }
+            )
         events, replaced = self.events_file.read()
         if replaced:
             self.events.clear()
@@ -109,7 +114,10 @@ class StreamFeed:
             state, message = "never ran", "The stream has not run yet: start it with `warden stream`."
         else:
             ago = (time.time() - last["t"]) / 60
-            state, message = "stopped", f"The stream is not running (last batch {ago:,.0f} min ago): start it with `warden stream`."
+            state, message = (
+                "stopped",
+                f"The stream is not running (last batch {ago:,.0f} min ago): start it with `warden stream`.",
+            )
         now = time.time()
         recent = [b for b in self.batches if now - b["t"] <= RATE_WINDOW_S]
         return {
@@ -184,8 +192,13 @@ class AlertFeed(BackgroundFeed):
         now_minute = int(time.time() // 60)
         minutes = [[(m * 60), self.per_minute.get(m, 0)] for m in range(now_minute - ALERT_MINUTES + 1, now_minute + 1)]
         message = self.problem or ("" if self.seen else f'No alerts on topic "{self.topic}" yet.')
-        return {"available": not self.problem, "message": message, "topic": self.topic,
-                "per_minute": minutes, "latest": list(reversed(self.latest))}
+        return {
+            "available": not self.problem,
+            "message": message,
+            "topic": self.topic,
+            "per_minute": minutes,
+            "latest": list(reversed(self.latest)),
+        }
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -200,13 +213,15 @@ class AlertFeed(BackgroundFeed):
             self._stop.wait(5)
 
     def _consume(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap,
-            "group.id": "warden-dashboard",
-            "isolation.level": "read_committed",  # an alert of an aborted batch was never sent
-            "enable.auto.commit": False,
-            "log_level": 0,
-        })
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "group.id": "warden-dashboard",
+                "isolation.level": "read_committed",  # an alert of an aborted batch was never sent
+                "enable.auto.commit": False,
+                "log_level": 0,
+            }
+        )
         try:
             metadata = consumer.list_topics(self.topic, timeout=5)
             topic = metadata.topics.get(self.topic)
@@ -238,12 +253,19 @@ class AlertFeed(BackgroundFeed):
         _, stamp_ms = message.timestamp()
         self.seen += 1
         self.per_minute[int(stamp_ms / 1000 // 60)] += 1
-        self.latest.append({
-            "event_id": alert.get("event_id"), "device_id": alert.get("device_id"), "event_ts": alert.get("event_ts"),
-            "score": alert.get("score"), "threshold": alert.get("threshold"), "model_version": alert.get("model_version"),
-            "source_partition": alert.get("source_partition"), "source_offset": alert.get("source_offset"),
-            "published_at": stamp_ms / 1000,
-        })
+        self.latest.append(
+            {
+                "event_id": alert.get("event_id"),
+                "device_id": alert.get("device_id"),
+                "event_ts": alert.get("event_ts"),
+                "score": alert.get("score"),
+                "threshold": alert.get("threshold"),
+                "model_version": alert.get("model_version"),
+                "source_partition": alert.get("source_partition"),
+                "source_offset": alert.get("source_offset"),
+                "published_at": stamp_ms / 1000,
+            }
+        )
         oldest = int(time.time() // 60) - ALERT_MINUTES
         for minute in [m for m in self.per_minute if m < oldest]:
             del self.per_minute[minute]
@@ -275,8 +297,11 @@ class RegistryFeed(BackgroundFeed):
         try:
             requests.get(f"{url}/health", timeout=3).raise_for_status()
         except requests.RequestException as exc:
-            return {"available": False, "message": f"The registry (MLflow at {url}) does not answer: {type(exc).__name__}.",
-                    "versions": []}
+            return {
+                "available": False,
+                "message": f"The registry (MLflow at {url}) does not answer: {type(exc).__name__}.",
+                "versions": [],
+            }
         from models import registry
 
         try:
@@ -288,8 +313,11 @@ class RegistryFeed(BackgroundFeed):
                     versions.append(_version(client, alias, info))
         except Exception as exc:  # whatever MLflow raises, the panel says it and the page goes on
             log.warning("reading the registry failed: %s", exc)
-            return {"available": False, "message": f"The registry (MLflow at {url}) failed: {type(exc).__name__}.",
-                    "versions": []}
+            return {
+                "available": False,
+                "message": f"The registry (MLflow at {url}) failed: {type(exc).__name__}.",
+                "versions": [],
+            }
         message = "" if versions else f'Model "{self.settings.model_name}" has no champion or challenger yet.'
         return {"available": True, "message": message, "model": self.settings.model_name, "versions": versions}
 

@@ -72,9 +72,7 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
         return None
 
-    def start(
-        self, command: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
-    ) -> int:
+    def start(self, command: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
         if (pid := self.pid()) is not None:
             return pid
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)

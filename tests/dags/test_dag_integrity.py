@@ -11,7 +11,18 @@ import pytest
 from infra.settings import PROJECT_ROOT
 
 # What a task may import, but the scheduler's parse of a DAG file must not.
-HEAVY = ("pyspark", "mlflow", "xgboost", "feast", "great_expectations", "sklearn", "pandas", "numpy", "models", "features")
+HEAVY = (
+    "pyspark",
+    "mlflow",
+    "xgboost",
+    "feast",
+    "great_expectations",
+    "sklearn",
+    "pandas",
+    "numpy",
+    "models",
+    "features",
+)
 
 _PROBE = """
 import json, sys

@@ -35,8 +35,14 @@ def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
             stats[STATS_TIME] = T0 - timedelta(hours=3)  # stale
         rows.append({"event_id": f"e-{i:03d}", "device_id": device, "ts": ts, **reading, **stats})
     earlier = pd.DataFrame(
-        [{"device_id": "dev-00000", "ts": T0 - timedelta(seconds=10), "event_id": "e-old",
-          **{s: 49.0 for s in SENSOR_COLUMNS}}]
+        [
+            {
+                "device_id": "dev-00000",
+                "ts": T0 - timedelta(seconds=10),
+                "event_id": "e-old",
+                **{s: 49.0 for s in SENSOR_COLUMNS},
+            }
+        ]
     )
     return pd.DataFrame(rows), earlier
 
@@ -56,7 +62,9 @@ def test_spark_and_pandas_compute_the_same_features(spark) -> None:  # type: ign
     )
     assert (got["feature_status"] == expected["feature_status"]).all()
     for column in FEATURE_COLUMNS:
-        np.testing.assert_allclose(got[column].to_numpy(float), expected[column].to_numpy(float), rtol=1e-12, err_msg=column)
+        np.testing.assert_allclose(
+            got[column].to_numpy(float), expected[column].to_numpy(float), rtol=1e-12, err_msg=column
+        )
 
     by_device = expected.groupby("device_id")["feature_status"].unique()
     assert list(by_device["dev-00001"]) == [STALE] and list(by_device["dev-00003"]) == [MISSING]

@@ -18,11 +18,20 @@ def test_online_reads_go_on_while_a_view_is_materializing(tmp_path: Path) -> Non
     store = feature_store(settings)
     apply_definitions(store, settings)
     now = pd.Timestamp(datetime.now(UTC)).floor("s")
-    stats = pd.DataFrame({"device_id": ["dev-1"], "event_timestamp": [now], "window_end": [now], "count": [12],
-                          STATS_TIME: [now], **{name: [1.5] for name in STATS_COLUMNS}})
+    stats = pd.DataFrame(
+        {
+            "device_id": ["dev-1"],
+            "event_timestamp": [now],
+            "window_end": [now],
+            "count": [12],
+            STATS_TIME: [now],
+            **{name: [1.5] for name in STATS_COLUMNS},
+        }
+    )
     store.write_to_online_store("device_stats", stats)
-    store.write_to_online_store("device_metadata", pd.DataFrame(
-        {"device_id": ["dev-1"], "registered_at": [now], "device_type": ["pump"]}))
+    store.write_to_online_store(
+        "device_metadata", pd.DataFrame({"device_id": ["dev-1"], "registered_at": [now], "device_type": ["pump"]})
+    )
     # What `materialize` does for as long as it runs (feature_refresh, every 15 minutes).
     for name in ("device_stats", "device_metadata"):
         view = store.get_feature_view(name)

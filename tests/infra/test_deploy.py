@@ -21,8 +21,17 @@ NAME = re.compile(r"\bwarden_stream_[a-z_]+")
 
 def _exported(tmp_path: Path) -> set[str]:
     metrics = StreamMetrics(load_settings(home=tmp_path), serve=False)
-    metrics.record_batch(BatchMetrics(0, input_rows=1, dead_letters={"invalid_json": 1}, feature_status={"fresh": 1},
-                                      model_name="m", model_version="1", latency_bins_ms=[(10.0, 1)]))
+    metrics.record_batch(
+        BatchMetrics(
+            0,
+            input_rows=1,
+            dead_letters={"invalid_json": 1},
+            feature_status={"fresh": 1},
+            model_name="m",
+            model_version="1",
+            latency_bins_ms=[(10.0, 1)],
+        )
+    )
     metrics.record_model_event("swap", "1")
     metrics.record_model_event("refusal", "2", reason="test")
     metrics.lag.labels("0").set(0)
@@ -62,8 +71,12 @@ def test_the_production_env_file_sets_only_real_settings(monkeypatch: pytest.Mon
     from infra.stack import manager
 
     known = {f"WARDEN_{name.upper()}" for name in Settings.model_fields}
-    known |= {choice for field in Settings.model_fields.values() if field.validation_alias
-              for choice in field.validation_alias.choices}  # type: ignore[union-attr]
+    known |= {
+        choice
+        for field in Settings.model_fields.values()
+        if field.validation_alias
+        for choice in field.validation_alias.choices
+    }  # type: ignore[union-attr]
     production = _production_env()
     assert set(production) <= known, f"not settings: {sorted(set(production) - known)}"
     for key, value in production.items():

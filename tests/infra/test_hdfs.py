@@ -34,17 +34,27 @@ def test_up_starts_a_namenode_and_a_datanode_on_loopback(hdfs: tuple[dict[str, s
     line = next(line for line in status.stdout.splitlines() if " hdfs " in line)
     assert line.startswith("up") and "1 DataNode" in line, status.stdout
     s = settings
-    for port in (s.hdfs_namenode[1], s.hdfs_http_port, s.hdfs_datanode_port, s.hdfs_datanode_http_port, s.hdfs_datanode_ipc_port):
+    for port in (
+        s.hdfs_namenode[1],
+        s.hdfs_http_port,
+        s.hdfs_datanode_port,
+        s.hdfs_datanode_http_port,
+        s.hdfs_datanode_ipc_port,
+    ):
         addresses = listening_addresses(port)
         assert addresses and addresses <= LOOPBACK, f"port {port} listens on {addresses}"
     # Formatted once, under WARDEN_HOME.
     assert (settings.home / "hdfs" / "name" / "current" / "VERSION").exists()
 
 
-def test_the_lake_round_trips_parquet_through_webhdfs_and_spark(hdfs: tuple[dict[str, str], Settings], spark: SparkSession) -> None:
+def test_the_lake_round_trips_parquet_through_webhdfs_and_spark(
+    hdfs: tuple[dict[str, str], Settings], spark: SparkSession
+) -> None:
     _, settings = hdfs
     lake = Lake(settings)
-    assert lake.offline_url("devices").startswith(f"webhdfs://{settings.hdfs_user}@127.0.0.1:{settings.hdfs_http_port}/warden/")
+    assert lake.offline_url("devices").startswith(
+        f"webhdfs://{settings.hdfs_user}@127.0.0.1:{settings.hdfs_http_port}/warden/"
+    )
     ts = [dt.datetime(2026, 11, 30, 23, 59, tzinfo=dt.UTC), dt.datetime(2026, 12, 1, 0, 1, tzinfo=dt.UTC)]
     table = pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "reading": [1.5, 2.5]})
     assert lake.write(table, "roundtrip", "python-{i}.parquet") == 2

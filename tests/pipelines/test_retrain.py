@@ -43,7 +43,9 @@ def _restore(saved: dict[str, str | None]) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(settings: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def env(
+    settings: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """MLflow running, a lake with two days of labeled history, a model name of this module's own.
 
     A home of its own too: the Feast store and Airflow live under it, and other modules' streams
@@ -103,7 +105,9 @@ def retrained(env: dict[str, str], airflow_db: None) -> registry.VersionInfo:
     return challenger
 
 
-def test_retrain_dag_registers_a_challenger_with_its_metrics(env: dict[str, str], retrained: registry.VersionInfo) -> None:
+def test_retrain_dag_registers_a_challenger_with_its_metrics(
+    env: dict[str, str], retrained: registry.VersionInfo
+) -> None:
     client = _client(env)
     version = client.get_model_version(env["WARDEN_MODEL_NAME"], retrained.version)
     assert version.tags[registry.TAG_PROMOTABLE] == "true"
@@ -142,7 +146,9 @@ def test_a_retried_training_step_reuses_its_runs(env: dict[str, str], retrained:
 
 
 def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotable(
-    env: dict[str, str], spark, retrained: registry.VersionInfo  # noqa: ANN001
+    env: dict[str, str],
+    spark,
+    retrained: registry.VersionInfo,  # noqa: ANN001
 ) -> None:
     from pipelines.promotion import decide
     from pipelines.retrain import retrain, window_ending
@@ -160,7 +166,9 @@ def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotabl
     assert registry.version_by_alias(client, env["WARDEN_MODEL_NAME"], registry.CHAMPION).version == retrained.version
 
 
-def test_a_feature_row_from_after_an_event_is_never_joined_to_it(env: dict[str, str], spark, retrained: registry.VersionInfo) -> None:  # noqa: ANN001
+def test_a_feature_row_from_after_an_event_is_never_joined_to_it(
+    env: dict[str, str], spark, retrained: registry.VersionInfo
+) -> None:  # noqa: ANN001
     from features.formulas import STATS_TIME
     from pipelines.feature_refresh import STATS_DATASET
     from pipelines.training_set import point_in_time_stats
@@ -170,7 +178,12 @@ def test_a_feature_row_from_after_an_event_is_never_joined_to_it(env: dict[str, 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     grid_point = end - 3 * step
     # A statistics row one second after the event, with values no real window has.
-    planted = {"device_id": ["dev-00001"], "window_end": [grid_point + timedelta(seconds=1)], STATS_TIME: [grid_point + timedelta(seconds=1)], "count": [1]}
+    planted = {
+        "device_id": ["dev-00001"],
+        "window_end": [grid_point + timedelta(seconds=1)],
+        STATS_TIME: [grid_point + timedelta(seconds=1)],
+        "count": [1],
+    }
     from features.formulas import STATS_COLUMNS
 
     planted.update({column: [9999.0] for column in STATS_COLUMNS})
@@ -185,7 +198,9 @@ def test_a_feature_row_from_after_an_event_is_never_joined_to_it(env: dict[str, 
     assert row[STATS_TIME] is not None and row[STATS_TIME] <= grid_point.replace(tzinfo=None)
 
 
-def test_corrupted_history_fails_validation_and_registers_nothing(env: dict[str, str], airflow_db: None, retrained: registry.VersionInfo) -> None:
+def test_corrupted_history_fails_validation_and_registers_nothing(
+    env: dict[str, str], airflow_db: None, retrained: registry.VersionInfo
+) -> None:
     settings = get_settings()
     lake = Lake(settings)
     telemetry = lake.read("telemetry").drop_columns(["date"])
@@ -204,7 +219,8 @@ def test_corrupted_history_fails_validation_and_registers_nothing(env: dict[str,
         assert _versions(env) == before
         client = _client(env)
         failed = client.search_runs(
-            [client.get_run(retrained.run_id).info.experiment_id], "attributes.run_name LIKE 'validate-%' and attributes.status = 'FAILED'"
+            [client.get_run(retrained.run_id).info.experiment_id],
+            "attributes.run_name LIKE 'validate-%' and attributes.status = 'FAILED'",
         )
         assert failed, "the failed validation report is kept in MLflow"
         artifacts = [a.path for a in client.list_artifacts(failed[0].info.run_id)]
@@ -237,8 +253,14 @@ def _decide_in_airflow(url: str, headers: dict[str, str], answer: str, reason: s
         f"{url}/api/v2/dags/promote/dagRuns", json={"logical_date": None}, headers=headers, timeout=60
     ).json()["dag_run_id"]
     pending = f"{url}/api/v2/dags/promote/dagRuns/{run_id}/hitlDetails"
-    airflow_get(pending, headers, 240, "the approval request", lambda body: body["hitl_details"],
-                params={"response_received": False})
+    airflow_get(
+        pending,
+        headers,
+        240,
+        "the approval request",
+        lambda body: body["hitl_details"],
+        params={"response_received": False},
+    )
     # An answer within seconds of the task parking can race the worker's exit (Airflow 3.3).
     time.sleep(8)
     answer_url = f"{url}/api/v2/dags/promote/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
@@ -246,13 +268,20 @@ def _decide_in_airflow(url: str, headers: dict[str, str], answer: str, reason: s
         answer_url, json={"chosen_options": [answer], "params_input": {"reason": reason}}, headers=headers, timeout=60
     )
     assert response.status_code == 200, response.text
-    airflow_get(f"{url}/api/v2/dags/promote/dagRuns/{run_id}", headers, 480, "the promote run to finish",
-                lambda run: run["state"] in ("success", "failed"))
+    airflow_get(
+        f"{url}/api/v2/dags/promote/dagRuns/{run_id}",
+        headers,
+        480,
+        "the promote run to finish",
+        lambda run: run["state"] in ("success", "failed"),
+    )
     tasks = airflow_get(f"{url}/api/v2/dags/promote/dagRuns/{run_id}/taskInstances", headers, 120, "its task instances")
     return {ti["task_id"]: ti["state"] for ti in tasks["task_instances"]}
 
 
-def test_approval_in_airflow_moves_the_champion(env: dict[str, str], retrained: registry.VersionInfo, airflow: tuple) -> None:
+def test_approval_in_airflow_moves_the_champion(
+    env: dict[str, str], retrained: registry.VersionInfo, airflow: tuple
+) -> None:
     client = _client(env)
     name = env["WARDEN_MODEL_NAME"]
     # The not-promotable version of the gate test, put up for review again by hand.
@@ -269,7 +298,9 @@ def test_approval_in_airflow_moves_the_champion(env: dict[str, str], retrained: 
     assert datetime.fromisoformat(tags[registry.TAG_DECIDED_AT]) > datetime.now(UTC) - timedelta(minutes=10)
 
 
-def test_rejection_in_airflow_keeps_the_champion(env: dict[str, str], retrained: registry.VersionInfo, airflow: tuple) -> None:
+def test_rejection_in_airflow_keeps_the_champion(
+    env: dict[str, str], retrained: registry.VersionInfo, airflow: tuple
+) -> None:
     client = _client(env)
     name = env["WARDEN_MODEL_NAME"]
     champion = registry.version_by_alias(client, name, registry.CHAMPION).version

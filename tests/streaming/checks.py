@@ -25,7 +25,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, stream: W
         if condition():
             return
         if stream is not None and stream.proc.poll() is not None:
-            pytest.fail(f"the stream exited ({stream.proc.returncode}) while waiting for {what}:\n{stream.output()[-3000:]}")
+            pytest.fail(
+                f"the stream exited ({stream.proc.returncode}) while waiting for {what}:\n{stream.output()[-3000:]}"
+            )
         time.sleep(1.0)
     tail = stream.output()[-3000:] if stream else ""
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
@@ -60,5 +62,3 @@ def read_committed(settings: Settings, topic: str) -> list[tuple[bytes | None, b
         records += [(m.key(), m.value(), dict(m.headers() or [])) for m in batch if m.error() is None]
     consumer.close()
     return records
-
-

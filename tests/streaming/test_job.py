@@ -72,12 +72,21 @@ def produce(settings: Settings, values: list[bytes], keys: list[bytes | None]) -
 MALFORMED = [
     (b"this is not json", "invalid_json"),
     (b'{"event_id":"m1","device_id":"dev-00001","ts":"2026-11-25T10:00:00Z"}', "missing_field"),
-    (b'{"event_id":"m2","device_id":"dev-00001","ts":"2026-11-25T10:00:00Z","temperature":"hot",'
-     b'"humidity":1,"pressure":1,"vibration":1,"voltage":1}', "wrong_type"),
-    (b'{"event_id":"m3","device_id":"dev-00001","ts":"soon","temperature":1,'
-     b'"humidity":1,"pressure":1,"vibration":1,"voltage":1}', "bad_timestamp"),
-    (b'{"event_id":"m4","device_id":"dev-00001","ts":"2026-11-25T10:00:00Z","temperature":1,'
-     b'"humidity":150,"pressure":1,"vibration":1,"voltage":1}', "out_of_range"),
+    (
+        b'{"event_id":"m2","device_id":"dev-00001","ts":"2026-11-25T10:00:00Z","temperature":"hot",'
+        b'"humidity":1,"pressure":1,"vibration":1,"voltage":1}',
+        "wrong_type",
+    ),
+    (
+        b'{"event_id":"m3","device_id":"dev-00001","ts":"soon","temperature":1,'
+        b'"humidity":1,"pressure":1,"vibration":1,"voltage":1}',
+        "bad_timestamp",
+    ),
+    (
+        b'{"event_id":"m4","device_id":"dev-00001","ts":"2026-11-25T10:00:00Z","temperature":1,'
+        b'"humidity":150,"pressure":1,"vibration":1,"voltage":1}',
+        "out_of_range",
+    ),
 ]
 
 
@@ -91,7 +100,9 @@ def stream(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Ite
             value.kill()
 
 
-def test_exactly_once_through_a_sigkill(env: dict[str, str], settings_of: Settings, stream: dict, tmp_path: Path) -> None:
+def test_exactly_once_through_a_sigkill(
+    env: dict[str, str], settings_of: Settings, stream: dict, tmp_path: Path
+) -> None:
     settings = settings_of
     result = run_warden(env, "simulate", "--devices", str(DEVICES), "--events", "6000", "--rate", "6000", "--seed", "7")
     assert result.returncode == 0, result.stderr
@@ -125,8 +136,19 @@ def test_exactly_once_through_a_sigkill(env: dict[str, str], settings_of: Settin
     assert len(alert_ids) == len(set(alert_ids)), "an alert was delivered twice"
     assert set(alert_ids) == set(rows.loc[rows["is_alert"], "event_id"])
     alert = orjson.loads(alerts[0][1])
-    for field in ("event_id", "device_id", "event_ts", "scored_at", "score", "threshold", "model_name",
-                  "model_version", "features", "source_partition", "source_offset"):
+    for field in (
+        "event_id",
+        "device_id",
+        "event_ts",
+        "scored_at",
+        "score",
+        "threshold",
+        "model_name",
+        "model_version",
+        "features",
+        "source_partition",
+        "source_offset",
+    ):
         assert field in alert
     assert alert["score"] >= alert["threshold"]
 
@@ -142,15 +164,26 @@ def test_champion_moves_without_restart_and_broken_models_are_refused(
     rf = registry.get_version(client, name, "1")
     xgb = registry.get_version(client, name, "2")
     # A version whose artifact is not what its tags say (an RF model tagged xgboost): fails to load.
-    mislabeled = registry.register(client, name, f"runs:/{rf.run_id}/model", tags={
-        registry.TAG_KIND: "xgboost", registry.TAG_THRESHOLD: "0.5",
-        registry.TAG_FEATURES: client.get_model_version(name, "1").tags[registry.TAG_FEATURES]})
+    mislabeled = registry.register(
+        client,
+        name,
+        f"runs:/{rf.run_id}/model",
+        tags={
+            registry.TAG_KIND: "xgboost",
+            registry.TAG_THRESHOLD: "0.5",
+            registry.TAG_FEATURES: client.get_model_version(name, "1").tags[registry.TAG_FEATURES],
+        },
+    )
     client.set_registered_model_alias(name, registry.CHAMPION, mislabeled.version)
     metrics_url = f"http://127.0.0.1:{env['WARDEN_METRICS_PORT']}/metrics"
 
     def refusals() -> float:
         text = requests.get(metrics_url, timeout=5).text
-        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("warden_stream_model_refusals_total"))
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("warden_stream_model_refusals_total")
+        )
 
     wait_for(lambda: refusals() >= 1, 120, "the mislabeled model to be refused", running)
     before = len(scored(settings))
@@ -184,8 +217,20 @@ def test_stale_and_missing_features_are_scored_and_counted(
     # Devices the store has never seen (missing), then readings hours after the last statistics (stale).
     run_warden(env, "simulate", "--devices", str(DEVICES + 20), "--events", "600", "--rate", "3000", "--seed", "10")
     later = pd.Timestamp.now("UTC") + pd.Timedelta(hours=5)
-    run_warden(env, "simulate", "--devices", str(DEVICES), "--events", "300", "--rate", "3000", "--seed", "11",
-               "--start", later.strftime("%Y-%m-%dT%H:%M:%S"))
+    run_warden(
+        env,
+        "simulate",
+        "--devices",
+        str(DEVICES),
+        "--events",
+        "300",
+        "--rate",
+        "3000",
+        "--seed",
+        "11",
+        "--start",
+        later.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
     wait_for(lambda: len(set(scored(settings)["event_id"]) - before) >= 900, 300, "900 new events scored", running)
     rows = scored(settings)
     new = rows[~rows["event_id"].isin(before)]

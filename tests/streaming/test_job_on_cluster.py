@@ -28,7 +28,9 @@ EVENTS = 9000
 
 
 @pytest.fixture(scope="module")
-def cluster_env(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def cluster_env(
+    kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """HDFS and a Spark cluster of its own beside the session's Kafka and MLflow; history on HDFS,
     an XGBoost champion trained on the cluster from it."""
     from infra.stack import manager
@@ -89,7 +91,9 @@ def test_exactly_once_on_the_cluster_through_a_sigkill_and_a_datanode_restart(
 ) -> None:
     env = cluster_env
     settings = settings_for(env)
-    result = run_warden(env, "simulate", "--devices", str(DEVICES), "--events", str(EVENTS), "--rate", "3000", "--seed", "11")
+    result = run_warden(
+        env, "simulate", "--devices", str(DEVICES), "--events", str(EVENTS), "--rate", "3000", "--seed", "11"
+    )
     assert result.returncode == 0, result.stderr
 
     first = WardenProcess(env, tmp_path / "first.log", "stream")

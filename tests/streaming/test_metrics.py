@@ -11,7 +11,15 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.settings import Settings, load_settings
-from streaming.metrics import LATENCY_BUCKETS_S, REFUSAL, SWAP, BatchMetrics, StreamMetrics, last_batch, model_events_file
+from streaming.metrics import (
+    LATENCY_BUCKETS_S,
+    REFUSAL,
+    SWAP,
+    BatchMetrics,
+    StreamMetrics,
+    last_batch,
+    model_events_file,
+)
 
 UNITS = ("_seconds", "_records", "_info", "_alerts", "_batches", "_swaps", "_refusals", "_letters")
 
@@ -31,19 +39,27 @@ def _progress(batch_id: int, latest: dict[str, int], end: dict[str, int]) -> dic
         "inputRowsPerSecond": 60.0,
         "processedRowsPerSecond": 40.0,
         "batchDuration": 3000,
-        "sources": [{
-            "latestOffset": json.dumps({"iot_stream": latest}),
-            "endOffset": json.dumps({"iot_stream": end}),
-            "metrics": {"maxOffsetsBehindLatest": "7"},
-        }],
+        "sources": [
+            {
+                "latestOffset": json.dumps({"iot_stream": latest}),
+                "endOffset": json.dumps({"iot_stream": end}),
+                "metrics": {"maxOffsetsBehindLatest": "7"},
+            }
+        ],
     }
 
 
 def _batch(batch_id: int) -> BatchMetrics:
     return BatchMetrics(
-        batch_id, input_rows=120, scored_rows=118, alerts=3,
-        dead_letters={"invalid_json": 1, "out_of_range": 1}, feature_status={"fresh": 100, "stale": 18},
-        model_name="iot-anomaly", model_version="4", latency_ms={"p50": 900.0, "p95": 2100.0, "p99": 2500.0},
+        batch_id,
+        input_rows=120,
+        scored_rows=118,
+        alerts=3,
+        dead_letters={"invalid_json": 1, "out_of_range": 1},
+        feature_status={"fresh": 100, "stale": 18},
+        model_name="iot-anomaly",
+        model_version="4",
+        latency_ms={"p50": 900.0, "p95": 2100.0, "p99": 2500.0},
         latency_bins_ms=[(300.0, 10), (900.0, 100.4), (2500.0, 8), (500_000.0, 0.6)],
     )
 
@@ -84,7 +100,9 @@ def test_latency_histogram_counts_every_event_in_cumulative_buckets(metrics: tup
     assert total == pytest.approx(2 * (10 * 0.3 + 100 * 0.9 + 8 * 2.5 + 1 * 500.0))
 
 
-def test_lag_is_reported_per_partition_in_prometheus_and_the_batch_record(metrics: tuple[StreamMetrics, Settings]) -> None:
+def test_lag_is_reported_per_partition_in_prometheus_and_the_batch_record(
+    metrics: tuple[StreamMetrics, Settings],
+) -> None:
     stream, settings = metrics
     stream.record_batch(_batch(5))
     stream.record_progress(_progress(5, {"0": 10, "1": 30, "10": 5}, {"0": 4, "1": 30, "10": 1}))

@@ -67,7 +67,9 @@ def parsed(spark: SparkSession) -> dict[str, dict[str, object]]:
 
 
 @pytest.mark.parametrize(("name", "value", "key", "reason", "detail"), CASES, ids=[c[0] for c in CASES])
-def test_reason(parsed: dict[str, dict[str, object]], name: str, value: bytes, key: bytes | None, reason: str | None, detail: str) -> None:
+def test_reason(
+    parsed: dict[str, dict[str, object]], name: str, value: bytes, key: bytes | None, reason: str | None, detail: str
+) -> None:
     row = parsed[name]
     assert row["reason"] == reason
     if reason is not None:

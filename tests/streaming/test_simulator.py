@@ -73,9 +73,10 @@ def test_spike_and_dropout_look_like_their_kind() -> None:
     assert dropout.any()
     assert ((chunk.values[dropout] == 0.0).sum(axis=1) >= 1).all()
     spike = chunk.kind == ANOMALY_KINDS.index("spike")
-    z = np.abs(chunk.values[spike] - gen.fleet.means[chunk.device_index[spike]]) / gen.fleet.stds[
-        chunk.device_index[spike]
-    ]
+    z = (
+        np.abs(chunk.values[spike] - gen.fleet.means[chunk.device_index[spike]])
+        / gen.fleet.stds[chunk.device_index[spike]]
+    )
     assert (z.max(axis=1) > 4).all()
 
 

@@ -52,11 +52,18 @@ def _text(browser, selector: str) -> str:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def orphan(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, WardenProcess]]:
+def orphan(
+    kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, WardenProcess]]:
     """A dashboard with no stream ever run, MLflow not answering and an empty alert topic."""
     home = tmp_path_factory.mktemp("orphan-home")
-    env = {**session_env, "WARDEN_HOME": str(home), "WARDEN_DASHBOARD_PORT": str(free_port()),
-           "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "WARDEN_TOPIC_ALERTS": "dashboard_empty_alerts"}
+    env = {
+        **session_env,
+        "WARDEN_HOME": str(home),
+        "WARDEN_DASHBOARD_PORT": str(free_port()),
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
+        "WARDEN_TOPIC_ALERTS": "dashboard_empty_alerts",
+    }
     KafkaBroker(settings_for(env)).ensure_topics()
     dashboard = WardenProcess(env, home / "dashboard.log", "dashboard")
     url = f"http://127.0.0.1:{env['WARDEN_DASHBOARD_PORT']}"
@@ -70,7 +77,10 @@ def test_missing_sources_are_named_in_the_snapshot(orphan: tuple[str, WardenProc
 
     def ready() -> dict:
         snapshot = requests.get(f"{url}/api/snapshot", timeout=10).json()
-        asked = snapshot["registry"]["message"] != "asking MLflow" and snapshot["alerts"]["message"] != "connecting to Kafka"
+        asked = (
+            snapshot["registry"]["message"] != "asking MLflow"
+            and snapshot["alerts"]["message"] != "connecting to Kafka"
+        )
         return snapshot if asked else {}
 
     deadline = time.monotonic() + 60
@@ -91,8 +101,13 @@ def test_the_page_says_what_is_missing_and_keeps_updating(orphan: tuple[str, War
         browser.get(url)
         wait_until(browser, lambda: "updated" in _text(browser, "#updated"), 30, "a first snapshot", "orphan")
         first = _text(browser, "#updated")
-        wait_until(browser, lambda: "does not answer" in _text(browser, "#panel-models .missing"), 60,
-                   "the registry's message", "orphan")
+        wait_until(
+            browser,
+            lambda: "does not answer" in _text(browser, "#panel-models .missing"),
+            60,
+            "the registry's message",
+            "orphan",
+        )
         assert "has not run yet" in _text(browser, "#panel-rates .missing")
         assert "has not run yet" in _text(browser, "#panel-latency .missing")
         assert "No alerts" in _text(browser, "#panel-alerts .missing")
@@ -145,13 +160,22 @@ def loop(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.
     challenger = registry.register(client, settings.model_name, f"runs:/{champion.run_id}/model", tags=tags)
     registry.set_challenger(client, challenger)
 
-    processes = [WardenProcess(env, home / "stream.log", "stream"), WardenProcess(env, home / "dashboard.log", "dashboard")]
+    processes = [
+        WardenProcess(env, home / "stream.log", "stream"),
+        WardenProcess(env, home / "dashboard.log", "dashboard"),
+    ]
     saved = dict(os.environ)
     os.environ.update(env)
     try:
         manager.up(settings, ["airflow"])
-        yield {"env": env, "settings": settings, "stream": processes[0], "dashboard": processes[1],
-               "champion": champion.version, "challenger": challenger.version}
+        yield {
+            "env": env,
+            "settings": settings,
+            "stream": processes[0],
+            "dashboard": processes[1],
+            "champion": champion.version,
+            "challenger": challenger.version,
+        }
     finally:
         for process in processes:
             process.kill()
@@ -164,7 +188,9 @@ def _simulate(env: dict[str, str], seconds: int) -> subprocess.Popen[bytes]:
     warden = str(Path(sys.executable).with_name("warden"))
     return subprocess.Popen(  # noqa: S603
         [warden, "simulate", "--devices", "20", "--rate", "400", "--duration", str(seconds), "--anomaly-rate", "0.05"],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -179,16 +205,32 @@ def test_the_dashboard_moves_while_the_simulator_runs(loop: dict) -> None:
     try:
         with chromium() as browser:
             browser.get(settings.dashboard_url)
-            wait_until(browser, lambda: _text(browser, "#stream-state") == "stream: running", 240,
-                       "the stream to run", "dashboard-live")
-            first = wait_until(browser, lambda: _number(_text(browser, "#tile-total")) > 0, 240,
-                               "scored events", "dashboard-live")
+            wait_until(
+                browser,
+                lambda: _text(browser, "#stream-state") == "stream: running",
+                240,
+                "the stream to run",
+                "dashboard-live",
+            )
+            first = wait_until(
+                browser, lambda: _number(_text(browser, "#tile-total")) > 0, 240, "scored events", "dashboard-live"
+            )
             scored = _number(_text(browser, "#tile-total"))
-            wait_until(browser, lambda: _number(_text(browser, "#tile-total")) > scored, 120,
-                       "the scored count to grow", "dashboard-live")
+            wait_until(
+                browser,
+                lambda: _number(_text(browser, "#tile-total")) > scored,
+                120,
+                "the scored count to grow",
+                "dashboard-live",
+            )
             assert first
-            wait_until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#alerts tbody tr"), 180,
-                       "alerts in the table", "dashboard-live")
+            wait_until(
+                browser,
+                lambda: browser.find_elements(By.CSS_SELECTOR, "#alerts tbody tr"),
+                180,
+                "alerts in the table",
+                "dashboard-live",
+            )
             row = browser.find_element(By.CSS_SELECTOR, "#alerts tbody tr").text
             assert f"v{loop['champion']}" in row
             assert _number(_text(browser, "#tile-in")) > 0
@@ -216,14 +258,23 @@ def _airflow_login(browser, url: str, password: str) -> None:  # noqa: ANN001
 def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict) -> None:
     settings: Settings = loop["settings"]
     stack = AirflowStack(settings)
-    token = requests.post(f"{stack.url}/auth/token",
-                          json={"username": ADMIN_USER, "password": stack.admin_password()}, timeout=60).json()["access_token"]
+    token = requests.post(
+        f"{stack.url}/auth/token", json={"username": ADMIN_USER, "password": stack.admin_password()}, timeout=60
+    ).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     api = f"{stack.url}/api/v2/dags/promote"
     airflow_get(api, headers, 180, "the dag-processor to parse dags/promote.py")
-    run_id = requests.post(f"{api}/dagRuns", json={"logical_date": None}, headers=headers, timeout=60).json()["dag_run_id"]
-    airflow_get(f"{api}/dagRuns/{run_id}/hitlDetails", headers, 300, "the approval request",
-                 lambda body: body["hitl_details"], params={"response_received": False})
+    run_id = requests.post(f"{api}/dagRuns", json={"logical_date": None}, headers=headers, timeout=60).json()[
+        "dag_run_id"
+    ]
+    airflow_get(
+        f"{api}/dagRuns/{run_id}/hitlDetails",
+        headers,
+        300,
+        "the approval request",
+        lambda body: body["hitl_details"],
+        params={"response_received": False},
+    )
     time.sleep(8)  # Airflow 3.3 fails an approval that lands within seconds of the task parking
     simulator = _simulate(loop["env"], 150)
     try:
@@ -231,37 +282,73 @@ def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict
             _airflow_login(browser, stack.url, stack.admin_password())
             browser.get(f"{stack.url}/required_actions")
             # A row per pending request; its task id links to the task's Required Actions tab.
-            link = wait_until(browser, lambda: browser.find_element(By.LINK_TEXT, "approve"), 120,
-                              "the pending approval in Required Actions", "airflow-required-actions")
+            link = wait_until(
+                browser,
+                lambda: browser.find_element(By.LINK_TEXT, "approve"),
+                120,
+                "the pending approval in Required Actions",
+                "airflow-required-actions",
+            )
             screenshot(browser, "airflow-2-required-actions")
             link.click()
-            reason = wait_until(browser, lambda: browser.find_element(By.ID, "element_reason"), 120,
-                                "the approval form", "airflow-approval-form")
+            reason = wait_until(
+                browser,
+                lambda: browser.find_element(By.ID, "element_reason"),
+                120,
+                "the approval form",
+                "airflow-approval-form",
+            )
             assert f"v{loop['challenger']}" in browser.find_element(By.TAG_NAME, "body").text
             reason.send_keys("approved in the UI by the browser test")
             screenshot(browser, "airflow-3-approval-form")
             approve = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Approve")
             approve.click()
-            run = airflow_get(f"{api}/dagRuns/{run_id}", headers, 300, "the promote run to finish",
-                               lambda body: body["state"] in ("success", "failed"))
+            run = airflow_get(
+                f"{api}/dagRuns/{run_id}",
+                headers,
+                300,
+                "the promote run to finish",
+                lambda body: body["state"] in ("success", "failed"),
+            )
             screenshot(browser, "airflow-4-answered")
             assert run["state"] == "success"
             assert loop["stream"].proc.poll() is None, f"the stream died:\n{loop['stream'].output()[-3000:]}"
 
             client = registry.configure_mlflow(settings)
-            assert registry.version_by_alias(client, settings.model_name, registry.CHAMPION).version == loop["challenger"]
+            assert (
+                registry.version_by_alias(client, settings.model_name, registry.CHAMPION).version == loop["challenger"]
+            )
             tags = client.get_model_version(settings.model_name, loop["challenger"]).tags
             assert tags[registry.TAG_DECIDED_BY] == ADMIN_USER
             assert tags[registry.TAG_REASON] == "approved in the UI by the browser test"
 
             browser.get(settings.dashboard_url)
-            wait_until(browser, lambda: f"champion: v{loop['challenger']}" in _text(browser, "#champion-badge"), 60,
-                       "the new champion on the dashboard", "dashboard-swap")
-            marker = wait_until(browser, lambda: [m for m in browser.find_elements(By.CSS_SELECTOR, "#chart-rates text.marker-label.swap")
-                                                  if m.text == f"v{loop['challenger']}"], 120, "the swap marker", "dashboard-swap")
+            wait_until(
+                browser,
+                lambda: f"champion: v{loop['challenger']}" in _text(browser, "#champion-badge"),
+                60,
+                "the new champion on the dashboard",
+                "dashboard-swap",
+            )
+            marker = wait_until(
+                browser,
+                lambda: [
+                    m
+                    for m in browser.find_elements(By.CSS_SELECTOR, "#chart-rates text.marker-label.swap")
+                    if m.text == f"v{loop['challenger']}"
+                ],
+                120,
+                "the swap marker",
+                "dashboard-swap",
+            )
             assert marker
-            wait_until(browser, lambda: f"scoring: v{loop['challenger']}" in _text(browser, "#champion-badge"), 120,
-                       "a batch scored by the new champion", "dashboard-swap")
+            wait_until(
+                browser,
+                lambda: f"scoring: v{loop['challenger']}" in _text(browser, "#champion-badge"),
+                120,
+                "a batch scored by the new champion",
+                "dashboard-swap",
+            )
             assert f"swapped to v{loop['challenger']}" in _text(browser, "#model-events")
             screenshot(browser, "dashboard-after-swap")
             assert console_errors(browser) == []
@@ -280,8 +367,13 @@ def test_the_mlflow_ui_shows_the_champion_alias(loop: dict) -> None:
         browser.execute_cdp_cmd("Network.enable", {})
         browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {login}"}})
         browser.get(f"{settings.mlflow_tracking_uri}/#/models/{settings.model_name}")
-        wait_until(browser, lambda: "champion" in browser.find_element(By.TAG_NAME, "body").text, 90,
-                   "the champion alias in the MLflow UI", "mlflow-model")
+        wait_until(
+            browser,
+            lambda: "champion" in browser.find_element(By.TAG_NAME, "body").text,
+            90,
+            "the champion alias in the MLflow UI",
+            "mlflow-model",
+        )
         body = browser.find_element(By.TAG_NAME, "body").text
         assert settings.model_name in body
         screenshot(browser, "mlflow-registered-model")

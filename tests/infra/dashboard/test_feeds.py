@@ -24,7 +24,7 @@ def test_a_line_being_written_is_read_once_it_is_complete(tmp_path: Path) -> Non
     assert tail.read() == ([], False)
     _append(path, {"n": 1}, partial='{"n": ')
     assert tail.read() == ([{"n": 1}], False)
-    _append(path, partial='2}\n')
+    _append(path, partial="2}\n")
     assert tail.read() == ([{"n": 2}], False)
     assert tail.read() == ([], False)
 
@@ -43,11 +43,22 @@ def test_the_stream_panel_adds_up_batches_and_starts_over_with_a_new_query(tmp_p
     settings = load_settings(home=tmp_path, metrics_port=free_port())  # a port nothing serves: no stream runs
     feed = StreamFeed(settings)
     now = time.time()
-    batch = {"input_rows": 100, "scored_rows": 98, "alerts": 2, "dead_letters": {"invalid_json": 2},
-             "consumer_lag_records": 40.0, "lag_by_partition": {"0": 40, "1": 0}, "latency_ms": {"p50": 1500.0},
-             "model_name": "m", "model_version": "3"}
-    _append(metrics_file(settings), {**batch, "batch_id": 0, "finished_at": now - RATE_WINDOW_S - 5},
-             {**batch, "batch_id": 1, "finished_at": now - 2})
+    batch = {
+        "input_rows": 100,
+        "scored_rows": 98,
+        "alerts": 2,
+        "dead_letters": {"invalid_json": 2},
+        "consumer_lag_records": 40.0,
+        "lag_by_partition": {"0": 40, "1": 0},
+        "latency_ms": {"p50": 1500.0},
+        "model_name": "m",
+        "model_version": "3",
+    }
+    _append(
+        metrics_file(settings),
+        {**batch, "batch_id": 0, "finished_at": now - RATE_WINDOW_S - 5},
+        {**batch, "batch_id": 1, "finished_at": now - 2},
+    )
     _append(model_events_file(settings), {"at": now - 1, "kind": "swap", "version": "3", "previous": "2", "reason": ""})
     feed.poll()
     panel = feed.panel()
