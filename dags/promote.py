@@ -33,17 +33,18 @@ REVIEW = "ti.xcom_pull(task_ids='describe')"
 )
 def promote() -> None:
     @task
-    def describe() -> dict:
+    def describe(dag_run=None) -> dict:  # noqa: ANN001 - injected by Airflow
         from pipelines import tasks
 
-        review = tasks.describe_challenger()
+        # A registry may hold several models: a run triggered with {"model_name": …} reviews that one.
+        review = tasks.describe_challenger((dag_run.conf or {}).get("model_name"))
         if review is None:
             raise AirflowSkipException("no challenger is waiting for a decision")
         return review
 
     approve = RecordedApprovalOperator(
         task_id="approve",
-        subject=f"Promote {SETTINGS.model_name} v{{{{ {REVIEW}['version'] }}}} to champion?",
+        subject=f"Promote {{{{ {REVIEW}['model_name'] }}}} v{{{{ {REVIEW}['version'] }}}} to champion?",
         body=f"{{{{ {REVIEW}['body'] }}}}",
         params={"reason": Param("", type="string", description="Why: recorded on the model version.")},
         defaults="Reject",
@@ -54,7 +55,9 @@ def promote() -> None:
     def promote_challenger(review: dict, ti=None) -> str:  # noqa: ANN001 - injected by Airflow
         from pipelines import tasks
 
-        return tasks.apply_decision(review["version"], ti.xcom_pull(task_ids="approve", key=DECISION_KEY))
+        return tasks.apply_decision(
+            review["model_name"], review["version"], ti.xcom_pull(task_ids="approve", key=DECISION_KEY)
+        )
 
     # ApprovalOperator skips its direct downstream task on Reject; this one comes after it.
     @task(trigger_rule="none_failed_min_one_success")
@@ -66,7 +69,7 @@ def promote() -> None:
             raise AirflowFailException("the approval step recorded no answer")
         if decision["approved"]:
             raise AirflowSkipException("approved: promoted by promote_challenger")
-        return tasks.apply_decision(review["version"], decision)
+        return tasks.apply_decision(review["model_name"], review["version"], decision)
 
     review = describe()
     review >> approve >> promote_challenger(review) >> record_rejection(review)

@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         "e.g. infra/deploy/production/feature_store.yaml (Redis, a SQL registry).",
     )
 
+    # The models' sizes: the defaults are the ones the bench's quality figures are measured with;
+    # smaller values train in seconds (the tests, a quick look at a new data set).
+    rf_num_trees: PositiveInt = Field(default=60, description="Trees of the Random Forest.")
+    rf_max_depth: PositiveInt = Field(default=10, le=30, description="Depth of each Random Forest tree.")
+    xgb_num_rounds: PositiveInt = Field(default=200, description="Boosting rounds of XGBoost.")
+    xgb_max_depth: PositiveInt = Field(default=6, le=20, description="Depth of each XGBoost tree.")
+
     # Retraining, the evaluation gate and promotion (pipelines/, dags/)
     training_window_days: PositiveInt = Field(
         default=7, description="Retraining uses the last D days of labeled history."

@@ -35,7 +35,9 @@ def positive_weight(labels: np.ndarray) -> float:
     return (len(labels) - positives) / positives if positives else 1.0
 
 
-def fit_random_forest(train: DataFrame, features: list[str], pos_weight: float, seed: int) -> PipelineModel:
+def fit_random_forest(
+    train: DataFrame, features: list[str], pos_weight: float, seed: int, num_trees: int, max_depth: int
+) -> PipelineModel:
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import RandomForestClassifier
     from pyspark.ml.feature import VectorAssembler
@@ -49,8 +51,8 @@ def fit_random_forest(train: DataFrame, features: list[str], pos_weight: float, 
                 labelCol=LABEL,
                 weightCol=WEIGHT,
                 featuresCol="features",
-                numTrees=60,
-                maxDepth=10,
+                numTrees=num_trees,
+                maxDepth=max_depth,
                 minInstancesPerNode=2,
                 subsamplingRate=0.8,
                 seed=seed,
@@ -60,14 +62,16 @@ def fit_random_forest(train: DataFrame, features: list[str], pos_weight: float, 
     return pipeline.fit(weighted)
 
 
-def fit_xgboost(train: pd.DataFrame, features: list[str], pos_weight: float, seed: int) -> xgb.Booster:
+def fit_xgboost(
+    train: pd.DataFrame, features: list[str], pos_weight: float, seed: int, num_rounds: int, max_depth: int
+) -> xgb.Booster:
     import xgboost as xgb
 
     matrix = xgb.DMatrix(train[features].to_numpy(np.float32), label=train[LABEL].to_numpy(), feature_names=features)
     params = {
         "objective": "binary:logistic",
         "eval_metric": "aucpr",
-        "max_depth": 6,
+        "max_depth": max_depth,
         "eta": 0.15,
         "subsample": 0.8,
         "colsample_bytree": 0.9,
@@ -76,4 +80,4 @@ def fit_xgboost(train: pd.DataFrame, features: list[str], pos_weight: float, see
         "nthread": 2,
         "seed": seed,
     }
-    return xgb.train(params, matrix, num_boost_round=200)
+    return xgb.train(params, matrix, num_boost_round=num_rounds)

@@ -55,4 +55,4 @@ def review(settings: Settings) -> dict[str, str] | None:
             "the current champion becomes `previous`.",
         ]
     )
-    return {"version": challenger.version, "body": body}
+    return {"model_name": settings.model_name, "version": challenger.version, "body": body}

@@ -8,10 +8,27 @@ stopped; it never takes an alias. Idempotent: a run already registered is not re
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from infra.settings import Settings
 from models import registry
 from pipelines import gate
 from pipelines.training import Candidate, feature_list, git_commit
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+
+def version_tags(candidate: Candidate, run: Run) -> dict[str, str]:
+    """What a version says about its model: kind, threshold, features, window, commit, test metrics."""
+    return {
+        registry.TAG_KIND: candidate.kind,
+        registry.TAG_THRESHOLD: f"{candidate.threshold:.6f}",
+        registry.TAG_FEATURES: feature_list(),
+        registry.TAG_WINDOW: run.data.tags.get(registry.TAG_WINDOW, ""),
+        registry.TAG_COMMIT: run.data.tags.get(registry.TAG_COMMIT, git_commit()),
+        **{k: f"{v:.4f}" for k, v in candidate.quality.as_metrics().items()},
+    }
 
 
 def register_candidate(settings: Settings, candidate: Candidate) -> tuple[registry.VersionInfo, gate.Verdict]:
@@ -21,22 +38,12 @@ def register_candidate(settings: Settings, candidate: Candidate) -> tuple[regist
     if existing:
         version = registry.get_version(client, settings.model_name, str(existing[0].version))
     else:
-        run = client.get_run(candidate.run_id)
-        version = registry.register(
-            client,
-            settings.model_name,
-            candidate.model_uri,
-            tags={
-                registry.TAG_KIND: candidate.kind,
-                registry.TAG_THRESHOLD: f"{candidate.threshold:.6f}",
-                registry.TAG_FEATURES: feature_list(),
-                registry.TAG_WINDOW: run.data.tags.get(registry.TAG_WINDOW, ""),
-                registry.TAG_COMMIT: run.data.tags.get(registry.TAG_COMMIT, git_commit()),
-                registry.TAG_PROMOTABLE: str(verdict.promotable).lower(),
-                registry.TAG_GATE_REASONS: "; ".join(verdict.reasons),
-                **{k: f"{v:.4f}" for k, v in candidate.quality.as_metrics().items()},
-            },
-        )
+        tags = {
+            **version_tags(candidate, client.get_run(candidate.run_id)),
+            registry.TAG_PROMOTABLE: str(verdict.promotable).lower(),
+            registry.TAG_GATE_REASONS: "; ".join(verdict.reasons),
+        }
+        version = registry.register(client, settings.model_name, candidate.model_uri, tags=tags)
     if verdict.promotable:
         registry.set_challenger(client, version)
     return version, verdict

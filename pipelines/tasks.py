@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from infra.settings import get_settings
+from infra.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -80,18 +80,24 @@ def refresh_features(end: str) -> str:
     return f"{report.rows:,} statistics rows for {report.devices} devices up to {report.end.isoformat()}"
 
 
-def describe_challenger() -> dict[str, str] | None:
-    """The challenger's version and a Markdown review of it beside the champion, or None."""
+def _for_model(model_name: str | None) -> Settings:
+    """The settings, for another registered model than the configured one when a run names it."""
+    settings = get_settings()
+    return settings.model_copy(update={"model_name": model_name}) if model_name else settings
+
+
+def describe_challenger(model_name: str | None = None) -> dict[str, str] | None:
+    """The challenger's model name, version and a Markdown review of it beside the champion, or None."""
     from pipelines.promotion import review
 
-    return review(get_settings())
+    return review(_for_model(model_name))
 
 
-def apply_decision(version: str, decision: dict[str, Any]) -> str:
+def apply_decision(model_name: str, version: str, decision: dict[str, Any]) -> str:
     """Carry out a reviewer's answer (as the approval task recorded it) on the registry."""
     from pipelines.promotion import decide
 
-    settings = get_settings()
+    settings = _for_model(model_name)
     approved = bool(decision["approved"])
     reviewer = decision.get("responded_by_user") or {}
     decided_by = reviewer.get("name") or f"no answer within {settings.approval_timeout_hours:g} h"

@@ -138,23 +138,38 @@ def train_candidates(
             with mlflow.start_run(run_name=f"{kind}-{window.id}") as run:
                 if kind == RANDOM_FOREST:
                     pos_weight = (counts["train"][0] - counts["train"][1]) / counts["train"][1]
-                    model = fit_random_forest(train_split, list(FEATURE_COLUMNS), pos_weight, seed)
+                    model = fit_random_forest(
+                        train_split, list(FEATURE_COLUMNS), pos_weight, seed, settings.rf_num_trees, settings.rf_max_depth
+                    )
                     score = random_forest_scorer(model)
                 else:
                     frame = train_split.select(*FEATURE_COLUMNS, LABEL).toPandas()
-                    model = fit_xgboost(frame, list(FEATURE_COLUMNS), positive_weight(frame[LABEL].to_numpy()), seed)
+                    weight = positive_weight(frame[LABEL].to_numpy())
+                    model = fit_xgboost(
+                        frame, list(FEATURE_COLUMNS), weight, seed, settings.xgb_num_rounds, settings.xgb_max_depth
+                    )
                     score = xgboost_scorer(model, list(FEATURE_COLUMNS), key=f"training/{run.info.run_id}")
                 progress.update(f"{kind}: choosing the threshold, judging on the test window", force=True)
                 val = scored_split(score, validation)
                 threshold = choose_threshold(val[LABEL].to_numpy(), val[SCORE].to_numpy())
                 quality = judge_on(score, test, threshold)
-                model_uri = _log_run(kind, model, data, threshold, quality, window, commit, seed, counts)
+                model_uri = _log_run(
+                    kind, model, data, threshold, quality, window, commit, seed, counts, hyperparameters(settings, kind)
+                )
                 mlflow.set_tags({TAG_TRAINING_SET: location, TAG_MODEL_URI: model_uri, TAG_SEED: str(seed)})
             candidates.append(Candidate(kind, run.info.run_id, model_uri, threshold, quality))
-            progress.update(f"{kind}: test F1 {quality.f1:.3f}, PR-AUC {quality.pr_auc:.3f}", force=True)
+            run_url = f"{settings.mlflow_tracking_uri}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+            progress.update(f"{kind}: test F1 {quality.f1:.3f}, PR-AUC {quality.pr_auc:.3f}; run {run_url}", force=True)
         return candidates
     finally:
         data.unpersist()
+
+
+def hyperparameters(settings: Settings, kind: str) -> dict[str, int]:
+    """The model's size settings, as logged with its run."""
+    if kind == RANDOM_FOREST:
+        return {"num_trees": settings.rf_num_trees, "max_depth": settings.rf_max_depth}
+    return {"num_rounds": settings.xgb_num_rounds, "max_depth": settings.xgb_max_depth}
 
 
 def feature_list() -> str:
@@ -171,6 +186,7 @@ def _log_run(
     commit: str,
     seed: int,
     counts: dict[str, tuple[int, int]],
+    hyperparameters: dict[str, int],
 ) -> str:
     """Log params, metrics and the model to the active run; the logged model's URI."""
     import mlflow
@@ -185,18 +201,37 @@ def _log_run(
             "training_window": str(window),
             "features": len(FEATURE_COLUMNS),
             **{f"rows_{split}": rows for split, (rows, _) in counts.items()},
+            **hyperparameters,
         }
     )
     mlflow.log_metrics({"threshold": threshold, **quality.as_metrics()})
     mlflow.set_tags({registry.TAG_KIND: kind, registry.TAG_COMMIT: commit, registry.TAG_WINDOW: str(window)})
     mlflow.log_dict({"features": list(FEATURE_COLUMNS), "threshold": threshold}, "feature_list.json")
+    # The requirements are stated, not inferred: inference loads the model again in a child
+    # process, which for a Spark model means a second JVM and about a minute.
     if kind == RANDOM_FOREST:
         import mlflow.spark
 
+        # Saved to a local folder, then uploaded: `log_model` would first try to write through
+        # Hadoop to the `mlflow-artifacts:` URI, which Hadoop has no file system for.
         with tempfile.TemporaryDirectory() as tmp:
-            info = mlflow.spark.log_model(model, ARTIFACT_PATH, signature=signature, dfs_tmpdir=tmp)
-    else:
-        import mlflow.xgboost
+            folder = f"{tmp}/{ARTIFACT_PATH}"
+            mlflow.spark.save_model(
+                model,
+                folder,
+                signature=signature,
+                dfs_tmpdir=f"{tmp}/dfs",
+                pip_requirements=mlflow.spark.get_default_pip_requirements(),
+            )
+            mlflow.log_artifacts(folder, ARTIFACT_PATH)
+        return f"runs:/{mlflow.active_run().info.run_id}/{ARTIFACT_PATH}"
+    import mlflow.xgboost
 
-        info = mlflow.xgboost.log_model(model, name=ARTIFACT_PATH, signature=signature, input_example=example)
+    info = mlflow.xgboost.log_model(
+        model,
+        name=ARTIFACT_PATH,
+        signature=signature,
+        input_example=example,
+        pip_requirements=mlflow.xgboost.get_default_pip_requirements(),
+    )
     return str(info.model_uri)

@@ -1,24 +1,35 @@
 """Shared fixtures. Services start once per session, on free ports, under a temporary WARDEN_HOME,
-so the suite never touches a developer's own stack."""
+so the suite never touches a developer's own stack.
+
+One embedded stack (Kafka, MLflow, Airflow with its schedules off) and one trained model serve
+every module: the `retrain` DAG trains both model kinds once on the session's history
+(`trained`), and each module that needs a champion registers copies of those runs under a model
+name of its own (`register_copies`) and reads the session's materialized statistics from a copy
+of its Feast store (`copy_feature_store`). Modules keep apart by their own topics, lake roots,
+model names, homes and checkpoints, not by stacks of their own.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
-from infra.settings import Settings, load_settings
+from infra.settings import PROJECT_ROOT, Settings, get_settings, load_settings
 from infra.stack import manager
+from models import registry
 
 # Airflow in this process (DagBag, dag.test) reads its home once, at import: a private one,
 # never ~/airflow. The stacks the tests start set their own.
@@ -128,6 +139,199 @@ def airflow_get(
         time.sleep(2)
 
 
+# The session's fleet: its history, statistics and trained models know these devices only.
+DEVICES = 10
+HISTORY_DAYS = 2
+
+# What every `warden` process of the suite runs with, beside its ports: the scheduled DAGs stay
+# off (only the runs a test triggers compete for the two cores) and the models train small.
+TEST_SETTINGS = {
+    "WARDEN_RETRAIN_SCHEDULE": "",
+    "WARDEN_FEATURE_REFRESH_SCHEDULE": "",
+    "WARDEN_TRAINING_WINDOW_DAYS": str(HISTORY_DAYS),
+    "WARDEN_RF_NUM_TREES": "12",
+    "WARDEN_RF_MAX_DEPTH": "8",
+    "WARDEN_XGB_NUM_ROUNDS": "60",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that stop the session's stack run last, when nothing else needs it."""
+    items.sort(key=lambda item: item.get_closest_marker("stops_the_stack") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The session's settings, in this process's environment for the whole run."""
+    env = {**stack_env(tmp_path_factory.mktemp("warden-home")), **TEST_SETTINGS}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    get_settings.cache_clear()  # a DAG parsed before this read the developer's settings
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def settings(session_env: dict[str, str]) -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def kafka(settings: Settings) -> Iterator[Settings]:
+    """The embedded Kafka broker, with the contract's topics, for the whole session."""
+    manager.up(settings, ["kafka"])
+    yield settings
+    manager.down(settings)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(kafka: Settings) -> Settings:
+    """The session's MLflow tracking server (stopped with the rest of the stack)."""
+    manager.up(kafka, ["mlflow"])
+    return kafka
+
+
+@dataclass(frozen=True)
+class AirflowApi:
+    """The session's Airflow: its URL and the admin's bearer token."""
+
+    url: str
+    headers: dict[str, str]
+
+    def trigger(self, dag_id: str, conf: dict[str, str] | None = None) -> str:
+        response = requests.post(
+            f"{self.url}/api/v2/dags/{dag_id}/dagRuns",
+            json={"logical_date": None, "conf": conf or {}},
+            headers=self.headers,
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["dag_run_id"])
+
+
+@pytest.fixture(scope="session")
+def airflow(mlflow_server: Settings) -> AirflowApi:
+    """The session's Airflow (scheduler, dag-processor, triggerer, API server), schedules off."""
+    from infra.stack.airflow import ADMIN_USER, AirflowStack
+
+    manager.up(mlflow_server, ["airflow"])
+    stack = AirflowStack(mlflow_server)
+    token = requests.post(
+        f"{stack.url}/auth/token", json={"username": ADMIN_USER, "password": stack.admin_password()}, timeout=60
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    for dag_id in ("promote", "retrain", "feature_refresh"):
+        airflow_get(f"{stack.url}/api/v2/dags/{dag_id}", headers, 180, f"the dag-processor to parse dags/{dag_id}.py")
+    return AirflowApi(stack.url, headers)
+
+
+@pytest.fixture(scope="session")
+def hdfs(session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The embedded HDFS (a NameNode and a DataNode) under a home of its own, for the modules
+    that put a lake on it; the settings of a lake at its root `/warden`."""
+    env = {"WARDEN_HOME": str(tmp_path_factory.mktemp("hdfs-home")), **hdfs_env()}
+    result = run_warden(env, "up", "--lake", "hdfs", "--service", "hdfs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield env
+    run_warden(env, "down", "--service", "hdfs")
+
+
+@pytest.fixture(scope="session")
+def history(kafka: Settings, session_env: dict[str, str]) -> Settings:
+    """Two days of labeled history of the session's fleet in the session's lake."""
+    days, devices = str(HISTORY_DAYS), str(DEVICES)
+    result = run_warden(session_env, "backfill", "--days", days, "--devices", devices, "--interval", "60", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    return kafka
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (pandas UDFs) must run this interpreter, with the venv's packages.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = (
+        # Two cores: the DAG's tasks run on this session under `dag.test()`, and train on it.
+        SparkSession.builder.master("local[2]")
+        .appName("warden-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """`dag.test()` runs the tasks in this process, against a migrated metadata database."""
+    from airflow.utils.db import initdb
+
+    initdb()
+
+
+def dag(dag_id: str):  # noqa: ANN201 - Airflow's DAG
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{dag_id}.py")).dags[dag_id]
+
+
+def task_states(run) -> dict[str, str]:  # noqa: ANN001 - Airflow's DagRun
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The session's one real training: the `retrain` DAG's challenger and its runs by kind."""
+
+    challenger: registry.VersionInfo
+    runs: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def trained(history: Settings, mlflow_server: Settings, airflow_db: None, spark: object) -> Trained:
+    """The `retrain` DAG under `dag.test()` on the session's history: validation, statistics
+    materialized into the session's Feast store, both kinds trained, the gate, registration."""
+    run = dag("retrain").test()
+    states = task_states(run)
+    assert str(run.state) == "success", states
+    assert set(states.values()) == {"success"}, states
+    client = registry.configure_mlflow(history)
+    challenger = registry.version_by_alias(client, history.model_name, registry.CHALLENGER)
+    assert challenger is not None, "the first promotable model goes straight to challenger"
+    experiment = client.get_run(challenger.run_id).info.experiment_id
+    found = client.search_runs([experiment], "tags.training_set LIKE '%' and attributes.status = 'FINISHED'")
+    return Trained(challenger, {found_run.data.tags[registry.TAG_KIND]: found_run.info.run_id for found_run in found})
+
+
+def register_copies(settings: Settings, trained: Trained, kinds: Sequence[str]) -> list[registry.VersionInfo]:
+    """The session's trained runs registered as versions 1, 2, … of `settings.model_name`, in the
+    order of `kinds`: a module gets models of its own without training them."""
+    from pipelines.registration import version_tags
+    from pipelines.training import Candidate
+
+    client = registry.configure_mlflow(settings)
+    versions = []
+    for kind in kinds:
+        run = client.get_run(trained.runs[kind])
+        candidate = Candidate.of(run)
+        versions.append(registry.register(client, settings.model_name, candidate.model_uri, version_tags(candidate, run)))
+    return versions
+
+
+def copy_feature_store(session: Settings, home: Path) -> None:
+    """The session's Feast registry and online store (the trained fleet's statistics) under `home`."""
+    shutil.copytree(session.feast_dir, home / "feast")
+
+
 class WardenProcess:
     """A long-running `warden` command (`stream`, `dashboard`) as a child process in a session of
     its own, its output kept in a file."""
@@ -153,46 +357,3 @@ class WardenProcess:
         self.proc.wait(30)
 
 
-@pytest.fixture(scope="session")
-def session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    env = stack_env(tmp_path_factory.mktemp("warden-home"))
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-@pytest.fixture(scope="session")
-def settings(session_env: dict[str, str]) -> Settings:
-    return load_settings()
-
-
-@pytest.fixture(scope="session")
-def kafka(settings: Settings) -> Iterator[Settings]:
-    """The embedded Kafka broker, with the contract's topics, for the whole session."""
-    manager.up(settings, ["kafka"])
-    yield settings
-    manager.down(settings)
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[object]:
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    # Python workers (pandas UDFs) must run this interpreter, with the venv's packages.
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("warden-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()

@@ -39,6 +39,8 @@ def mlflow_client_env(settings: Settings) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         # Progress bars of artifact downloads would interleave with the stream's own output.
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # The client prints "View run … at …" after every run; our progress lines name each run once.
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     }
 
 

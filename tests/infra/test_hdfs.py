@@ -4,7 +4,6 @@ Maven jars; the lake on it through WebHDFS (Python) and Hadoop's client (Spark).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,16 +19,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def hdfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Settings]]:
-    env = {**stack_env(tmp_path_factory.mktemp("hdfs-home")), **hdfs_env()}
-    result = run_warden(env, "up", "--lake", "hdfs", "--service", "hdfs")
-    assert result.returncode == 0, result.stdout + result.stderr
-    yield env, settings_for(env)
-    run_warden(env, "down", "--service", "hdfs")
+def lake_on_hdfs(hdfs: dict[str, str]) -> tuple[dict[str, str], Settings]:
+    return hdfs, settings_for(hdfs)
 
 
-def test_up_starts_a_namenode_and_a_datanode_on_loopback(hdfs: tuple[dict[str, str], Settings]) -> None:
-    env, settings = hdfs
+def test_up_starts_a_namenode_and_a_datanode_on_loopback(lake_on_hdfs: tuple[dict[str, str], Settings]) -> None:
+    env, settings = lake_on_hdfs
     status = run_warden(env, "status", "--no-settings")
     line = next(line for line in status.stdout.splitlines() if " hdfs " in line)
     assert line.startswith("up") and "1 DataNode" in line, status.stdout
@@ -48,9 +43,9 @@ def test_up_starts_a_namenode_and_a_datanode_on_loopback(hdfs: tuple[dict[str, s
 
 
 def test_the_lake_round_trips_parquet_through_webhdfs_and_spark(
-    hdfs: tuple[dict[str, str], Settings], spark: SparkSession
+    lake_on_hdfs: tuple[dict[str, str], Settings], spark: SparkSession
 ) -> None:
-    _, settings = hdfs
+    _, settings = lake_on_hdfs
     lake = Lake(settings)
     assert lake.offline_url("devices").startswith(
         f"webhdfs://{settings.hdfs_user}@127.0.0.1:{settings.hdfs_http_port}/warden/"
@@ -87,9 +82,10 @@ def test_a_spark_master_that_does_not_answer_is_one_line(tmp_path: Path) -> None
     assert master in result.stderr and "does not answer" in result.stderr and "--spark-cluster" in result.stderr
 
 
-def test_down_stops_both_daemons(hdfs: tuple[dict[str, str], Settings]) -> None:
-    """Last in this module: it stops the module's HDFS."""
-    env, settings = hdfs
+@pytest.mark.stops_the_stack
+def test_down_stops_both_daemons(lake_on_hdfs: tuple[dict[str, str], Settings]) -> None:
+    """Last in the session: it stops the session's HDFS."""
+    env, settings = lake_on_hdfs
     pids = [int(p.read_text()) for p in (settings.home / "run").glob("hdfs-*.pid")]
     assert len(pids) == 2
     result = run_warden(env, "down", "--service", "hdfs")

@@ -4,112 +4,43 @@ Airflow API (`promote` DAG, ApprovalOperator) moving the `champion` alias — or
 
 from __future__ import annotations
 
-import os
+import shutil
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 import requests
 
 from infra.lake import Lake
-from infra.settings import PROJECT_ROOT, Settings, get_settings, load_settings
-from infra.stack import manager
-from infra.stack.airflow import ADMIN_USER, AirflowStack
-from infra.stack.mlflow import mlflow_password
+from infra.settings import get_settings
+from infra.stack.airflow import ADMIN_USER
 from models import registry
-from tests.conftest import airflow_get, run_warden
+from tests.conftest import AirflowApi, Trained, airflow_get, dag, task_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DAYS = 2
 
 
-def _use(env: dict[str, str]) -> dict[str, str | None]:
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    return saved
+def _client():  # noqa: ANN202
+    return registry.configure_mlflow(get_settings())
 
 
-def _restore(saved: dict[str, str | None]) -> None:
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
+def _versions() -> list[str]:
+    name = get_settings().model_name
+    return sorted(str(v.version) for v in _client().search_model_versions(f"name = '{name}'"))
 
 
 @pytest.fixture(scope="module")
-def env(
-    settings: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
-    """MLflow running, a lake with two days of labeled history, a model name of this module's own.
-
-    A home of its own too: the Feast store and Airflow live under it, and other modules' streams
-    must not find this module's devices in their online store."""
-    manager.up(settings, ["mlflow"])
-    home = tmp_path_factory.mktemp("retrain-home")
-    env = {
-        **session_env,
-        "WARDEN_HOME": str(home),
-        "WARDEN_LAKE_ROOT": str(home / "lake"),
-        "MLFLOW_TRACKING_PASSWORD": mlflow_password(settings),
-        "WARDEN_MODEL_NAME": f"retrain-test-{os.getpid()}",
-        "WARDEN_TRAINING_WINDOW_DAYS": str(DAYS),
-    }
-    result = run_warden(env, "backfill", "--days", str(DAYS), "--devices", "20", "--interval", "60", "--seed", "3")
-    assert result.returncode == 0, result.stderr
-    saved = _use(env)
-    yield env
-    _restore(saved)
+def retrained(trained: Trained) -> registry.VersionInfo:
+    """The session's one training: the `retrain` DAG on the session's history."""
+    return trained.challenger
 
 
-@pytest.fixture(scope="module")
-def airflow_db(env: dict[str, str]) -> None:
-    """`dag.test()` runs the tasks in this process, against a migrated metadata database."""
-    from airflow.utils.db import initdb
-
-    initdb()
-
-
-def _dag(dag_id: str):  # noqa: ANN202
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(PROJECT_ROOT / "dags" / f"{dag_id}.py")).dags[dag_id]
-
-
-def _states(run) -> dict[str, str]:  # noqa: ANN001
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-
-
-def _client(env: dict[str, str]):  # noqa: ANN202
-    return registry.configure_mlflow(load_settings())
-
-
-def _versions(env: dict[str, str]) -> list[str]:
-    client = _client(env)
-    return sorted(str(v.version) for v in client.search_model_versions(f"name = '{env['WARDEN_MODEL_NAME']}'"))
-
-
-@pytest.fixture(scope="module")
-def retrained(env: dict[str, str], airflow_db: None) -> registry.VersionInfo:
-    run = _dag("retrain").test()
-    states = _states(run)
-    assert str(run.state) == "success", states
-    assert set(states.values()) == {"success"}, states
-    challenger = registry.version_by_alias(_client(env), env["WARDEN_MODEL_NAME"], registry.CHALLENGER)
-    assert challenger is not None, "the first promotable model goes straight to challenger"
-    return challenger
-
-
-def test_retrain_dag_registers_a_challenger_with_its_metrics(
-    env: dict[str, str], retrained: registry.VersionInfo
-) -> None:
-    client = _client(env)
-    version = client.get_model_version(env["WARDEN_MODEL_NAME"], retrained.version)
+def test_retrain_dag_registers_a_challenger_with_its_metrics(retrained: registry.VersionInfo) -> None:
+    client = _client()
+    version = client.get_model_version(get_settings().model_name, retrained.version)
     assert version.tags[registry.TAG_PROMOTABLE] == "true"
     assert "no champion yet" in version.tags[registry.TAG_GATE_REASONS]
     assert retrained.kind in ("random_forest", "xgboost")
@@ -130,11 +61,11 @@ def test_the_registered_model_loads_with_the_streams_loader(spark, retrained: re
     assert model.version == retrained.version
 
 
-def test_a_retried_training_step_reuses_its_runs(env: dict[str, str], retrained: registry.VersionInfo) -> None:
+def test_a_retried_training_step_reuses_its_runs(retrained: registry.VersionInfo) -> None:
     from pipelines import tasks
     from pipelines.training_set import Window
 
-    client = _client(env)
+    client = _client()
     # The DAG run's own window: one computed from the clock now may be the next hour's.
     window = client.get_run(retrained.run_id).data.tags[registry.TAG_WINDOW]
     location = Lake(get_settings()).url(f"training_sets/{Window.parse(window).id}")
@@ -146,9 +77,8 @@ def test_a_retried_training_step_reuses_its_runs(env: dict[str, str], retrained:
 
 
 def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotable(
-    env: dict[str, str],
-    spark,
-    retrained: registry.VersionInfo,  # noqa: ANN001
+    spark,  # noqa: ANN001
+    retrained: registry.VersionInfo,
 ) -> None:
     from pipelines.promotion import decide
     from pipelines.retrain import retrain, window_ending
@@ -159,21 +89,25 @@ def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotabl
     assert report.verdict is not None and not report.verdict.promotable
     assert any("vs champion" in reason for reason in report.verdict.reasons), report.verdict.reasons
     assert report.version is not None and report.version.version != retrained.version
-    client = _client(env)
-    tags = client.get_model_version(env["WARDEN_MODEL_NAME"], report.version.version).tags
+    client = _client()
+    tags = client.get_model_version(get_settings().model_name, report.version.version).tags
     assert tags[registry.TAG_PROMOTABLE] == "false"
-    assert registry.version_by_alias(client, env["WARDEN_MODEL_NAME"], registry.CHALLENGER) is None
-    assert registry.version_by_alias(client, env["WARDEN_MODEL_NAME"], registry.CHAMPION).version == retrained.version
+    assert registry.version_by_alias(client, get_settings().model_name, registry.CHALLENGER) is None
+    assert registry.version_by_alias(client, get_settings().model_name, registry.CHAMPION).version == retrained.version
 
 
 def test_a_feature_row_from_after_an_event_is_never_joined_to_it(
-    env: dict[str, str], spark, retrained: registry.VersionInfo
-) -> None:  # noqa: ANN001
+    spark,  # noqa: ANN001
+    retrained: registry.VersionInfo,
+    tmp_path: Path,
+) -> None:
     from features.formulas import STATS_TIME
     from pipelines.feature_refresh import STATS_DATASET
     from pipelines.training_set import point_in_time_stats
 
-    settings = get_settings()
+    # A copy of the session's statistics: the planted row must not reach another test's training set.
+    settings = get_settings().model_copy(update={"lake_root": str(tmp_path / "lake")})
+    shutil.copytree(Path(get_settings().lake_url) / STATS_DATASET, Path(settings.lake_url) / STATS_DATASET)
     step = timedelta(minutes=settings.feature_step_minutes)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     grid_point = end - 3 * step
@@ -198,9 +132,7 @@ def test_a_feature_row_from_after_an_event_is_never_joined_to_it(
     assert row[STATS_TIME] is not None and row[STATS_TIME] <= grid_point.replace(tzinfo=None)
 
 
-def test_corrupted_history_fails_validation_and_registers_nothing(
-    env: dict[str, str], airflow_db: None, retrained: registry.VersionInfo
-) -> None:
+def test_corrupted_history_fails_validation_and_registers_nothing(retrained: registry.VersionInfo) -> None:
     settings = get_settings()
     lake = Lake(settings)
     telemetry = lake.read("telemetry").drop_columns(["date"])
@@ -209,15 +141,15 @@ def test_corrupted_history_fails_validation_and_registers_nothing(
         newest.schema.get_field_index("temperature"), "temperature", pa.array([5000.0] * newest.num_rows)
     )
     lake.write(corrupt, "telemetry", "corrupt-{i}.parquet")  # duplicated event ids, impossible values
-    before = _versions(env)
+    before = _versions()
     try:
-        run = _dag("retrain").test()
-        states = _states(run)
+        run = dag("retrain").test()
+        states = task_states(run)
         assert states["validate"] == "failed", states
         assert states["build_training_set"] == "upstream_failed", states
         assert states["register"] == "upstream_failed", states
-        assert _versions(env) == before
-        client = _client(env)
+        assert _versions() == before
+        client = _client()
         failed = client.search_runs(
             [client.get_run(retrained.run_id).info.experiment_id],
             "attributes.run_name LIKE 'validate-%' and attributes.status = 'FAILED'",
@@ -233,25 +165,10 @@ def test_corrupted_history_fails_validation_and_registers_nothing(
 # ---- a person's decision through the real Airflow API ----
 
 
-@pytest.fixture(scope="module")
-def airflow(env: dict[str, str]) -> Iterator[tuple[str, dict[str, str]]]:
-    settings = load_settings()
-    manager.up(settings, ["airflow"])
-    stack = AirflowStack(settings)
-    token = requests.post(
-        f"{stack.url}/auth/token", json={"username": ADMIN_USER, "password": stack.admin_password()}, timeout=60
-    ).json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
-    airflow_get(f"{stack.url}/api/v2/dags/promote", headers, 180, "the dag-processor to parse dags/promote.py")
-    yield stack.url, headers
-    manager.down(settings, ["airflow"])
-
-
-def _decide_in_airflow(url: str, headers: dict[str, str], answer: str, reason: str) -> dict[str, str]:
+def _decide_in_airflow(airflow: AirflowApi, answer: str, reason: str) -> dict[str, str]:
     """Trigger `promote`, wait for its approval request, answer it as the admin, wait for the end."""
-    run_id = requests.post(
-        f"{url}/api/v2/dags/promote/dagRuns", json={"logical_date": None}, headers=headers, timeout=60
-    ).json()["dag_run_id"]
+    url, headers = airflow.url, airflow.headers
+    run_id = airflow.trigger("promote")
     pending = f"{url}/api/v2/dags/promote/dagRuns/{run_id}/hitlDetails"
     airflow_get(
         pending,
@@ -279,15 +196,13 @@ def _decide_in_airflow(url: str, headers: dict[str, str], answer: str, reason: s
     return {ti["task_id"]: ti["state"] for ti in tasks["task_instances"]}
 
 
-def test_approval_in_airflow_moves_the_champion(
-    env: dict[str, str], retrained: registry.VersionInfo, airflow: tuple
-) -> None:
-    client = _client(env)
-    name = env["WARDEN_MODEL_NAME"]
+def test_approval_in_airflow_moves_the_champion(retrained: registry.VersionInfo, airflow: AirflowApi) -> None:
+    client = _client()
+    name = get_settings().model_name
     # The not-promotable version of the gate test, put up for review again by hand.
-    candidate = max(_versions(env), key=int)
+    candidate = max(_versions(), key=int)
     client.set_registered_model_alias(name, registry.CHALLENGER, candidate)
-    states = _decide_in_airflow(*airflow, "Approve", "beats the champion on the test window")
+    states = _decide_in_airflow(airflow, "Approve", "beats the champion on the test window")
     assert states["approve"] == "success" and states["promote_challenger"] == "success", states
     assert registry.version_by_alias(client, name, registry.CHAMPION).version == candidate
     assert registry.version_by_alias(client, name, registry.PREVIOUS).version == retrained.version
@@ -298,14 +213,12 @@ def test_approval_in_airflow_moves_the_champion(
     assert datetime.fromisoformat(tags[registry.TAG_DECIDED_AT]) > datetime.now(UTC) - timedelta(minutes=10)
 
 
-def test_rejection_in_airflow_keeps_the_champion(
-    env: dict[str, str], retrained: registry.VersionInfo, airflow: tuple
-) -> None:
-    client = _client(env)
-    name = env["WARDEN_MODEL_NAME"]
+def test_rejection_in_airflow_keeps_the_champion(retrained: registry.VersionInfo, airflow: AirflowApi) -> None:
+    client = _client()
+    name = get_settings().model_name
     champion = registry.version_by_alias(client, name, registry.CHAMPION).version
     client.set_registered_model_alias(name, registry.CHALLENGER, retrained.version)
-    states = _decide_in_airflow(*airflow, "Reject", "recall on drift too low")
+    states = _decide_in_airflow(airflow, "Reject", "recall on drift too low")
     assert states["promote_challenger"] == "skipped" and states["record_rejection"] == "success", states
     assert registry.version_by_alias(client, name, registry.CHAMPION).version == champion
     assert registry.version_by_alias(client, name, registry.CHALLENGER) is None

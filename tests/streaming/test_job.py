@@ -17,25 +17,34 @@ from confluent_kafka import Producer
 
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
+from infra.stack.mlflow import mlflow_password
 from models import registry
-from tests.conftest import WardenProcess, free_port, run_warden, settings_for
+from tests.conftest import (
+    DEVICES,
+    Trained,
+    WardenProcess,
+    copy_feature_store,
+    free_port,
+    register_copies,
+    run_warden,
+    settings_for,
+)
 from tests.streaming.checks import read_committed, scored, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DEVICES = 10
 
 
 @pytest.fixture(scope="module")
-def env(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A lake with history, fresh online features, and two trained versions (RF champion, XGBoost)."""
-    from infra.stack import manager
-
-    manager.up(kafka, ["mlflow"])
+def env(trained: Trained, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A home and lake of its own with the session's online statistics, and copies of the
+    session's two trained runs: version 1 (Random Forest) the champion, version 2 (XGBoost)."""
     home = tmp_path_factory.mktemp("stream-home")
+    copy_feature_store(settings, home)
     env = {
-        **session_env,
+        "WARDEN_HOME": str(home),
         "WARDEN_LAKE_ROOT": str(home / "lake"),
+        "MLFLOW_TRACKING_PASSWORD": mlflow_password(settings),
         "WARDEN_METRICS_PORT": str(free_port()),
         "WARDEN_STREAM_MAX_OFFSETS_PER_TRIGGER": "1500",
         "WARDEN_CHAMPION_POLL_SECONDS": "2",
@@ -45,15 +54,11 @@ def env(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.T
         "WARDEN_TOPIC_ALERTS": "stream_test_alerts",
         "WARDEN_TOPIC_DLQ": "stream_test_dlq",
     }
-    KafkaBroker(settings_for(env)).ensure_topics()
-    for args in (
-        ["backfill", "--days", "2", "--devices", str(DEVICES), "--interval", "120", "--seed", "1"],
-        ["train", "--days", "2", "--kind", "random_forest"],
-        ["train", "--days", "2", "--kind", "xgboost"],
-        ["promote", "--version", "1", "--approve", "--reason", "test champion", "--by", "pytest"],
-    ):
-        result = run_warden(env, *args, timeout=900)
-        assert result.returncode == 0, result.stdout + result.stderr
+    ours = settings_for(env)
+    KafkaBroker(ours).ensure_topics()
+    register_copies(ours, trained, ["random_forest", "xgboost"])
+    result = run_warden(env, "promote", "--version", "1", "--approve", "--reason", "test champion", "--by", "pytest")
+    assert result.returncode == 0, result.stdout + result.stderr
     return env
 
 

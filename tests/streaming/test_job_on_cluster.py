@@ -18,32 +18,23 @@ from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
 from infra.stack.mlflow import mlflow_password
 from models import registry
-from tests.conftest import WardenProcess, free_port, hdfs_env, run_warden, settings_for, spark_cluster_env, stack_env
+from tests.conftest import DEVICES, WardenProcess, free_port, run_warden, settings_for, spark_cluster_env
 from tests.streaming.checks import read_committed, scored, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DEVICES = 10
 EVENTS = 9000
 
 
 @pytest.fixture(scope="module")
-def cluster_env(
-    kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
-    """HDFS and a Spark cluster of its own beside the session's Kafka and MLflow; history on HDFS,
+def cluster_env(hdfs: dict[str, str], mlflow_server: Settings) -> Iterator[dict[str, str]]:
+    """A Spark cluster of its own beside the session's HDFS, Kafka and MLflow; history on HDFS,
     an XGBoost champion trained on the cluster from it."""
-    from infra.stack import manager
-
-    manager.up(kafka, ["mlflow"])
-    home = tmp_path_factory.mktemp("cluster-home")
     env = {
-        **stack_env(home),
-        **hdfs_env(),
+        **hdfs,
         **spark_cluster_env(),
-        "WARDEN_KAFKA_BOOTSTRAP": session_env["WARDEN_KAFKA_BOOTSTRAP"],
-        "MLFLOW_TRACKING_URI": session_env["MLFLOW_TRACKING_URI"],
-        "MLFLOW_TRACKING_PASSWORD": mlflow_password(kafka),
+        "WARDEN_LAKE_ROOT": hdfs["WARDEN_LAKE_ROOT"].replace("/warden", "/cluster"),
+        "MLFLOW_TRACKING_PASSWORD": mlflow_password(mlflow_server),
         "WARDEN_METRICS_PORT": str(free_port()),
         "WARDEN_STREAM_MAX_OFFSETS_PER_TRIGGER": "1500",
         "WARDEN_MODEL_NAME": f"cluster-test-{os.getpid()}",
@@ -51,7 +42,7 @@ def cluster_env(
         "WARDEN_TOPIC_ALERTS": "cluster_test_alerts",
         "WARDEN_TOPIC_DLQ": "cluster_test_dlq",
     }
-    result = run_warden(env, "up", "--lake", "hdfs", "--spark-cluster", "--service", "hdfs", "--service", "spark")
+    result = run_warden(env, "up", "--lake", "hdfs", "--spark-cluster", "--service", "spark")
     assert result.returncode == 0, result.stdout + result.stderr
     KafkaBroker(settings_for(env)).ensure_topics()
     try:
@@ -64,7 +55,7 @@ def cluster_env(
             assert result.returncode == 0, result.stdout + result.stderr
         yield env
     finally:
-        run_warden(env, "down", "--service", "hdfs", "--service", "spark")
+        run_warden(env, "down", "--service", "spark")
 
 
 def applications(settings: Settings) -> list[str]:
@@ -80,7 +71,7 @@ def test_training_reads_the_hdfs_lake_and_runs_on_the_cluster(cluster_env: dict[
     assert "warden-train" in applications(settings)
     lake = settings.lake_url
     # The training set and the Feast offline source were written to HDFS, nowhere else.
-    status = requests.get(f"{settings.webhdfs_url}/webhdfs/v1/warden?op=LISTSTATUS", timeout=10).json()
+    status = requests.get(f"{settings.webhdfs_url}/webhdfs/v1/cluster?op=LISTSTATUS", timeout=10).json()
     names = {entry["pathSuffix"] for entry in status["FileStatuses"]["FileStatus"]}
     assert {"telemetry", "labels", "devices", "feast", "training_sets"} <= names, (lake, names)
     assert not (settings.home / "lake").exists()

@@ -20,13 +20,22 @@ import requests
 from selenium.webdriver.common.by import By
 
 from infra.settings import Settings
-from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
 from infra.stack.kafka import KafkaBroker
 from infra.stack.mlflow import mlflow_password
 from models import registry
 from tests.browser import chromium, console_errors, screenshot, wait_until
-from tests.conftest import WardenProcess, airflow_get, free_port, run_warden, settings_for
+from tests.conftest import (
+    DEVICES,
+    AirflowApi,
+    Trained,
+    WardenProcess,
+    airflow_get,
+    copy_feature_store,
+    free_port,
+    register_copies,
+    settings_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -121,16 +130,17 @@ def test_the_page_says_what_is_missing_and_keeps_updating(orphan: tuple[str, War
 
 
 @pytest.fixture(scope="module")
-def loop(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A champion (v1) scoring in `warden stream`, a challenger (v2) waiting, the dashboard and
-    Airflow running; all under a home of this module's own."""
-    manager.up(kafka, ["mlflow"])
+def loop(
+    trained: Trained, airflow: AirflowApi, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict]:
+    """A champion (v1) scoring in `warden stream`, a challenger (v2) waiting, the dashboard
+    running under a home of this module's own; the session's Airflow reviews the challenger."""
     home = tmp_path_factory.mktemp("dashboard-home")
+    copy_feature_store(settings, home)
     env = {
-        **session_env,
         "WARDEN_HOME": str(home),
         "WARDEN_LAKE_ROOT": str(home / "lake"),
-        "MLFLOW_TRACKING_PASSWORD": mlflow_password(kafka),
+        "MLFLOW_TRACKING_PASSWORD": mlflow_password(settings),
         "WARDEN_MODEL_NAME": f"dashboard-test-{os.getpid()}",
         "WARDEN_METRICS_PORT": str(free_port()),
         "WARDEN_DASHBOARD_PORT": str(free_port()),
@@ -139,38 +149,25 @@ def loop(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.
         "WARDEN_TOPIC_TELEMETRY": "dashboard_telemetry",
         "WARDEN_TOPIC_ALERTS": "dashboard_alerts",
         "WARDEN_TOPIC_DLQ": "dashboard_dlq",
-        # Only the promotion runs in this Airflow: a scheduled retrain would take the cores for minutes.
-        "WARDEN_RETRAIN_SCHEDULE": "",
-        "WARDEN_FEATURE_REFRESH_SCHEDULE": "",
     }
-    settings = settings_for(env)
-    KafkaBroker(settings).ensure_topics()
-    for args in (
-        ["backfill", "--days", "1", "--devices", "20", "--interval", "120", "--seed", "5"],
-        ["train", "--days", "1", "--kind", "xgboost"],
-        ["promote", "--version", "1", "--approve", "--reason", "first champion", "--by", "pytest"],
-    ):
-        result = run_warden(env, *args, timeout=900)
-        assert result.returncode == 0, result.stdout + result.stderr
-    client = registry.configure_mlflow(settings)
-    champion = registry.get_version(client, settings.model_name, "1")
-    # The challenger: the same artifact registered again, as a re-registration after review would be.
-    decision = {registry.TAG_DECISION, registry.TAG_DECIDED_BY, registry.TAG_DECIDED_AT, registry.TAG_REASON}
-    tags = {k: v for k, v in client.get_model_version(settings.model_name, "1").tags.items() if k not in decision}
-    challenger = registry.register(client, settings.model_name, f"runs:/{champion.run_id}/model", tags=tags)
+    ours = settings_for(env)
+    KafkaBroker(ours).ensure_topics()
+    # The challenger is the same artifact registered again, as a re-registration after review would be.
+    champion, challenger = register_copies(ours, trained, ["xgboost", "xgboost"])
+    client = registry.configure_mlflow(ours)
+    registry.promote(client, ours.model_name, champion.version, "pytest", "first champion")
     registry.set_challenger(client, challenger)
 
     processes = [
         WardenProcess(env, home / "stream.log", "stream"),
         WardenProcess(env, home / "dashboard.log", "dashboard"),
     ]
-    saved = dict(os.environ)
-    os.environ.update(env)
     try:
-        manager.up(settings, ["airflow"])
         yield {
             "env": env,
-            "settings": settings,
+            "settings": ours,
+            "airflow": airflow,
+            "airflow_password": AirflowStack(settings).admin_password(),
             "stream": processes[0],
             "dashboard": processes[1],
             "champion": champion.version,
@@ -179,15 +176,12 @@ def loop(kafka: Settings, session_env: dict[str, str], tmp_path_factory: pytest.
     finally:
         for process in processes:
             process.kill()
-        manager.down(settings, ["airflow"])
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _simulate(env: dict[str, str], seconds: int) -> subprocess.Popen[bytes]:
     warden = str(Path(sys.executable).with_name("warden"))
     return subprocess.Popen(  # noqa: S603
-        [warden, "simulate", "--devices", "20", "--rate", "400", "--duration", str(seconds), "--anomaly-rate", "0.05"],
+        [warden, "simulate", "--devices", str(DEVICES), "--rate", "400", "--duration", str(seconds), "--anomaly-rate", "0.05"],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -257,16 +251,10 @@ def _airflow_login(browser, url: str, password: str) -> None:  # noqa: ANN001
 
 def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict) -> None:
     settings: Settings = loop["settings"]
-    stack = AirflowStack(settings)
-    token = requests.post(
-        f"{stack.url}/auth/token", json={"username": ADMIN_USER, "password": stack.admin_password()}, timeout=60
-    ).json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
-    api = f"{stack.url}/api/v2/dags/promote"
-    airflow_get(api, headers, 180, "the dag-processor to parse dags/promote.py")
-    run_id = requests.post(f"{api}/dagRuns", json={"logical_date": None}, headers=headers, timeout=60).json()[
-        "dag_run_id"
-    ]
+    airflow: AirflowApi = loop["airflow"]
+    url, headers = airflow.url, airflow.headers
+    api = f"{url}/api/v2/dags/promote"
+    run_id = airflow.trigger("promote", {"model_name": settings.model_name})
     airflow_get(
         f"{api}/dagRuns/{run_id}/hitlDetails",
         headers,
@@ -279,8 +267,8 @@ def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict
     simulator = _simulate(loop["env"], 150)
     try:
         with chromium() as browser:
-            _airflow_login(browser, stack.url, stack.admin_password())
-            browser.get(f"{stack.url}/required_actions")
+            _airflow_login(browser, url, loop["airflow_password"])
+            browser.get(f"{url}/required_actions")
             # A row per pending request; its task id links to the task's Required Actions tab.
             link = wait_until(
                 browser,
