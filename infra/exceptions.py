@@ -23,3 +23,7 @@ class PortInUseError(ServiceError):
 
 class LakeError(WardenError):
     """The lake root cannot be reached or written."""
+
+
+class BusyError(WardenError):
+    """Another run holds a lock this one needs, for longer than it may wait."""

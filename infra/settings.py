@@ -176,6 +176,11 @@ class Settings(BaseSettings):
     feature_refresh_schedule: str = Field(
         default="*/15 * * * *", description="Cron or preset of the `feature_refresh` DAG."
     )
+    lock_wait_seconds: float = Field(
+        default=3600.0,
+        gt=0.0,
+        description="How long a training or feature refresh waits for another one to finish before it gives up.",
+    )
     gate_metric: Literal["f1", "pr_auc", "precision", "recall"] = Field(
         default="f1", description="Test-window metric that picks the best candidate and must beat the champion's."
     )

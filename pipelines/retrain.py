@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import SparkSession
 
+from infra import locks
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from models import registry
@@ -86,8 +87,16 @@ def retrain(
     seed: int = 0,
     progress: ProgressLine | None = None,
 ) -> RetrainReport:
-    """All steps in a row, as the `retrain` DAG runs them; stops at the first failure."""
+    """All steps in a row, as the `retrain` DAG runs them, holding the training lock; stops at
+    the first failure."""
     progress = progress or ProgressLine("train")
+    with locks.holding(settings, "a training run", progress):
+        return _retrain(settings, spark, window, kinds, seed, progress)
+
+
+def _retrain(
+    settings: Settings, spark: SparkSession, window: Window, kinds: tuple[str, ...], seed: int, progress: ProgressLine
+) -> RetrainReport:
     report = RetrainReport(window)
 
     def step(number: int, text: str) -> None:

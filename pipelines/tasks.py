@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from infra import locks
 from infra.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -40,7 +41,9 @@ def build_training_set(window: str) -> str:
     from pipelines.retrain import training_set_step
     from pipelines.training_set import Window
 
-    return training_set_step(get_settings(), _spark("warden-training-set"), Window.parse(window))
+    settings = get_settings()
+    with locks.holding(settings, "the retrain DAG's training set"):
+        return training_set_step(settings, _spark("warden-training-set"), Window.parse(window))
 
 
 def train(window: str, location: str) -> list[str]:
@@ -48,7 +51,9 @@ def train(window: str, location: str) -> list[str]:
     from pipelines.training import train_candidates
     from pipelines.training_set import Window
 
-    candidates = train_candidates(get_settings(), _spark("warden-train"), location, Window.parse(window), MODEL_KINDS)
+    settings = get_settings()
+    with locks.holding(settings, "the retrain DAG's training"):
+        candidates = train_candidates(settings, _spark("warden-train"), location, Window.parse(window), MODEL_KINDS)
     return [c.run_id for c in candidates]
 
 
@@ -74,9 +79,9 @@ def refresh_features(end: str) -> str:
     settings = get_settings()
     stop = datetime.fromisoformat(end)
     # Two grid steps back: a late event changes the statistics of the last steps, not older ones.
-    report = refresh(
-        settings, _spark("warden-feature-refresh"), stop, stop - 2 * timedelta(minutes=settings.feature_step_minutes)
-    )
+    start = stop - 2 * timedelta(minutes=settings.feature_step_minutes)
+    with locks.holding(settings, "the feature_refresh DAG"):
+        report = refresh(settings, _spark("warden-feature-refresh"), stop, start)
     return f"{report.rows:,} statistics rows for {report.devices} devices up to {report.end.isoformat()}"
 
 

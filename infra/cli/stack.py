@@ -104,12 +104,28 @@ def status(show_settings: bool) -> None:
     click.echo(f"Airflow UI login: {ADMIN_USER} / {airflow_password or '(created on first start)'}")
     click.echo(f"MLflow login:     {settings.mlflow_username} / {mlflow_password(settings)}")
     click.echo(f"Logs: {settings.home / 'logs'}")
+    _show_schedules(settings)
     if show_settings:
         click.echo("Settings:")
         for name, value in settings.as_dict().items():
             click.echo(f"  {name} = {value}")
     if not all(entry.health.ok for entry in statuses):
         raise click.exceptions.Exit(1)
+
+
+def _show_schedules(settings: Settings) -> None:
+    """What Airflow runs by itself, and whether a training or refresh holds the lock right now."""
+    from infra.locks import current_holder
+
+    def shown(schedule: str) -> str:
+        return schedule or "manual only"
+
+    holder = current_holder(settings)
+    click.echo(
+        f"Scheduled: retrain {shown(settings.retrain_schedule)}, feature_refresh {shown(settings.feature_refresh_schedule)} "
+        "(WARDEN_RETRAIN_SCHEDULE, WARDEN_FEATURE_REFRESH_SCHEDULE); they and `warden train` take turns on the "
+        f"training lock, now {'held by ' + holder if holder else 'free'}"
+    )
 
 
 def _show_stream(settings: Settings) -> None:

@@ -41,6 +41,9 @@ def test_status_probes_every_service(full_stack: tuple[dict[str, str], Settings]
     password = AirflowStack(settings).admin_password()
     assert password and f"{ADMIN_USER} / {password}" in result.stdout
     assert f"mlflow_tracking_uri = {settings.mlflow_tracking_uri}" in result.stdout
+    # The suite's stack runs no schedule; status says what Airflow would run by itself.
+    assert "Scheduled: retrain manual only, feature_refresh manual only" in result.stdout
+    assert "training lock, now free" in result.stdout
 
 
 def test_contract_topics_exist_with_their_partitions(full_stack: tuple[dict[str, str], Settings]) -> None:
