@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from features.formulas import STATS_COLUMNS, STATS_TIME
+from infra.logs import library_output
 from infra.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,9 +65,11 @@ def online_features(store: FeatureStore, device_ids: list[str]) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), None)
 
 
-def materialize(store: FeatureStore, end: datetime) -> None:
-    """Load the offline features up to `end` into the online store."""
-    store.materialize_incremental(end_date=end, feature_views=["device_stats"])
-    # The registry never expires (ttl 0), and Feast would start an incremental load a year
-    # back: load all of it, it is one row per device.
-    store.materialize(start_date=_REGISTRY_EPOCH, end_date=end, feature_views=["device_metadata"])
+def materialize(store: FeatureStore, settings: Settings, end: datetime) -> None:
+    """Load the offline features up to `end` into the online store (Feast's own lines and
+    progress bars to the libraries' log)."""
+    with library_output(settings):
+        store.materialize_incremental(end_date=end, feature_views=["device_stats"])
+        # The registry never expires (ttl 0), and Feast would start an incremental load a year
+        # back: load all of it, it is one row per device.
+        store.materialize(start_date=_REGISTRY_EPOCH, end_date=end, feature_views=["device_metadata"])

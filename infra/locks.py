@@ -28,7 +28,9 @@ TRAINING = "training"
 
 
 @contextmanager
-def holding(settings: Settings, what: str, progress: ProgressLine | None = None, name: str = TRAINING) -> Iterator[None]:
+def holding(
+    settings: Settings, what: str, progress: ProgressLine | None = None, name: str = TRAINING
+) -> Iterator[None]:
     """Run the block holding the lock `name`; wait up to `settings.lock_wait_seconds` for it."""
     path = settings.home / "run" / f"{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -211,6 +211,12 @@ class Settings(BaseSettings):
         default=6.0, gt=0.0, description="The newest event may be at most this many hours older than the window's end."
     )
 
+    verbose: bool = Field(
+        default=False,
+        description="The libraries' log lines (Spark, py4j, MLflow, Feast) on the terminal too, and tracebacks; "
+        "`warden --verbose` sets it. Otherwise they go to files under $WARDEN_HOME/logs.",
+    )
+
     # JVM
     jars_dir: Path = Field(default=PROJECT_ROOT / ".jvm", description="Where `make jvm` put the Maven artifacts.")
     java_home: Path | None = Field(

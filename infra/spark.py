@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from infra.exceptions import ConfigError, LakeError, ServiceError
+from infra.logs import spark_java_options
 from infra.settings import Settings
 from infra.stack.process import port_is_open
 
@@ -84,8 +85,12 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
     )
     if with_kafka:
         builder = builder.config("spark.jars", ",".join(connector_jars(settings)))
+    java_options = spark_java_options(settings, app_name)
+    if java_options is not None:
+        builder = builder.config("spark.driver.extraJavaOptions", java_options)
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("WARN")
+    if java_options is None:
+        session.sparkContext.setLogLevel("WARN")
     return session
 
 

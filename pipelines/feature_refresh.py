@@ -60,7 +60,7 @@ def refresh_features(
     progress.update(f"{table.num_rows:,} rows written; materializing", force=True)
     store = feature_store(settings)
     apply_definitions(store, settings)
-    materialize(store, end)
+    materialize(store, settings, end)
     devices = len(set(table.column("device_id").to_pylist()))
     progress.done(f"{table.num_rows:,} statistics rows for {devices} devices, online up to {end:%Y-%m-%d %H:%M}")
     return RefreshReport(start, end, table.num_rows, devices)

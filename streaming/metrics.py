@@ -7,6 +7,7 @@ once the batch has committed, and writes the merged record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -244,6 +245,40 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryTerminated(self, event: Any) -> None:
         pass
+
+
+def batch_records(settings: Settings, after_batch: int = -1) -> list[dict[str, Any]]:
+    """Every batch record after `after_batch`, oldest first (a batch retried after a restart
+    keeps its newest record)."""
+    path = metrics_file(settings)
+    if not path.exists():
+        return []
+    records: dict[int, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):  # a line being written
+            record = dict(json.loads(line))
+            if int(record["batch_id"]) > after_batch:
+                records[int(record["batch_id"])] = record
+    return [records[batch] for batch in sorted(records)]
+
+
+def pooled_latency(
+    records: list[dict[str, Any]], quantiles: tuple[float, ...] = (0.5, 0.95, 0.99)
+) -> dict[float, float]:
+    """Event time → sink latency percentiles (ms) over all the events of `records`, from each
+    batch's latency histogram; empty when they scored nothing."""
+    bins = sorted((float(ms), float(count)) for record in records for ms, count in record.get("latency_bins_ms", []))
+    total = sum(count for _, count in bins)
+    if not total:
+        return {}
+    found: dict[float, float] = {}
+    seen = 0.0
+    pending = list(quantiles)
+    for ms, count in bins:
+        seen += count
+        while pending and seen >= pending[0] * total:
+            found[pending.pop(0)] = ms
+    return found
 
 
 def last_batch(settings: Settings) -> dict[str, Any] | None:

@@ -1,29 +1,49 @@
-"""`warden demo`: the platform's main job end to end, for a newcomer, in a few minutes."""
+"""`warden demo`: the platform's main job end to end, for a newcomer, in a few minutes.
+
+The stream is started first and scores a steady flow of live events, so the latency it reports
+is the product's latency at that rate, measured from each event's time to its alert.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from infra.logs import library_log, logs_dir
 from infra.progress import ProgressLine
 from infra.settings import Settings, get_settings
 from infra.stack import manager
 from models import registry
 from streaming.kafka_io import count_records, end_offsets
-from streaming.metrics import metrics_file
+from streaming.metrics import batch_records, pooled_latency
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 DEMO_USER = "warden-demo"
+
+
+@dataclass
+class Phase:
+    """What the stream did with the events of one part of the demo."""
+
+    produced: int = 0
+    batches: int = 0
+    rows: int = 0
+    alerts: int = 0
+    dead: int = 0
+    latency_ms: dict[float, float] | None = None
+    last_batch: int = -1
 
 
 def _first_champion(settings: Settings, spark: SparkSession) -> str:
@@ -56,7 +76,7 @@ def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str |
     from pipelines.training_set import Window
 
     now = datetime.now(UTC)
-    # Up to the next minute, not the hour: the window must hold the burst the stream just scored.
+    # Up to the next minute, not the hour: the window must hold the live events the stream just scored.
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     window = Window(end - timedelta(days=settings.training_window_days), end)
     report = retrain(settings, spark, window, progress=ProgressLine("  retrain"))
@@ -67,7 +87,7 @@ def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str |
     return report.version.version, report.verdict.summary()
 
 
-def run_demo(settings: Settings, devices: int, events: int, rate: float) -> None:
+def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> None:
     # Imported here, not at the top: every `warden` command loads this module, and these pull in
     # Great Expectations, scikit-learn and Spark (seconds of start-up for `warden status`).
     from infra.spark import spark_session
@@ -83,10 +103,9 @@ def run_demo(settings: Settings, devices: int, events: int, rate: float) -> None
     click.echo("3/8 make sure a champion model exists (train and approve one if not)")
     spark = spark_session(settings, "warden-demo-train", with_kafka=False)
     champion = _first_champion(settings, spark)
-    click.echo("4/8 start the streaming job (`warden stream`)")
-    log = settings.home / "logs" / "demo-stream.log"
+    click.echo("4/8 start the streaming job (`warden stream`) and wait for its first batch")
+    log = logs_dir(settings) / "demo-stream.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    first_batch = _last_batch_id(settings)
     stream = subprocess.Popen(  # noqa: S603
         [str(Path(sys.executable).with_name("warden")), "stream"],
         stdout=log.open("ab"),
@@ -95,28 +114,32 @@ def run_demo(settings: Settings, devices: int, events: int, rate: float) -> None
     )
     swapped_to: str | None = None
     try:
-        click.echo(f"5/8 produce {events:,} live events at {rate:,.0f}/s and watch the stream")
+        # One reading per device: the first batch pays the stream's cold start (and scores any
+        # backlog left in the topic), so the live phase below measures the running job.
+        warm_up = simulate(settings, SimulationParams(devices=devices, rate=rate, events=devices, seed=99), _quiet())
+        cold = _watch(settings, stream, _last_batch_id(settings), warm_up.events, log, "  warm-up")
+        click.echo(f"5/8 live: {rate:,.0f} events/s for {seconds:.0f} s while the stream scores them")
         before = end_offsets(settings, settings.topic_telemetry)
-        burst = simulate(
-            settings, SimulationParams(devices=devices, rate=rate, events=events), ProgressLine("  simulate")
-        )
+        live_run = simulate(settings, SimulationParams(devices=devices, rate=rate, duration=seconds), _quiet())
         after = end_offsets(settings, settings.topic_telemetry)
-        produced = sum(after.by_partition.values()) - sum(before.by_partition.values())
-        totals = _watch(settings, stream, first_batch, produced, log)
+        live = _watch(settings, stream, cold.last_batch, live_run.events, log, "  stream")
         click.echo("6/8 retrain on the history the stream just wrote, and approve the candidate if it passed the gate")
         swapped_to, verdict = _retrain_and_approve(settings, spark)
         click.echo(f"  gate: {verdict}")
-        click.echo("7/8 the running stream follows the champion alias: a second burst, scored by the new version")
-        second, swap_batch = _second_burst(settings, stream, devices, rate, swapped_to or champion, log)
+        click.echo(
+            "7/8 the running stream follows the champion alias: live events until one is scored by the new version"
+        )
+        second, swap_batch = _until_swapped(settings, stream, devices, rate, swapped_to or champion, log)
     finally:
         stream.send_signal(signal.SIGTERM)
         code = stream.wait(180)
-    click.echo("8/8 read the first burst back from Kafka")
+    click.echo("8/8 read the live phase back from Kafka")
     counts = count_records(settings, before, after)
     read_back = sum(counts.values())
     click.echo("  per partition: " + ", ".join(f"{p}:{c:,}" for p, c in sorted(counts.items())))
-    verdict_line = "all read back" if read_back == burst.events else f"MISMATCH: {burst.events - read_back} missing"
-    latency = totals.get("latency", {})
+    verdict_line = (
+        "all read back" if read_back == live_run.events else f"MISMATCH: {live_run.events - read_back} missing"
+    )
     swap = (
         f"version {champion} → {swapped_to} from batch {swap_batch}, same query, no restart"
         if swapped_to
@@ -126,49 +149,42 @@ def run_demo(settings: Settings, devices: int, events: int, rate: float) -> None
         "\nSummary\n"
         f"  history   {history.events:,} events in {settings.lake_url}/telemetry (+ labels/, devices/)\n"
         f"  model     {settings.model_name} version {champion} under alias champion at the start\n"
-        f"  burst     {burst.events:,} events at {burst.rate:,.0f}/s, {sum(burst.anomalies.values()):,} anomalous; {verdict_line}\n"
-        f"  stream    {totals.get('rows', 0):,} events scored in {totals.get('batches', 0)} batches, "
-        f"{totals.get('alerts', 0):,} alerts to {settings.topic_alerts}, {totals.get('dead', 0)} dead letters; "
-        f"exit code {code}\n"
-        f"  speed     {totals.get('rate', 0.0):,.0f} events/s in the last batch; latency p50 "
-        f"{latency.get('p50', 0) / 1000:.1f} s, p95 {latency.get('p95', 0) / 1000:.1f} s (event time to sink)\n"
+        f"  live      {live_run.events:,} events at {live_run.events / live_run.seconds:,.0f}/s over "
+        f"{live_run.seconds:.0f} s, {sum(live_run.anomalies.values()):,} anomalous; {verdict_line}\n"
+        f"  stream    {live.rows:,} of them scored in {live.batches} batches, {live.alerts:,} alerts to "
+        f"{settings.topic_alerts}, {live.dead} dead letters; exit code {code}\n"
+        f"  latency   live, event time to alert at {rate:,.0f} events/s: {_percentiles(live.latency_ms)}\n"
+        f"  start-up  the first batch after the start scored {cold.rows:,} waiting events "
+        f"(a backlog, not the live latency): {_percentiles(cold.latency_ms)}\n"
         f"  retrain   {verdict}\n"
-        f"  swap      {swap}; second burst {second:,} events\n"
+        f"  swap      {swap}; {second:,} more live events\n"
         f"  UIs       dashboard {settings.dashboard_url}, MLflow {settings.mlflow_tracking_uri}, "
         f"Airflow {settings.airflow_url} (logins: warden status)\n"
-        f"  took      {time.monotonic() - started:.0f} s; stream log {log}; stop the stack with `warden down`"
+        f"  logs      {log} (the stream), {library_log(settings)} and spark-*.log (the libraries) in "
+        f"{logs_dir(settings)}\n"
+        f"  took      {time.monotonic() - started:.0f} s; stop the stack with `warden down`"
     )
-    if read_back != burst.events or totals.get("rows", 0) < burst.events or code != 0 or swap_batch is None:
+    if read_back != live_run.events or live.rows < live_run.events or code != 0 or swap_batch is None:
         raise click.exceptions.Exit(1)
 
 
-def _scored_by(settings: Settings, after_batch: int, version: str) -> dict | None:  # type: ignore[type-arg]
-    """The first batch record after `after_batch` with rows scored by `version`, if any yet."""
-    import json
-
-    path = metrics_file(settings)
-    for line in path.read_text().splitlines() if path.exists() else []:
-        record = json.loads(line)
-        if (
-            int(record["batch_id"]) > after_batch
-            and record.get("scored_rows")
-            and str(record["model_version"]) == version
-        ):
-            return dict(record)
-    return None
+def _quiet() -> ProgressLine:
+    """The simulator's progress for the demo: only its final line matters, and the phase says it."""
+    return ProgressLine("  simulate", stream=io.StringIO())
 
 
-def _second_burst(
-    settings: Settings,
-    stream: subprocess.Popen[bytes],
-    devices: int,
-    rate: float,
-    version: str,
-    log: Path,  # type: ignore[type-arg]
+def _percentiles(latency_ms: dict[float, float] | None) -> str:
+    if not latency_ms:
+        return "no events scored"
+    return ", ".join(f"p{round(q * 100)} {ms / 1000:.2f} s" for q, ms in latency_ms.items())
+
+
+def _until_swapped(
+    settings: Settings, stream: subprocess.Popen[bytes], devices: int, rate: float, version: str, log: Path
 ) -> tuple[int, int | None]:
-    """Produce small bursts until a batch is scored by `version`: the stream swaps models at a
-    batch boundary a few seconds after the alias moved, so the first burst may still meet the old
-    one. Returns (events produced, the first batch scored by `version` or None)."""
+    """Produce live events a few seconds at a time until a batch is scored by `version`: the
+    stream swaps models at a batch boundary a few seconds after the alias moved. Returns (events
+    produced, the first batch scored by `version` or None)."""
     from streaming.simulation import SimulationParams, simulate
 
     after = _last_batch_id(settings)
@@ -177,77 +193,74 @@ def _second_burst(
     for seed in range(1, 13):
         if stream.poll() is not None:
             raise click.ClickException(f"the stream exited with code {stream.returncode}; see {log}")
-        burst = simulate(
-            settings, SimulationParams(devices=devices, rate=rate, events=10_000, seed=seed), ProgressLine("  simulate")
-        )
-        produced += burst.events
+        chunk = simulate(settings, SimulationParams(devices=devices, rate=rate, duration=5, seed=seed), _quiet())
+        produced += chunk.events
         deadline = time.monotonic() + 3 * settings.champion_poll_seconds + 10
         while time.monotonic() < deadline:
-            record = _scored_by(settings, after, version)
-            if record is not None:
+            scored = [
+                record
+                for record in batch_records(settings, after)
+                if record.get("scored_rows") and str(record["model_version"]) == version
+            ]
+            if scored:
                 progress.done(
-                    f"batch {record['batch_id']}: {record['scored_rows']:,} events scored by version {version}"
+                    f"batch {scored[0]['batch_id']}: {scored[0]['scored_rows']:,} events scored by version {version}"
                 )
-                return produced, int(record["batch_id"])
+                return produced, int(scored[0]["batch_id"])
             time.sleep(1.0)
         progress.update(f"{produced:,} events produced, no batch scored by version {version} yet", force=True)
     return produced, None
 
 
 def _last_batch_id(settings: Settings) -> int:
-    from streaming.metrics import last_batch
-
-    record = last_batch(settings)
-    return int(record["batch_id"]) if record else -1
+    records = batch_records(settings)
+    return int(records[-1]["batch_id"]) if records else -1
 
 
-def _watch(settings: Settings, stream: subprocess.Popen[bytes], first_batch: int, expected: int, log: Path) -> dict:  # type: ignore[type-arg]
-    """Follow the stream's batch records until it has scored what was produced."""
-    import json
-
-    progress = ProgressLine("  stream")
-    totals: dict = {"rows": 0, "alerts": 0, "dead": 0, "batches": 0}  # type: ignore[type-arg]
-    seen: set[int] = set()
+def _watch(
+    settings: Settings, stream: subprocess.Popen[bytes], after_batch: int, expected: int, log: Path, label: str
+) -> Phase:
+    """Follow the stream's batch records after `after_batch` until it has scored `expected` events."""
+    progress = ProgressLine(label)
+    phase = Phase(produced=expected, last_batch=after_batch)
+    records: list[dict[str, Any]] = []
     deadline = time.monotonic() + 600
-    while totals["rows"] < expected and time.monotonic() < deadline:
+    while phase.rows < expected and time.monotonic() < deadline:
         if stream.poll() is not None:
             raise click.ClickException(f"the stream exited with code {stream.returncode}; see {log}")
-        path = metrics_file(settings)
-        lines = path.read_text().splitlines() if path.exists() else []
-        for line in lines:
-            record = json.loads(line)
-            batch = int(record["batch_id"])
-            if batch <= first_batch or batch in seen or "scored_rows" not in record:
-                continue
-            seen.add(batch)
-            totals["batches"] += 1
-            totals["rows"] += record["input_rows"]
-            totals["alerts"] += record["alerts"]
-            totals["dead"] += sum(record["dead_letters"].values())
-            totals["rate"] = record["processed_rows_per_second"]
-            totals["latency"] = record["latency_ms"]
+        records = [record for record in batch_records(settings, after_batch) if "scored_rows" in record]
+        phase.batches = len(records)
+        phase.rows = sum(int(record["input_rows"]) for record in records)
+        phase.alerts = sum(int(record["alerts"]) for record in records)
+        phase.dead = sum(sum(record["dead_letters"].values()) for record in records)
+        if records:
+            phase.last_batch = int(records[-1]["batch_id"])
+            newest = records[-1]
             progress.update(
-                f"{totals['rows']:,} scored (burst {expected:,}, plus any backlog), {totals['alerts']:,} alerts, "
-                f"{record['processed_rows_per_second']:,.0f} events/s, "
-                f"latency p50 {record['latency_ms'].get('p50', 0) / 1000:.1f} s, model v{record['model_version']}",
-                force=True,
+                f"{phase.rows:,} of {expected:,} scored in {phase.batches} batches, {phase.alerts:,} alerts, "
+                f"batch {newest['batch_id']} latency p50 {newest['latency_ms'].get('p50', 0) / 1000:.1f} s, "
+                f"model v{newest['model_version']}"
             )
-        time.sleep(1.0)
-    progress.done(f"{totals['rows']:,} events scored, {totals['alerts']:,} alerts")
-    return totals
+        time.sleep(0.5)
+    phase.latency_ms = pooled_latency(records)
+    progress.done(f"{phase.rows:,} events scored in {phase.batches} batches, {phase.alerts:,} alerts")
+    return phase
 
 
 @click.command()
 @click.option("--devices", type=click.IntRange(min=1), default=50, help="Devices in the simulated fleet.")
-@click.option("--events", type=click.IntRange(min=1), default=200_000, help="Events in the live burst.")
 @click.option(
-    "--rate", type=click.FloatRange(min=0, min_open=True), default=20_000.0, help="Offered rate of the burst, events/s."
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1_000.0,
+    help="Live events per second the stream scores.",
 )
-def demo(devices: int, events: int, rate: float) -> None:
+@click.option("--seconds", type=click.FloatRange(min=1), default=30.0, help="How long the live phase produces events.")
+def demo(devices: int, rate: float, seconds: float) -> None:
     """Run the platform end to end: up, backfill, train and approve a first champion if none,
-    stream a live burst, retrain on what the stream wrote, approve, and watch the running
-    stream switch models; stop cleanly."""
-    run_demo(get_settings(), devices, events, rate)
+    stream live events at a steady rate and report their latency, retrain on what the stream
+    wrote, approve, and watch the running stream switch models; stop cleanly."""
+    run_demo(get_settings(), devices, rate, seconds)
 
 
 COMMANDS = [demo]

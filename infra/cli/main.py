@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import click
 
 from infra.exceptions import WardenError
+from infra.logs import configure as configure_logging
+from infra.settings import get_settings
 
 
 class WardenGroup(click.Group):
@@ -15,7 +18,7 @@ class WardenGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         kwargs["standalone_mode"] = False
-        verbose = "--verbose" in sys.argv[1:]
+        verbose = "--verbose" in sys.argv[1:] or os.environ.get("WARDEN_VERBOSE", "").lower() in ("1", "true")
         try:
             result = super().main(*args, **kwargs)
         except click.exceptions.Exit as exc:
@@ -40,13 +43,23 @@ class WardenGroup(click.Group):
 
 
 @click.group(cls=WardenGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--verbose", is_flag=True, help="Show tracebacks for errors.")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show tracebacks for errors, and the libraries' log lines (Spark, py4j, MLflow, Feast), "
+    "which otherwise go to files under $WARDEN_HOME/logs. Same as WARDEN_VERBOSE=true.",
+)
 def cli(verbose: bool) -> None:
     """streamwarden: real-time anomaly detection on IoT telemetry.
 
     Kafka, Spark Structured Streaming, Feast, MLflow and Airflow, on one machine by default.
     Settings come from WARDEN_* environment variables (see `warden status`).
     """
+    if verbose:
+        # The setting, for this process and the ones it starts (the demo's `warden stream`).
+        os.environ["WARDEN_VERBOSE"] = "true"
+        get_settings.cache_clear()
+    configure_logging(get_settings())
 
 
 def _register() -> None:
