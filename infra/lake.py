@@ -12,12 +12,12 @@ import time
 from urllib.parse import urlsplit
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from features.schema import PARTITION_COLUMN
 from infra.exceptions import LakeError

@@ -147,8 +147,8 @@ def test_a_retried_training_step_reuses_its_runs(env: dict[str, str], retrained:
 
 def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotable(
     env: dict[str, str],
-    spark,
-    retrained: registry.VersionInfo,  # noqa: ANN001
+    spark,  # noqa: ANN001
+    retrained: registry.VersionInfo,
 ) -> None:
     from pipelines.promotion import decide
     from pipelines.retrain import retrain, window_ending
@@ -167,8 +167,10 @@ def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotabl
 
 
 def test_a_feature_row_from_after_an_event_is_never_joined_to_it(
-    env: dict[str, str], spark, retrained: registry.VersionInfo
-) -> None:  # noqa: ANN001
+    env: dict[str, str],
+    spark,  # noqa: ANN001
+    retrained: registry.VersionInfo,
+) -> None:
     from features.formulas import STATS_TIME
     from pipelines.feature_refresh import STATS_DATASET
     from pipelines.training_set import point_in_time_stats
