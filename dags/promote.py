@@ -33,7 +33,7 @@ REVIEW = "ti.xcom_pull(task_ids='describe')"
 )
 def promote() -> None:
     @task
-    def describe() -> dict:
+    def describe() -> dict[str, str]:
         from pipelines import tasks
 
         review = tasks.describe_challenger()
@@ -51,14 +51,14 @@ def promote() -> None:
     )
 
     @task
-    def promote_challenger(review: dict, ti=None) -> str:  # noqa: ANN001 - injected by Airflow
+    def promote_challenger(review: dict[str, str], ti=None) -> str:  # noqa: ANN001 - injected by Airflow
         from pipelines import tasks
 
         return tasks.apply_decision(review["version"], ti.xcom_pull(task_ids="approve", key=DECISION_KEY))
 
     # ApprovalOperator skips its direct downstream task on Reject; this one comes after it.
     @task(trigger_rule="none_failed_min_one_success")
-    def record_rejection(review: dict, ti=None) -> str:  # noqa: ANN001 - injected by Airflow
+    def record_rejection(review: dict[str, str], ti=None) -> str:  # noqa: ANN001 - injected by Airflow
         from pipelines import tasks
 
         decision = ti.xcom_pull(task_ids="approve", key=DECISION_KEY)

@@ -49,7 +49,7 @@ def lake_filesystem(settings: Settings) -> tuple[fsspec.AbstractFileSystem, str]
                 "webhdfs", host=settings.hdfs_namenode[0], port=settings.hdfs_http_port, user=settings.hdfs_user
             )
             return fs, urlsplit(root).path or "/"
-        return fsspec.core.url_to_fs(root)
+        return fsspec.core.url_to_fs(root)  # type: ignore[no-any-return]
     except (ImportError, OSError, ValueError) as exc:
         raise LakeError(f"lake root {root} cannot be opened: {exc}") from None
 
@@ -108,7 +108,7 @@ class Lake:
             )
         except OSError as exc:
             raise LakeError(f"cannot write {dataset}/ under {self.root}: {exc}") from None
-        return table.num_rows
+        return table.num_rows  # type: ignore[no-any-return]
 
     def remove(self, dataset: str, prefix: str, dates: list[str]) -> int:
         """Delete the files of `dataset` whose names start with `prefix` in the given date

@@ -30,7 +30,9 @@ from models.scoring import SCORE, Scorer, random_forest_scorer, xgboost_scorer
 from pipelines.training_set import Window, read_training_set
 
 if TYPE_CHECKING:
+    import xgboost as xgb
     from mlflow.entities import Run
+    from pyspark.ml import PipelineModel
 
 ARTIFACT_PATH = "model"
 TAG_TRAINING_SET = "training_set"
@@ -136,12 +138,13 @@ def train_candidates(
                 continue
             progress.update(f"{kind}: fitting on {counts['train'][0]:,} rows", force=True)
             with mlflow.start_run(run_name=f"{kind}-{window.id}") as run:
+                model: PipelineModel | xgb.Booster
                 if kind == RANDOM_FOREST:
                     pos_weight = (counts["train"][0] - counts["train"][1]) / counts["train"][1]
                     model = fit_random_forest(train_split, list(FEATURE_COLUMNS), pos_weight, seed)
                     score = random_forest_scorer(model)
                 else:
-                    frame = train_split.select(*FEATURE_COLUMNS, LABEL).toPandas()
+                    frame: pd.DataFrame = train_split.select(*FEATURE_COLUMNS, LABEL).toPandas()
                     model = fit_xgboost(frame, list(FEATURE_COLUMNS), positive_weight(frame[LABEL].to_numpy()), seed)
                     score = xgboost_scorer(model, list(FEATURE_COLUMNS), key=f"training/{run.info.run_id}")
                 progress.update(f"{kind}: choosing the threshold, judging on the test window", force=True)

@@ -164,7 +164,7 @@ def _second_burst(
     devices: int,
     rate: float,
     version: str,
-    log: Path,  # type: ignore[type-arg]
+    log: Path,
 ) -> tuple[int, int | None]:
     """Produce small bursts until a batch is scored by `version`: the stream swaps models at a
     batch boundary a few seconds after the alias moved, so the first burst may still meet the old
