@@ -10,7 +10,7 @@ JVM_STAMP := .jvm/.fetched
 JVM_POMS  := infra/jvm/pom.xml $(wildcard infra/jvm/*/pom.xml)
 
 .DEFAULT_GOAL := help
-.PHONY: help install jvm demo test test-unit bench lint clean
+.PHONY: help install jvm demo test test-unit bench lint fmt clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(PY_STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11"; exit 1; }
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,lint]'
 	@touch $@
 
 jvm: $(JVM_STAMP) ## Fetch the Kafka broker, Spark's Kafka connector and the HDFS daemons with Maven (once)
@@ -42,6 +42,16 @@ test: install ## Run the whole test suite (unit and integration, real services, 
 
 test-unit: install ## Run only the tests that need no running service
 	$(BIN)/pytest -m "not integration"
+
+lint: $(PY_STAMP) ## Check style, format, types and import direction (what CI runs before the tests)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: $(PY_STAMP) ## Apply ruff's fixes and format the code
+	$(BIN)/ruff check --fix-only .
+	$(BIN)/ruff format .
 
 $(BENCH_STAMP): $(PY_STAMP) bench/requirements-quix.txt
 	$(BIN)/pip install --quiet -e '.[test,bench]'

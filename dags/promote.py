@@ -33,7 +33,7 @@ REVIEW = "ti.xcom_pull(task_ids='describe')"
 )
 def promote() -> None:
     @task
-    def describe(dag_run=None) -> dict:  # noqa: ANN001 - injected by Airflow
+    def describe(dag_run=None) -> dict[str, str]:  # noqa: ANN001 - injected by Airflow
         from pipelines import tasks
 
         # A registry may hold several models: a run triggered with {"model_name": …} reviews that one.
@@ -52,7 +52,7 @@ def promote() -> None:
     )
 
     @task
-    def promote_challenger(review: dict, ti=None) -> str:  # noqa: ANN001 - injected by Airflow
+    def promote_challenger(review: dict[str, str], ti=None) -> str:  # noqa: ANN001 - injected by Airflow
         from pipelines import tasks
 
         return tasks.apply_decision(
@@ -61,7 +61,7 @@ def promote() -> None:
 
     # ApprovalOperator skips its direct downstream task on Reject; this one comes after it.
     @task(trigger_rule="none_failed_min_one_success")
-    def record_rejection(review: dict, ti=None) -> str:  # noqa: ANN001 - injected by Airflow
+    def record_rejection(review: dict[str, str], ti=None) -> str:  # noqa: ANN001 - injected by Airflow
         from pipelines import tasks
 
         decision = ti.xcom_pull(task_ids="approve", key=DECISION_KEY)

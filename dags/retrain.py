@@ -9,6 +9,7 @@ becomes `challenger` and updates the `model_challenger` asset, which starts `pro
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 from airflow.sdk import Asset, dag, task
@@ -67,7 +68,7 @@ def retrain() -> None:
         return tasks.evaluate(location, run_ids)
 
     @task(outlets=[CHALLENGER])
-    def register(candidate_run: str) -> dict:  # not `run_id`: Airflow reserves that name for its own
+    def register(candidate_run: str) -> dict[str, Any]:  # not `run_id`: Airflow reserves that name for its own
         from pipelines import tasks
 
         return tasks.register(candidate_run)

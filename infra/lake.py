@@ -12,12 +12,12 @@ import time
 from urllib.parse import urlsplit
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from features.schema import PARTITION_COLUMN
 from infra.exceptions import LakeError
@@ -49,7 +49,7 @@ def lake_filesystem(settings: Settings) -> tuple[fsspec.AbstractFileSystem, str]
                 "webhdfs", host=settings.hdfs_namenode[0], port=settings.hdfs_http_port, user=settings.hdfs_user
             )
             return fs, urlsplit(root).path or "/"
-        return fsspec.core.url_to_fs(root)
+        return fsspec.core.url_to_fs(root)  # type: ignore[no-any-return]
     except (ImportError, OSError, ValueError) as exc:
         raise LakeError(f"lake root {root} cannot be opened: {exc}") from None
 
@@ -108,7 +108,7 @@ class Lake:
             )
         except OSError as exc:
             raise LakeError(f"cannot write {dataset}/ under {self.root}: {exc}") from None
-        return table.num_rows
+        return table.num_rows  # type: ignore[no-any-return]
 
     def remove(self, dataset: str, prefix: str, dates: list[str]) -> int:
         """Delete the files of `dataset` whose names start with `prefix` in the given date

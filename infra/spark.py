@@ -96,6 +96,6 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
 
 def hadoop_filesystem(spark: SparkSession, url: str) -> tuple[Any, Any]:
     """(FileSystem, Path class) of Hadoop for `url`: the same calls for a local folder and HDFS."""
-    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path  # type: ignore[attr-defined]
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path  # type: ignore[union-attr]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
     return path(url).getFileSystem(conf), path

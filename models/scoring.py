@@ -27,22 +27,23 @@ _BOOSTERS: dict[str, Any] = {}
 
 def random_forest_scorer(model: PipelineModel) -> Scorer:
     from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
 
     def score(frame: DataFrame) -> DataFrame:
         columns = frame.columns
         scored = model.transform(frame)
-        return scored.select(*columns, vector_to_array("probability")[1].alias(SCORE))
+        return scored.select(*columns, vector_to_array(F.col("probability"))[1].alias(SCORE))
 
     return score
 
 
 def xgboost_scorer(booster: xgb.Booster, features: list[str], key: str) -> Scorer:
     from pyspark.sql import functions as F
-    from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.pandas.functions import pandas_udf
 
     raw = bytes(booster.save_raw(raw_format="ubj"))
 
-    @pandas_udf("double")  # type: ignore[call-overload]
+    @pandas_udf("double")  # type: ignore[call-overload, untyped-decorator]
     def predict(rows: pd.DataFrame) -> pd.Series:
         model = _BOOSTERS.get(key)
         if model is None:

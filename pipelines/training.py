@@ -30,7 +30,9 @@ from models.scoring import SCORE, Scorer, random_forest_scorer, xgboost_scorer
 from pipelines.training_set import Window, read_training_set
 
 if TYPE_CHECKING:
+    import xgboost as xgb
     from mlflow.entities import Run
+    from pyspark.ml import PipelineModel
 
 ARTIFACT_PATH = "model"
 TAG_TRAINING_SET = "training_set"
@@ -136,6 +138,7 @@ def train_candidates(
                 continue
             progress.update(f"{kind}: fitting on {counts['train'][0]:,} rows", force=True)
             with mlflow.start_run(run_name=f"{kind}-{window.id}") as run:
+                model: PipelineModel | xgb.Booster
                 if kind == RANDOM_FOREST:
                     pos_weight = (counts["train"][0] - counts["train"][1]) / counts["train"][1]
                     model = fit_random_forest(
@@ -143,7 +146,7 @@ def train_candidates(
                     )
                     score = random_forest_scorer(model)
                 else:
-                    frame = train_split.select(*FEATURE_COLUMNS, LABEL).toPandas()
+                    frame: pd.DataFrame = train_split.select(*FEATURE_COLUMNS, LABEL).toPandas()
                     weight = positive_weight(frame[LABEL].to_numpy())
                     model = fit_xgboost(
                         frame, list(FEATURE_COLUMNS), weight, seed, settings.xgb_num_rounds, settings.xgb_max_depth

@@ -93,13 +93,13 @@ def validate_frame(frame: DataFrame, settings: Settings, window: Window) -> Vali
         if cached_here:
             frame.unpersist()
     # The row-count check has counted the rows already: no extra Spark job for the report.
-    counted = next(r for r in result.results if r.expectation_config.type == "expect_table_row_count_to_be_between")
+    counted = next(r for r in result.results if r.expectation_config.type == "expect_table_row_count_to_be_between")  # type: ignore[union-attr]
     return ValidationReport(
         success=bool(result.success),
         window=str(window),
         rows=counted.result["observed_value"],
         failures=[_describe(r, window, set(frame.columns)) for r in _in_suite_order(result, suite) if not r.success],
-        results=result.to_json_dict(),
+        results=result.to_json_dict(),  # type: ignore[no-untyped-call]
     )
 
 
@@ -125,7 +125,7 @@ def _in_suite_order(
 ) -> list[ExpectationValidationResult]:
     # GX returns results grouped by how it computed them; a person reads them in declaration order.
     order = {expectation.id: i for i, expectation in enumerate(suite.expectations)}
-    return sorted(result.results, key=lambda r: order[r.expectation_config.id])
+    return sorted(result.results, key=lambda r: order[r.expectation_config.id])  # type: ignore[union-attr]
 
 
 def _error(result: ExpectationValidationResult) -> str | None:
@@ -142,9 +142,9 @@ def _error(result: ExpectationValidationResult) -> str | None:
 def _describe(result: ExpectationValidationResult, window: Window, columns: set[str]) -> str:
     """One line for a failed expectation: the column, what was found and what was expected."""
     config = result.expectation_config
-    kwargs = config.kwargs
+    kwargs = config.kwargs  # type: ignore[union-attr]
     column = kwargs.get("column", "window")
-    check = config.type.removeprefix("expect_")
+    check = config.type.removeprefix("expect_")  # type: ignore[union-attr]
     if "column" in kwargs and column not in columns:
         return f"{column}: column missing, cannot check {check}"
     error = _error(result)
@@ -152,7 +152,7 @@ def _describe(result: ExpectationValidationResult, window: Window, columns: set[
         return f"{column}: cannot check {check}: {error}"
     found = result.result
     unexpected = found.get("unexpected_count", 0)
-    match config.type:
+    match config.type:  # type: ignore[union-attr]
         case "expect_table_row_count_to_be_between":
             line = f"window: {found['observed_value']:,} labeled events, expected at least {kwargs['min_value']:,}"
         case "expect_table_columns_to_match_set":

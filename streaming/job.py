@@ -161,7 +161,7 @@ def run_stream(
         while not stop.is_set():
             if query.isActive:
                 with contextlib.suppress(StreamingQueryException):  # handled below, once it is inactive
-                    query.awaitTermination(1.0)
+                    query.awaitTermination(1.0)  # type: ignore[arg-type]
                 if duration is not None and time.monotonic() - started > duration:
                     stop.set()
                 _show(progress, query.lastProgress, watcher)

@@ -124,7 +124,7 @@ def count_records(settings: Settings, start: Offsets, end: Offsets, timeout: flo
                 if message.error() is not None:
                     continue
                 partition, offset = message.partition(), message.offset()
-                if partition in pending and offset < pending[partition]:
+                if partition in pending and offset is not None and offset < pending[partition]:
                     counts[partition] += 1
                     if offset + 1 >= pending[partition]:
                         del pending[partition]

@@ -42,7 +42,7 @@ class BatchMetrics:
 
 
 # The `_created` series of every counter double the exposition and no dashboard of ours reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 # Importing Feast switches the whole process to prometheus_client's multiprocess mode (values in
 # files shared by every metric of the same name, no `clear()`). The stream is one process that
 # imports Feast: its metrics keep their values in memory, whatever was imported first.

@@ -50,7 +50,7 @@ class LastReadings:
         self.spark = spark
         self.folder = folder.rstrip("/")
         self._fs, self._path = hadoop_filesystem(spark, self.folder)
-        self._jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+        self._jvm = spark.sparkContext._jvm
 
     def _snapshots(self) -> list[int]:
         if not self._fs.exists(self._path(self.folder)):
@@ -70,7 +70,7 @@ class LastReadings:
             return {}
         stream = self._fs.open(self._file(earlier[-1]))
         try:
-            data = bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+            data = bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))  # type: ignore[union-attr]
         finally:
             stream.close()
         return {device: (datetime.fromisoformat(r[0]), *r[1:]) for device, r in json.loads(data).items()}

@@ -16,7 +16,7 @@ from infra.settings import get_settings
 class WardenGroup(click.Group):
     """Turns usage errors and WardenErrors into one line and a non-zero exit, never a traceback."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         verbose = "--verbose" in sys.argv[1:] or os.environ.get("WARDEN_VERBOSE", "").lower() in ("1", "true")
         try:

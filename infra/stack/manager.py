@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from infra.exceptions import ServiceError
@@ -44,7 +44,7 @@ def default_services(settings: Settings) -> tuple[str, ...]:
 
 
 def build_services(settings: Settings, names: Sequence[str] = SERVICE_NAMES) -> list[Service]:
-    factories = {
+    factories: dict[str, Callable[[Settings], Service]] = {
         "hdfs": HdfsCluster,
         "kafka": KafkaBroker,
         "mlflow": MlflowServer,

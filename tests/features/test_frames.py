@@ -47,7 +47,7 @@ def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows), earlier
 
 
-def test_spark_and_pandas_compute_the_same_features(spark) -> None:  # type: ignore[no-untyped-def]
+def test_spark_and_pandas_compute_the_same_features(spark) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
     events, earlier = _events()
     expected = frames.add_features(frames.usable_stats(events, 30), earlier).set_index("event_id")
 
