@@ -49,7 +49,7 @@ def holding(
                 f"{settings.lock_wait_seconds:.0f} s; run it again when that has finished"
             ) from None
     try:
-        command = " ".join(os.path.basename(arg) for arg in sys.argv[:2])
+        command = " ".join(Path(arg).name for arg in sys.argv[:2])
         holder.write_text(f"{what} (pid {os.getpid()}, `{command}`, since {datetime.now(UTC):%H:%M:%S} UTC)")
         yield
     finally:

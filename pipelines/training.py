@@ -142,7 +142,12 @@ def train_candidates(
                 if kind == RANDOM_FOREST:
                     pos_weight = (counts["train"][0] - counts["train"][1]) / counts["train"][1]
                     model = fit_random_forest(
-                        train_split, list(FEATURE_COLUMNS), pos_weight, seed, settings.rf_num_trees, settings.rf_max_depth
+                        train_split,
+                        list(FEATURE_COLUMNS),
+                        pos_weight,
+                        seed,
+                        settings.rf_num_trees,
+                        settings.rf_max_depth,
                     )
                     score = random_forest_scorer(model)
                 else:
@@ -157,7 +162,17 @@ def train_candidates(
                 threshold = choose_threshold(val[LABEL].to_numpy(), val[SCORE].to_numpy())
                 quality = judge_on(score, test, threshold)
                 model_uri = _log_run(
-                    kind, model, data, threshold, quality, window, commit, seed, counts, hyperparameters(settings, kind)
+                    run.info.run_id,
+                    kind,
+                    model,
+                    data,
+                    threshold,
+                    quality,
+                    window,
+                    commit,
+                    seed,
+                    counts,
+                    hyperparameters(settings, kind),
                 )
                 mlflow.set_tags({TAG_TRAINING_SET: location, TAG_MODEL_URI: model_uri, TAG_SEED: str(seed)})
             candidates.append(Candidate(kind, run.info.run_id, model_uri, threshold, quality))
@@ -180,6 +195,7 @@ def feature_list() -> str:
 
 
 def _log_run(
+    run_id: str,
     kind: str,
     model: object,
     data: DataFrame,
@@ -191,7 +207,7 @@ def _log_run(
     counts: dict[str, tuple[int, int]],
     hyperparameters: dict[str, int],
 ) -> str:
-    """Log params, metrics and the model to the active run; the logged model's URI."""
+    """Log params, metrics and the model to the active run `run_id`; the logged model's URI."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -227,7 +243,7 @@ def _log_run(
                 pip_requirements=mlflow.spark.get_default_pip_requirements(),
             )
             mlflow.log_artifacts(folder, ARTIFACT_PATH)
-        return f"runs:/{mlflow.active_run().info.run_id}/{ARTIFACT_PATH}"
+        return f"runs:/{run_id}/{ARTIFACT_PATH}"
     import mlflow.xgboost
 
     info = mlflow.xgboost.log_model(

@@ -245,7 +245,9 @@ def hdfs(session_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
 def history(kafka: Settings, session_env: dict[str, str]) -> Settings:
     """Two days of labeled history of the session's fleet in the session's lake."""
     days, devices = str(HISTORY_DAYS), str(DEVICES)
-    result = run_warden(session_env, "backfill", "--days", days, "--devices", devices, "--interval", "60", "--seed", "3")
+    result = run_warden(
+        session_env, "backfill", "--days", days, "--devices", devices, "--interval", "60", "--seed", "3"
+    )
     assert result.returncode == 0, result.stderr
     return kafka
 
@@ -323,7 +325,9 @@ def register_copies(settings: Settings, trained: Trained, kinds: Sequence[str]) 
     for kind in kinds:
         run = client.get_run(trained.runs[kind])
         candidate = Candidate.of(run)
-        versions.append(registry.register(client, settings.model_name, candidate.model_uri, version_tags(candidate, run)))
+        versions.append(
+            registry.register(client, settings.model_name, candidate.model_uri, version_tags(candidate, run))
+        )
     return versions
 
 
@@ -355,5 +359,3 @@ class WardenProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
-
-

@@ -22,7 +22,6 @@ from tests.conftest import AirflowApi, Trained, airflow_get, dag, task_states
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-
 def _client():  # noqa: ANN202
     return registry.configure_mlflow(get_settings())
 

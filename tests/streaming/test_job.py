@@ -34,7 +34,6 @@ from tests.streaming.checks import read_committed, scored, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-
 @pytest.fixture(scope="module")
 def env(trained: Trained, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A home and lake of its own with the session's online statistics, and copies of the

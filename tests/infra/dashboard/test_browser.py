@@ -181,7 +181,18 @@ def loop(
 def _simulate(env: dict[str, str], seconds: int) -> subprocess.Popen[bytes]:
     warden = str(Path(sys.executable).with_name("warden"))
     return subprocess.Popen(  # noqa: S603
-        [warden, "simulate", "--devices", str(DEVICES), "--rate", "400", "--duration", str(seconds), "--anomaly-rate", "0.05"],
+        [
+            warden,
+            "simulate",
+            "--devices",
+            str(DEVICES),
+            "--rate",
+            "400",
+            "--duration",
+            str(seconds),
+            "--anomaly-rate",
+            "0.05",
+        ],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
