@@ -18,9 +18,9 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
-import requests
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from infra.exceptions import ServiceError
 from infra.settings import Settings
 from infra.stack.process import port_is_open
 from streaming.metrics import metrics_file, model_events_file
@@ -293,19 +293,13 @@ class RegistryFeed(BackgroundFeed):
 
     def read(self) -> dict[str, Any]:
         url = self.settings.mlflow_tracking_uri
-        # A quick probe first: the MLflow client retries a dead server for minutes.
-        try:
-            requests.get(f"{url}/health", timeout=3).raise_for_status()
-        except requests.RequestException as exc:
-            return {
-                "available": False,
-                "message": f"The registry (MLflow at {url}) does not answer: {type(exc).__name__}.",
-                "versions": [],
-            }
         from models import registry
 
         try:
             client = registry.configure_mlflow(self.settings)
+        except ServiceError as exc:
+            return {"available": False, "message": f"The registry: {exc}.", "versions": []}
+        try:
             versions = []
             for alias in (registry.CHAMPION, registry.CHALLENGER):
                 info = registry.version_by_alias(client, self.settings.model_name, alias)

@@ -9,6 +9,8 @@ from typing import Protocol, TypeVar
 
 import requests
 
+from infra.exceptions import ServiceError
+
 T = TypeVar("T")
 
 # A probe asks with the first timeout, and once more with the second if the answer was late: on a
@@ -89,3 +91,13 @@ def http_health(url: str) -> Health:
     if response.status_code != 200:
         return Health(State.DOWN, f"{url} answered HTTP {response.status_code}")
     return Health(State.UP, "healthy")
+
+
+def require(service: Service, fix: str) -> None:
+    """Fail in one line, before a command's first real call, when `service` is down; `fix` says what to do.
+
+    A slow service is let through: the client's own timeouts and retries deal with it.
+    """
+    health = service.health()
+    if health.state is State.DOWN:
+        raise ServiceError(f"{service.name} at {service.url} does not answer ({health.detail}); {fix}")
