@@ -89,8 +89,7 @@ class StreamFeed:
         for record in records:
             if "batch_id" not in record:
                 continue
-            previous = self.batches[-1] if self.batches else None
-            self.batches.append(_point(record, previous))
+            self.batches.append(_point(record))
             self.lag_by_partition = record.get("lag_by_partition") or {}
             self.dead_letters.update(record.get("dead_letters") or {})
             self.totals.update(
@@ -138,18 +137,20 @@ class StreamFeed:
         }
 
 
-def _point(record: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+def _point(record: dict[str, Any]) -> dict[str, Any]:
     """One batch as a point of the time series (kept small: the page gets the whole series)."""
-    finished = float(record.get("finished_at") or time.time())
-    since = finished - previous["t"] if previous else 0.0
     scored = int(record.get("scored_rows") or 0)
+    # The batch's own scoring rate, as Spark's processedRowsPerSecond is its own processing rate. Over
+    # the time since the previous batch finished, the first batch of a run would be 0 and one after an
+    # idle wait would be spread over the wait: a burst scored after a pause was drawn at 0.
+    seconds = float(record.get("batch_duration_ms") or 0) / 1000
     return {
-        "t": finished,
+        "t": float(record.get("finished_at") or time.time()),
         "batch": record["batch_id"],
         "input": int(record.get("input_rows") or record.get("num_input_rows") or 0),
         "scored": scored,
         "in_per_s": float(record.get("input_rows_per_second") or 0.0),
-        "scored_per_s": scored / since if since > 0 else 0.0,
+        "scored_per_s": scored / seconds if seconds > 0 else 0.0,
         "lag": float(record.get("consumer_lag_records") or 0.0),
         "latency_ms": record.get("latency_ms") or {},
         "alerts": int(record.get("alerts") or 0),
