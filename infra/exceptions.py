@@ -1,7 +1,8 @@
 """The root of streamwarden's errors: anything a user can cause or fix is a WardenError.
 
-The CLI prints a WardenError as one line and exits non-zero; anything else is a bug and
-keeps its traceback.
+The CLI prints a WardenError as one line and exits non-zero, and so a client library's error
+whose cause is a connection that failed (a service that stopped during the command); anything
+else is a bug and keeps its traceback.
 """
 
 

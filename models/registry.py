@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from infra.exceptions import ServiceError
 from infra.settings import Settings
-from infra.stack.mlflow import mlflow_client_env
+from infra.stack.mlflow import mlflow_client_env, require_mlflow
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,13 +41,18 @@ TAG_REASON = "decision_reason"
 TAG_PROMOTABLE = "gate_promotable"
 TAG_GATE_REASONS = "gate_reasons"
 
+# What the server answers for a model, version or alias that does not exist.
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+
 
 def configure_mlflow(settings: Settings) -> MlflowClient:
-    """Point this process's MLflow client at the tracking server, with its login."""
+    """Point this process's MLflow client at the tracking server, with its login; a ServiceError
+    when the server does not answer."""
+    require_mlflow(settings)
     import mlflow
     from mlflow import MlflowClient
 
-    # The MLflow client reads its login from the environment only.
+    # The MLflow client reads its login and its retry policy from the environment only.
     os.environ.update(mlflow_client_env(settings))
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     return MlflowClient(settings.mlflow_tracking_uri)
@@ -90,7 +95,7 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> VersionInfo
     try:
         return VersionInfo.of(client.get_model_version_by_alias(name, alias))
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+        if exc.error_code in _MISSING:
             return None
         raise
 
@@ -100,8 +105,10 @@ def get_version(client: MlflowClient, name: str, version: str) -> VersionInfo:
 
     try:
         return VersionInfo.of(client.get_model_version(name, version))
-    except MlflowException:
-        raise ServiceError(f"model {name} has no version {version}") from None
+    except MlflowException as exc:
+        if exc.error_code in _MISSING:
+            raise ServiceError(f"model {name} has no version {version}") from None
+        raise
 
 
 def register(client: MlflowClient, name: str, model_uri: str, tags: dict[str, str], timeout: int = 300) -> VersionInfo:

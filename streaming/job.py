@@ -92,8 +92,9 @@ def run_stream(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
-    spark = spark_session(settings, QUERY_NAME)
+    # Before Spark: a registry that does not answer fails the command in a second, not after the JVM's start.
     client = configure_mlflow(settings)
+    spark = spark_session(settings, QUERY_NAME)
     watcher = ChampionWatcher(spark, client, settings.model_name, settings.champion_poll_seconds, swapped, refused)
     while watcher.current is None and not stop.is_set():
         watcher.check()

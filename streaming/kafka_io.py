@@ -10,6 +10,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from infra.exceptions import ServiceError
 from infra.settings import Settings
+from infra.stack.kafka import KafkaBroker, admin_client
+from infra.stack.service import PROBE_TIMEOUTS, require
 
 
 def telemetry_producer(settings: Settings) -> Producer:
@@ -30,16 +32,14 @@ def telemetry_producer(settings: Settings) -> Producer:
     )
 
 
-def require_broker(settings: Settings, timeout: float = 5.0) -> None:
-    """Fail with one line when the broker does not answer a metadata request."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "warden-probe", "log_level": 0})
+def require_broker(settings: Settings) -> None:
+    """Fail with one line when the broker is down or has no telemetry topic."""
+    require(KafkaBroker(settings), "start it with `warden up`, or fix WARDEN_KAFKA_BOOTSTRAP")
     try:
-        metadata = consumer.list_topics(timeout=timeout)
-    except KafkaException:
-        raise ServiceError(f"Kafka at {settings.kafka_bootstrap} does not answer; start it with `warden up`") from None
-    finally:
-        consumer.close()
-    if settings.topic_telemetry not in metadata.topics:
+        topics = admin_client(settings).list_topics(timeout=PROBE_TIMEOUTS[-1]).topics
+    except KafkaException as exc:
+        raise ServiceError(f"Kafka at {settings.kafka_bootstrap} does not answer: {exc.args[0].str()}") from None
+    if settings.topic_telemetry not in topics:
         raise ServiceError(f'topic "{settings.topic_telemetry}" does not exist; `warden up` creates it')
 
 

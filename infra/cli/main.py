@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
+import requests
 
 from infra.exceptions import WardenError
 from infra.logs import configure as configure_logging
@@ -38,8 +40,29 @@ class WardenGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("warden: interrupted", err=True)
             sys.exit(130)
+        except Exception as exc:
+            # Each command probes its services before its first call; one that stops answering after
+            # that surfaces as its client library's error, with a connection error underneath.
+            if verbose or (lost := _lost_connection(exc)) is None:
+                raise
+            click.echo(
+                f"warden: error: the connection to {lost} failed during the command; "
+                "is it still running? (`warden status`; --verbose shows where)",
+                err=True,
+            )
+            sys.exit(1)
         # Without standalone mode, click returns a command's `Exit` code instead of exiting.
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def _lost_connection(exc: BaseException | None) -> str | None:
+    """The address of the server whose connection failed under `exc` (its cause or context), if any."""
+    while exc is not None:
+        if isinstance(exc, requests.ConnectionError) and exc.request is not None and exc.request.url:
+            url = urlsplit(exc.request.url)
+            return f"{url.scheme}://{url.netloc}"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @click.group(cls=WardenGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})

@@ -34,12 +34,17 @@ def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
     """
     from datetime import UTC, datetime
 
-    from infra.spark import spark_session
-    from pipelines.retrain import retrain, window_ending
+    from infra.stack.mlflow import require_mlflow
 
     settings = get_settings()
     if days is not None:
         settings = settings.model_copy(update={"training_window_days": days})
+    # Training reaches the registry only after Spark has read and validated the lake: ask it first,
+    # even before importing the pipeline (Spark, Great Expectations and scikit-learn take seconds).
+    require_mlflow(settings)
+    from infra.spark import spark_session
+    from pipelines.retrain import retrain, window_ending
+
     window = window_ending(settings, datetime.now(UTC))
     spark = spark_session(settings, "warden-train", with_kafka=False)
     report = retrain(settings, spark, window, kinds or MODEL_KINDS, seed, ProgressLine("train"))

@@ -106,12 +106,6 @@ def create_app(settings: Settings) -> FastAPI:
 
 def serve(settings: Settings) -> None:
     """Serve the dashboard until interrupted."""
-    import os
-
     import uvicorn
 
-    # The registry panel asks every few seconds: a dead server should cost one short wait, not
-    # the client's minutes of retries.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     uvicorn.run(create_app(settings), host="127.0.0.1", port=settings.dashboard_port, log_level="warning")

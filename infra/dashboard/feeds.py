@@ -18,9 +18,9 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
-import requests
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from infra.exceptions import ServiceError
 from infra.settings import Settings
 from infra.stack.process import port_is_open
 from streaming.metrics import metrics_file, model_events_file
@@ -89,8 +89,7 @@ class StreamFeed:
         for record in records:
             if "batch_id" not in record:
                 continue
-            previous = self.batches[-1] if self.batches else None
-            self.batches.append(_point(record, previous))
+            self.batches.append(_point(record))
             self.lag_by_partition = record.get("lag_by_partition") or {}
             self.dead_letters.update(record.get("dead_letters") or {})
             self.totals.update(
@@ -138,18 +137,20 @@ class StreamFeed:
         }
 
 
-def _point(record: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+def _point(record: dict[str, Any]) -> dict[str, Any]:
     """One batch as a point of the time series (kept small: the page gets the whole series)."""
-    finished = float(record.get("finished_at") or time.time())
-    since = finished - previous["t"] if previous else 0.0
     scored = int(record.get("scored_rows") or 0)
+    # The batch's own scoring rate, as Spark's processedRowsPerSecond is its own processing rate. Over
+    # the time since the previous batch finished, the first batch of a run would be 0 and one after an
+    # idle wait would be spread over the wait: a burst scored after a pause was drawn at 0.
+    seconds = float(record.get("batch_duration_ms") or 0) / 1000
     return {
-        "t": finished,
+        "t": float(record.get("finished_at") or time.time()),
         "batch": record["batch_id"],
         "input": int(record.get("input_rows") or record.get("num_input_rows") or 0),
         "scored": scored,
         "in_per_s": float(record.get("input_rows_per_second") or 0.0),
-        "scored_per_s": scored / since if since > 0 else 0.0,
+        "scored_per_s": scored / seconds if seconds > 0 else 0.0,
         "lag": float(record.get("consumer_lag_records") or 0.0),
         "latency_ms": record.get("latency_ms") or {},
         "alerts": int(record.get("alerts") or 0),
@@ -293,19 +294,13 @@ class RegistryFeed(BackgroundFeed):
 
     def read(self) -> dict[str, Any]:
         url = self.settings.mlflow_tracking_uri
-        # A quick probe first: the MLflow client retries a dead server for minutes.
-        try:
-            requests.get(f"{url}/health", timeout=3).raise_for_status()
-        except requests.RequestException as exc:
-            return {
-                "available": False,
-                "message": f"The registry (MLflow at {url}) does not answer: {type(exc).__name__}.",
-                "versions": [],
-            }
         from models import registry
 
         try:
             client = registry.configure_mlflow(self.settings)
+        except ServiceError as exc:
+            return {"available": False, "message": f"The registry: {exc}.", "versions": []}
+        try:
             versions = []
             for alias in (registry.CHAMPION, registry.CHALLENGER):
                 info = registry.version_by_alias(client, self.settings.model_name, alias)

@@ -13,13 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import requests
-
 from infra.exceptions import ServiceError
 from infra.settings import PROJECT_ROOT, Settings
 from infra.stack.mlflow import mlflow_client_env
 from infra.stack.process import ManagedProcess, require_free_port
-from infra.stack.service import Health
+from infra.stack.service import Health, State, http_get
 
 ADMIN_USER = "admin"
 _COMPONENTS = {
@@ -98,18 +96,21 @@ class AirflowStack:
 
     def health(self) -> Health:
         url = f"{self.url}/api/v2/monitor/health"
+        response = http_get(url)
+        if isinstance(response, Health):
+            return response
         try:
-            body = requests.get(url, timeout=3).json()
-        except (requests.RequestException, ValueError) as exc:
-            return Health(False, f"no answer from {url}: {type(exc).__name__}")
+            body = response.json()
+        except ValueError:
+            return Health(State.DOWN, f"{url} answered HTTP {response.status_code} without JSON")
         unhealthy = [
             component
             for component in ("metadatabase", "scheduler", "triggerer", "dag_processor")
             if (body.get(component) or {}).get("status") != "healthy"
         ]
         if unhealthy:
-            return Health(False, "not healthy yet: " + ", ".join(unhealthy))
-        return Health(True, "scheduler, dag-processor, triggerer and API server healthy")
+            return Health(State.DOWN, "not healthy yet: " + ", ".join(unhealthy))
+        return Health(State.UP, "scheduler, dag-processor, triggerer and API server healthy")
 
     def admin_password(self) -> str | None:
         """The admin password Airflow's simple auth manager generated on first start."""

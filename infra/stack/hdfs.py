@@ -9,12 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-import requests
-
 from infra.exceptions import ServiceError
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess, require_free_port, run_java
-from infra.stack.service import Health
+from infra.stack.service import Health, State, http_get
 
 _NAMENODE = "org.apache.hadoop.hdfs.server.namenode.NameNode"
 _DATANODE = "org.apache.hadoop.hdfs.server.datanode.DataNode"
@@ -178,26 +176,24 @@ class HdfsCluster:
     def health(self) -> Health:
         """Healthy when the NameNode is out of safe mode with a live DataNode (its JMX says so)."""
         url = f"{self.settings.webhdfs_url}/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"
+        response = http_get(url)
+        if isinstance(response, Health):
+            return response
         try:
-            response = requests.get(url, timeout=3)
-            response.raise_for_status()
             beans = response.json()["beans"]
-        except (requests.RequestException, ValueError, KeyError) as exc:
-            return Health(
-                False,
-                f"no answer from the NameNode at {self.settings.webhdfs_url}: {type(exc).__name__}",
-            )
+        except (ValueError, KeyError):
+            return Health(State.DOWN, f"the NameNode answered HTTP {response.status_code} without its state: {url}")
         if not beans:
-            return Health(False, "the NameNode has not started its namesystem yet")
+            return Health(State.DOWN, "the NameNode has not started its namesystem yet")
         state = beans[0]
         live = int(state.get("NumLiveDataNodes", 0))
         if live < 1:
-            return Health(False, "the NameNode has no live DataNode")
+            return Health(State.DOWN, "the NameNode has no live DataNode")
         if state.get("FSState") != "Operational":
-            return Health(False, f"the NameNode is in {state.get('FSState')} (safe mode)")
+            return Health(State.DOWN, f"the NameNode is in {state.get('FSState')} (safe mode)")
         used_mb = int(state.get("CapacityUsed", 0)) / 1e6
         return Health(
-            True,
+            State.UP,
             f"{live} DataNode, {int(state.get('BlocksTotal', 0))} blocks, {used_mb:,.0f} MB used",
         )
 

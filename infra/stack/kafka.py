@@ -11,9 +11,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from infra.exceptions import ServiceError
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess, port_is_open, require_free_port, run_java
-from infra.stack.service import Health
+from infra.stack.service import PROBE_TIMEOUTS, Health, State, ask_patiently, slow
 
 _HERE = Path(__file__).parent
+_LATE = (KafkaError._TIMED_OUT, KafkaError._TRANSPORT)
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,15 @@ def contract_topics(settings: Settings) -> list[TopicSpec]:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    # log_level 0: a probe of a stopped broker must not fill stderr with connection retries.
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 3000, "log_level": 0})
+    # log_level 0: a probe of a stopped broker must not fill stderr with connection retries. A request
+    # may take as long as the health probe's patience, so that a busy broker is seen slow, not down.
+    return AdminClient(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "socket.timeout.ms": int(PROBE_TIMEOUTS[-1] * 1000),
+            "log_level": 0,
+        }
+    )
 
 
 class KafkaBroker:
@@ -127,12 +135,20 @@ class KafkaBroker:
     def health(self) -> Health:
         host, port = self.settings.kafka_listen
         if not port_is_open(host, port):
-            return Health(False, f"nothing listens on {host}:{port}")
+            return Health(State.DOWN, f"nothing listens on {host}:{port}")
+        admin = admin_client(self.settings)
         try:
-            metadata = admin_client(self.settings).list_topics(timeout=3)
+            # The port took the connection: a metadata request that fails now, in time or for want of a
+            # broker connection (librdkafka's "transport failure" while the handshake waits), is late.
+            metadata = ask_patiently(
+                lambda timeout: admin.list_topics(timeout=timeout),
+                lambda exc: isinstance(exc, KafkaException) and exc.args[0].code() in _LATE,
+            )
         except KafkaException as exc:
-            return Health(False, f"metadata request failed: {exc.args[0].str()}")
-        return Health(True, f"{len(metadata.brokers)} broker(s), {len(metadata.topics)} topics")
+            return Health(State.DOWN, f"metadata request failed: {exc.args[0].str()}")
+        if metadata is None:
+            return slow(f"the broker at {host}:{port}")
+        return Health(State.UP, f"{len(metadata.brokers)} broker(s), {len(metadata.topics)} topics")
 
     def ensure_topics(self) -> list[str]:
         """Create the contract's topics if missing; refuse a topic with the wrong partition count."""

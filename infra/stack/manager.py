@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from infra.exceptions import ServiceError
@@ -68,7 +69,8 @@ class ServiceStatus:
 def up(settings: Settings, names: Sequence[str], progress: ProgressLine | None = None) -> list[ServiceStatus]:
     """Start the services that are not running, wait until each is healthy, create the topics.
 
-    Idempotent: running services are left alone.
+    A service that is slow to answer is waited for, like one still starting. Idempotent: running
+    services are left alone.
     """
     progress = progress or ProgressLine("up")
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -136,4 +138,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
         for s in build_services(settings)
         if s.name in used or (isinstance(s, HdfsCluster | SparkCluster) and s.is_running())
     ]
-    return [ServiceStatus(s.name, s.url, s.health()) for s in probed]
+    # All at once: a slow service takes its probe's whole patience, and must not add it to the others'.
+    with ThreadPoolExecutor(len(probed)) as pool:
+        healths = list(pool.map(lambda service: service.health(), probed))
+    return [ServiceStatus(s.name, s.url, health) for s, health in zip(probed, healths, strict=True)]

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import requests
-
 from infra.exceptions import ServiceError
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess, require_free_port
-from infra.stack.service import Health
+from infra.stack.service import Health, State, http_get
 
 _MASTER = "org.apache.spark.deploy.master.Master"
 _WORKER = "org.apache.spark.deploy.worker.Worker"
@@ -112,23 +110,21 @@ class SparkCluster:
 
     def health(self) -> Health:
         """Healthy when the master is ALIVE with a live worker (its UI's JSON says so)."""
+        response = http_get(f"{self.ui_url}/json/")
+        if isinstance(response, Health):
+            return response
         try:
-            response = requests.get(f"{self.ui_url}/json/", timeout=3)
-            response.raise_for_status()
             state = response.json()
-        except (requests.RequestException, ValueError) as exc:
-            return Health(
-                False,
-                f"no answer from the Spark master at {self.ui_url}: {type(exc).__name__}",
-            )
+        except ValueError:
+            return Health(State.DOWN, f"the Spark master answered HTTP {response.status_code} without its state")
         if state.get("status") != "ALIVE":
-            return Health(False, f"the Spark master is {state.get('status')}")
+            return Health(State.DOWN, f"the Spark master is {state.get('status')}")
         workers = [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
         if not workers:
-            return Health(False, "the Spark master has no live worker")
+            return Health(State.DOWN, "the Spark master has no live worker")
         cores = sum(int(w.get("cores", 0)) for w in workers)
         return Health(
-            True,
+            State.UP,
             f"{len(workers)} worker, {cores} cores, {len(state.get('activeapps', []))} running app(s)",
         )
 

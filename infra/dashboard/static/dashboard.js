@@ -54,7 +54,7 @@ function lineChart(svg, series, markers, t0, t1, yFormat, yFloor = 0) {
   for (const s of series) {
     const points = s.points.filter((p) => p[0] >= t0);
     if (!points.length) continue;
-    svg.append(el("polyline", {fill: "none", stroke: s.color, "stroke-width": 2,
+    svg.append(el("polyline", {fill: "none", stroke: s.color, "stroke-width": 2, "data-series": s.name,
       points: points.map((p) => `${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ")}));
   }
   for (const m of markers.filter((m) => m.at >= t0)) {
@@ -115,11 +115,11 @@ function renderStream(s, now) {
   for (const id of ["panel-rates", "panel-latency", "panel-lag", "panel-dlq"]) say(id, s.message, never);
   const t1 = now, t0 = Math.max(now - WINDOW_S, Math.min(now - 60, ...s.series.map((p) => p.t)));
   lineChart($("chart-rates"), [
-    {color: "var(--in)", points: s.series.map((p) => [p.t, p.in_per_s])},
-    {color: "var(--scored)", points: s.series.map((p) => [p.t, p.scored_per_s])},
+    {name: "in", color: "var(--in)", points: s.series.map((p) => [p.t, p.in_per_s])},
+    {name: "scored", color: "var(--scored)", points: s.series.map((p) => [p.t, p.scored_per_s])},
   ], s.markers, t0, t1, tick, 4);
   lineChart($("chart-latency"), ["p50", "p95", "p99"].map((q) => ({
-    color: `var(--${q})`, points: s.series.filter((p) => p.latency_ms[q] !== undefined).map((p) => [p.t, p.latency_ms[q] / 1000]),
+    name: q, color: `var(--${q})`, points: s.series.filter((p) => p.latency_ms[q] !== undefined).map((p) => [p.t, p.latency_ms[q] / 1000]),
   })), s.markers, t0, t1, (v) => `${fmt(v, 1)} s`, 1);
   const lag = Object.entries(s.lag_by_partition);
   barChart($("chart-lag"), lag.map(([p, v]) => [p, v]));

@@ -240,6 +240,11 @@ def test_the_dashboard_moves_while_the_simulator_runs(loop: dict) -> None:
             assert f"v{loop['champion']}" in row
             assert _number(_text(browser, "#tile-in")) > 0
             assert browser.find_elements(By.CSS_SELECTOR, "#chart-rates polyline")
+            # A point of the scored series above the zero line (SVG's y grows downwards; the first grid line is 0).
+            scored_moved = """const zero = +document.querySelector('#chart-rates line.grid').getAttribute('y1');
+                const line = document.querySelector('#chart-rates polyline[data-series=scored]');
+                return !!line && line.getAttribute('points').split(' ').some((p) => +p.split(',')[1] < zero);"""
+            assert browser.execute_script(scored_moved), "the scored series stayed at 0"
             assert browser.find_elements(By.CSS_SELECTOR, "#chart-lag rect.bar")
             assert f"champion: v{loop['champion']}" in _text(browser, "#champion-badge")
             assert "challenger" in _text(browser, "#models thead")

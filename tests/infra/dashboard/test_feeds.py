@@ -49,6 +49,7 @@ def test_the_stream_panel_adds_up_batches_and_starts_over_with_a_new_query(tmp_p
         "alerts": 2,
         "dead_letters": {"invalid_json": 2},
         "consumer_lag_records": 40.0,
+        "batch_duration_ms": 4_000,
         "lag_by_partition": {"0": 40, "1": 0},
         "latency_ms": {"p50": 1500.0},
         "model_name": "m",
@@ -66,7 +67,7 @@ def test_the_stream_panel_adds_up_batches_and_starts_over_with_a_new_query(tmp_p
     assert panel["totals"] == {"input": 200, "scored": 196, "alerts": 4}
     assert panel["dead_letters"] == {"invalid_json": 4}
     assert panel["now"]["in_per_s"] == 100 / RATE_WINDOW_S, "only the batch inside the window counts"
-    assert panel["series"][1]["scored_per_s"] == 98 / (RATE_WINDOW_S + 3)
+    assert panel["series"][1]["scored_per_s"] == 98 / 4
     assert panel["lag_by_partition"] == {"0": 40, "1": 0}
     assert panel["model"] == {"name": "m", "version": "3"}
     assert [m["version"] for m in panel["markers"]] == ["3"]
@@ -75,3 +76,24 @@ def test_the_stream_panel_adds_up_batches_and_starts_over_with_a_new_query(tmp_p
     _append(metrics_file(settings), {**batch, "batch_id": 0, "finished_at": now})
     feed.poll()
     assert feed.panel()["totals"]["input"] == 100
+
+
+def test_the_scored_rate_of_a_batch_is_its_own_not_diluted_by_the_wait_before_it(tmp_path: Path) -> None:
+    # The demo's pattern: a first batch of 200,000 events (nothing before it to measure from), then,
+    # after the stream idled ten minutes, a burst of 10,000 that Spark read at 100,000/s.
+    settings = load_settings(home=tmp_path, metrics_port=free_port())
+    now = time.time()
+    _append(
+        metrics_file(settings),
+        {"batch_id": 0, "scored_rows": 200_000, "batch_duration_ms": 20_000, "finished_at": now - 600},
+        {
+            "batch_id": 1,
+            "scored_rows": 10_000,
+            "batch_duration_ms": 2_000,
+            "input_rows_per_second": 100_000.0,
+            "finished_at": now,
+        },
+    )
+    feed = StreamFeed(settings)
+    feed.poll()
+    assert [point["scored_per_s"] for point in feed.panel()["series"]] == [10_000.0, 5_000.0]
