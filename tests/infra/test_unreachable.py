@@ -58,6 +58,6 @@ def test_a_connection_lost_under_a_client_library_error_is_named_by_its_address(
             requests.get(f"http://{address}/api/2.0/mlflow/model-versions/get", timeout=5)
         except requests.ConnectionError:
             # What MLflow's client does: its own error, raised while handling the connection's.
-            raise RuntimeError("API request failed")
+            raise RuntimeError("API request failed")  # noqa: B904 - implicit chaining is what is tested
     assert _lost_connection(raised.value) == f"http://{address}"
     assert _lost_connection(ValueError("no connection involved")) is None
