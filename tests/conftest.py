@@ -12,6 +12,7 @@ model names, homes and checkpoints, not by stacks of their own.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -270,6 +271,8 @@ def spark() -> Iterator[object]:
     )
     yield session
     session.stop()
+    # py4j says goodbye from __del__ at interpreter exit, to a stream pytest has closed by then.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")

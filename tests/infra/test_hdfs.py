@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from infra.lake import Lake
 from infra.settings import Settings
+from infra.stack.mlflow import mlflow_password
 from infra.stack.process import port_is_open
 from tests.conftest import LOOPBACK, free_port, hdfs_env, listening_addresses, run_warden, settings_for, stack_env
 
@@ -73,9 +74,15 @@ def test_an_unreachable_namenode_is_one_line_and_nothing_is_written(tmp_path: Pa
     assert not (tmp_path / "home" / "lake").exists()
 
 
-def test_a_spark_master_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+def test_a_spark_master_that_does_not_answer_is_one_line(mlflow_server: Settings, tmp_path: Path) -> None:
+    """MLflow answers (it is asked first); the master named in the settings does not."""
     master = f"spark://127.0.0.1:{free_port()}"
-    env = {**stack_env(tmp_path), "WARDEN_LAKE_ROOT": str(tmp_path / "lake"), "WARDEN_SPARK_MASTER": master}
+    env = {
+        "WARDEN_HOME": str(tmp_path),
+        "WARDEN_LAKE_ROOT": str(tmp_path / "lake"),
+        "WARDEN_SPARK_MASTER": master,
+        "MLFLOW_TRACKING_PASSWORD": mlflow_password(mlflow_server),
+    }
     result = run_warden(env, "train", "--days", "1")
     assert result.returncode != 0
     assert result.stderr.count("\n") == 1, result.stderr
