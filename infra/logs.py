@@ -19,6 +19,9 @@ from infra.settings import PROJECT_ROOT, Settings
 # Our packages: their loggers speak on the terminal (a refused model, a failed champion check).
 OWN_PACKAGES = ("infra", "pipelines", "features", "models", "streaming")
 SPARK_LOG4J_CONFIG = PROJECT_ROOT / "infra" / "log4j2.properties"
+# librdkafka's lines (a broker gone, a coordinator loading), as every Kafka client's `logger`:
+# they go to the log file with the other libraries', not to the terminal as `%4|...` lines.
+KAFKA_CLIENT_LOG = logging.getLogger("librdkafka")
 
 
 def logs_dir(settings: Settings) -> Path:
@@ -66,6 +69,29 @@ def library_output(settings: Settings) -> Iterator[None]:
     logs_dir(settings).mkdir(parents=True, exist_ok=True)
     with library_log(settings).open("a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         yield
+
+
+@contextlib.contextmanager
+def jvm_launch_output(settings: Settings, app_name: str) -> Iterator[None]:
+    """Point this process's stdout and stderr (the file descriptors) at `spark_log` while a driver
+    JVM starts: it inherits them, so what the JVM prints itself (its module warnings, Spark's
+    launcher lines) and what its Python workers print go to that file, not the terminal."""
+    if settings.verbose:
+        yield
+        return
+    logs_dir(settings).mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        with spark_log(settings, app_name).open("ab") as log:
+            for fd in saved:
+                os.dup2(log.fileno(), fd)
+            yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def spark_java_options(settings: Settings, app_name: str) -> str | None:

@@ -17,12 +17,16 @@ class ProgressLine:
         self.interval = 0.2 if self.tty else log_every
         self._last = 0.0
         self._width = 0
+        self._text = ""
 
     def update(self, text: str, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
+        if not self.tty and text == self._text:
+            return  # a log of the same line every few seconds says nothing new
         self._last = now
+        self._text = text
         line = f"{self.label}: {text}"
         if self.tty:
             self.stream.write("\r" + line.ljust(self._width))

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from infra.exceptions import ConfigError, LakeError, ServiceError
-from infra.logs import spark_java_options
+from infra.logs import jvm_launch_output, spark_java_options
 from infra.settings import Settings
 from infra.stack.process import port_is_open
 
@@ -88,7 +88,8 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
     java_options = spark_java_options(settings, app_name)
     if java_options is not None:
         builder = builder.config("spark.driver.extraJavaOptions", java_options)
-    session = builder.getOrCreate()
+    with jvm_launch_output(settings, app_name):
+        session = builder.getOrCreate()
     if java_options is None:
         session.sparkContext.setLogLevel("WARN")
     return session

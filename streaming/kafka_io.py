@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from infra.exceptions import ServiceError
+from infra.logs import KAFKA_CLIENT_LOG
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker, admin_client
 from infra.stack.service import PROBE_TIMEOUTS, require
@@ -19,6 +20,7 @@ def telemetry_producer(settings: Settings) -> Producer:
     return Producer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
+            "logger": KAFKA_CLIENT_LOG,
             "acks": "all",
             "enable.idempotence": True,
             # Batch hard: a throughput producer on two cores, not a latency one.
@@ -88,7 +90,9 @@ class Offsets:
 
 def end_offsets(settings: Settings, topic: str) -> Offsets:
     """The high watermark of every partition of `topic`."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "warden-offsets"})
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "warden-offsets", "logger": KAFKA_CLIENT_LOG}
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = metadata.topics[topic].partitions
@@ -110,6 +114,7 @@ def count_records(settings: Settings, start: Offsets, end: Offsets, timeout: flo
         {
             "bootstrap.servers": settings.kafka_bootstrap,
             "group.id": "warden-readback",
+            "logger": KAFKA_CLIENT_LOG,
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }

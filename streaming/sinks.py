@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from infra.exceptions import ServiceError
+from infra.logs import KAFKA_CLIENT_LOG
 from infra.settings import Settings
 from infra.spark import hadoop_filesystem
 
@@ -69,7 +70,7 @@ class TransactionalKafkaSink:
         self.dlq_topic = settings.topic_dlq
         # The bookkeeping group's committed offset on this partition is the next batch id to write.
         self._marker = TopicPartition(settings.topic_alerts, 0)
-        common = {"bootstrap.servers": settings.kafka_bootstrap, "log_level": 3}
+        common = {"bootstrap.servers": settings.kafka_bootstrap, "logger": KAFKA_CLIENT_LOG}
         self._producer = Producer(
             {
                 **common,

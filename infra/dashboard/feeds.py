@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from infra.exceptions import ServiceError
+from infra.logs import KAFKA_CLIENT_LOG
 from infra.settings import Settings
 from infra.stack.process import port_is_open
 from streaming.metrics import metrics_file, model_events_file
@@ -221,6 +222,7 @@ class AlertFeed(BackgroundFeed):
                 "isolation.level": "read_committed",  # an alert of an aborted batch was never sent
                 "enable.auto.commit": False,
                 "log_level": 0,
+                "logger": KAFKA_CLIENT_LOG,
             }
         )
         try:

@@ -9,6 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from infra.exceptions import ServiceError
+from infra.logs import KAFKA_CLIENT_LOG
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess, port_is_open, require_free_port, run_java
 from infra.stack.service import PROBE_TIMEOUTS, Health, State, ask_patiently, slow
@@ -40,6 +41,7 @@ def admin_client(settings: Settings) -> AdminClient:
             "bootstrap.servers": settings.kafka_bootstrap,
             "socket.timeout.ms": int(PROBE_TIMEOUTS[-1] * 1000),
             "log_level": 0,
+            "logger": KAFKA_CLIENT_LOG,  # type: ignore[dict-item]  # confluent-kafka's stubs omit `logger`
         }
     )
 
