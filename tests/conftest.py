@@ -156,18 +156,8 @@ TEST_SETTINGS = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that stop the session's stack run last, when nothing else needs it.
-
-    `make test` runs two pytest-xdist workers (`-n 2 --dist loadgroup`), each a session of its
-    own with its own stack: the modules marked `xdist_group("hdfs")` (HDFS and the Spark
-    cluster, beside Kafka and MLflow) on one, every other integration test (the group "stack":
-    Airflow and the session's trained model) on the other, the unit tests wherever a worker is free.
-    """
-    for item in items:
-        if item.get_closest_marker("integration") and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group("stack"))
+    """Tests that stop the session's stack run last, when nothing else needs it."""
     items.sort(key=lambda item: item.get_closest_marker("stops_the_stack") is not None)
 
 

@@ -16,7 +16,7 @@ from infra.stack.mlflow import mlflow_password
 from infra.stack.process import port_is_open
 from tests.conftest import LOOPBACK, free_port, hdfs_env, listening_addresses, run_warden, settings_for, stack_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("hdfs")]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

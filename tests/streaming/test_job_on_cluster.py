@@ -21,7 +21,7 @@ from models import registry
 from tests.conftest import DEVICES, WardenProcess, free_port, run_warden, settings_for, spark_cluster_env
 from tests.streaming.checks import read_committed, scored, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("hdfs")]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EVENTS = 9000
 
