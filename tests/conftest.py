@@ -153,6 +153,12 @@ TEST_SETTINGS = {
     "WARDEN_RF_NUM_TREES": "12",
     "WARDEN_RF_MAX_DEPTH": "8",
     "WARDEN_XGB_NUM_ROUNDS": "60",
+    # These small models on two days of ten devices land near the product's F1 floor (0.70):
+    # 0.67-0.75 measured, depending on where the clock cuts the window. The suite checks the
+    # pipeline, the gate's logic and the registry, not the models' quality (the bench does).
+    "WARDEN_GATE_MIN_F1": "0.5",
+    "WARDEN_GATE_MIN_PRECISION": "0.4",
+    "WARDEN_GATE_MIN_RECALL": "0.4",
 }
 
 
