@@ -279,7 +279,7 @@ def _watch(
 
 
 @click.command()
-@click.option("--devices", type=click.IntRange(min=1), default=25, help="Devices in the simulated fleet.")
+@click.option("--devices", type=click.IntRange(min=1), default=50, help="Devices in the simulated fleet.")
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
