@@ -10,10 +10,7 @@ feature list, training window, Git commit, and who decided its promotion and whe
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -27,9 +24,6 @@ from infra.stack.mlflow import mlflow_client_env, require_mlflow
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-
-# MLflow's own words about a registration: a library's lines, for the log file, not the terminal.
-MLFLOW_SAID = logging.getLogger("mlflow.said")
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -121,10 +115,7 @@ def register(client: MlflowClient, name: str, model_uri: str, tags: dict[str, st
     """Register a logged model as a new version of `name` and wait until it is READY."""
     import mlflow
 
-    said = io.StringIO()
-    with contextlib.redirect_stderr(said):  # MLflow prints "Successfully registered model …" itself
-        created = mlflow.register_model(model_uri, name, await_registration_for=timeout, tags=tags)
-    MLFLOW_SAID.info("%s", said.getvalue().strip())
+    created = mlflow.register_model(model_uri, name, await_registration_for=timeout, tags=tags)
     deadline = time.monotonic() + timeout
     while True:
         version = client.get_model_version(name, created.version)

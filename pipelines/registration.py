@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from infra.logs import library_output
 from infra.settings import Settings
 from models import registry
 from pipelines import gate
@@ -43,7 +44,8 @@ def register_candidate(settings: Settings, candidate: Candidate) -> tuple[regist
             registry.TAG_PROMOTABLE: str(verdict.promotable).lower(),
             registry.TAG_GATE_REASONS: "; ".join(verdict.reasons),
         }
-        version = registry.register(client, settings.model_name, candidate.model_uri, tags=tags)
+        with library_output(settings):  # MLflow prints "Successfully registered model …" itself
+            version = registry.register(client, settings.model_name, candidate.model_uri, tags=tags)
     if verdict.promotable:
         registry.set_challenger(client, version)
     return version, verdict
