@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PY_STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 JVM_STAMP := .jvm/.fetched
-JVM_POMS  := infra/jvm/pom.xml $(wildcard infra/jvm/*/pom.xml)
+JVM_POMS  := infra/jvm/pom.xml $(wildcard infra/jvm/*/pom.xml) $(shell find infra/jvm -name '*.java')
 
 .DEFAULT_GOAL := help
 .PHONY: help install jvm demo test test-unit bench lint fmt clean
@@ -24,12 +24,12 @@ $(PY_STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,lint]'
 	@touch $@
 
-jvm: $(JVM_STAMP) ## Fetch the Kafka broker, Spark's Kafka connector and the HDFS daemons with Maven (once)
+jvm: $(JVM_STAMP) ## Fetch the Kafka broker, Spark's Kafka connector, the HDFS daemons and xgboost4j, build the JVM scorer (Maven, once)
 
 $(JVM_STAMP): $(JVM_POMS)
 	@command -v java >/dev/null || { echo "error: java not found; run: apt-get install -y openjdk-17-jdk-headless"; exit 1; }
 	@command -v mvn >/dev/null || { echo "error: mvn not found; run: apt-get install -y maven"; exit 1; }
-	rm -rf .jvm/kafka .jvm/spark-kafka .jvm/hadoop
+	rm -rf .jvm/kafka .jvm/spark-kafka .jvm/hadoop .jvm/scoring
 	mvn --batch-mode --quiet -f infra/jvm/pom.xml package
 	@touch $@
 

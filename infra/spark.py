@@ -1,4 +1,4 @@
-"""The one place a SparkSession is built: master, Kafka connector jars, time zone, loopback."""
+"""The one place a SparkSession is built: master, JVM jars (Kafka connector, scorer), time zone, loopback."""
 
 from __future__ import annotations
 
@@ -16,13 +16,22 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
+def _jars(settings: Settings, module: str, marker: str, what: str) -> list[str]:
+    folder = settings.jars_dir / module
+    jars = sorted(str(p) for p in folder.glob("*.jar"))
+    if not any(marker in jar for jar in jars):
+        raise ConfigError(f"{what} is not in {folder}; run `make jvm` to build it with Maven")
+    return jars
+
+
 def connector_jars(settings: Settings) -> list[str]:
     """Spark's Kafka connector and what it needs, as fetched by `make jvm`."""
-    folder = settings.jars_dir / "spark-kafka"
-    jars = sorted(str(p) for p in folder.glob("*.jar"))
-    if not any("spark-sql-kafka" in jar for jar in jars):
-        raise ConfigError(f"Spark's Kafka connector is not in {folder}; run `make jvm` to fetch it with Maven")
-    return jars
+    return _jars(settings, "spark-kafka", "spark-sql-kafka", "Spark's Kafka connector")
+
+
+def scoring_jars(settings: Settings) -> list[str]:
+    """XGBoost scoring in the JVM (`infra/jvm/scoring`) and xgboost4j, as built by `make jvm`."""
+    return _jars(settings, "scoring", "streamwarden-scoring", "streamwarden's JVM scorer")
 
 
 def check_reachable(settings: Settings) -> None:
@@ -82,9 +91,12 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         .config("spark.sql.streaming.metricsEnabled", "true")
         # A micro-batch is cached for seconds, then dropped: compressing the cache costs more than it saves.
         .config("spark.sql.inMemoryColumnarStorage.compressed", "false")
+        # pandas to Spark (a batch's online statistics) and back through Arrow: a local relation,
+        # not an RDD of pickled rows.
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     )
-    if with_kafka:
-        builder = builder.config("spark.jars", ",".join(connector_jars(settings)))
+    jars = scoring_jars(settings) + (connector_jars(settings) if with_kafka else [])
+    builder = builder.config("spark.jars", ",".join(jars))
     java_options = spark_java_options(settings, app_name)
     if java_options is not None:
         builder = builder.config("spark.driver.extraJavaOptions", java_options)

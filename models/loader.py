@@ -66,7 +66,7 @@ def load_version(spark: SparkSession, info: VersionInfo) -> ScoringModel:
             model = mlflow.xgboost.load_model(info.uri)
         else:
             raise ModelRejected(f"version {info.version} has unknown model kind {info.kind!r}")
-        scorer = scorer_for(info.kind, model, list(FEATURE_COLUMNS), key=f"{info.name}/{info.version}")
+        scorer = scorer_for(spark, info.kind, model, list(FEATURE_COLUMNS))
     except ModelRejected:
         raise
     except Exception as exc:  # any load failure refuses the version, whatever raised it

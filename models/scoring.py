@@ -8,21 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd  # pandas_udf reads the UDF's type hints from this module's globals
-
 from models.estimators import RANDOM_FOREST, XGBOOST
 
 if TYPE_CHECKING:
     import xgboost as xgb
     from pyspark.ml import PipelineModel
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
 
 Scorer = Callable[["DataFrame"], "DataFrame"]
 SCORE = "score"
-
-# One booster per Python worker and model version: Spark reuses its Python workers.
-_BOOSTERS: dict[str, Any] = {}
 
 
 def random_forest_scorer(model: PipelineModel) -> Scorer:
@@ -37,34 +31,28 @@ def random_forest_scorer(model: PipelineModel) -> Scorer:
     return score
 
 
-def xgboost_scorer(booster: xgb.Booster, features: list[str], key: str) -> Scorer:
-    from pyspark.sql import functions as F
-    from pyspark.sql.pandas.functions import pandas_udf
+def xgboost_scorer(spark: SparkSession, booster: xgb.Booster, features: list[str]) -> Scorer:
+    """Scores in Spark's JVM through xgboost4j (`infra/jvm/scoring`): no Python worker per row.
+    The model travels as UBJSON, which xgboost4j of the pinned version reads."""
+    from pyspark.sql import DataFrame
 
-    raw = bytes(booster.save_raw(raw_format="ubj"))
-
-    @pandas_udf("double")  # type: ignore[call-overload, untyped-decorator]
-    def predict(rows: pd.DataFrame) -> pd.Series:
-        model = _BOOSTERS.get(key)
-        if model is None:
-            import xgboost
-
-            model = xgboost.Booster()
-            model.load_model(bytearray(raw))
-            model.set_param({"nthread": 1})
-            _BOOSTERS[key] = model
-        matrix = rows.to_numpy(np.float32, na_value=np.nan)
-        return pd.Series(model.inplace_predict(matrix), dtype="float64")
+    jvm = spark.sparkContext._jvm
+    names = spark.sparkContext._gateway.new_array(jvm.java.lang.String, len(features))  # type: ignore[union-attr]
+    for index, name in enumerate(features):
+        names[index] = name
+    scorer = jvm.io.streamwarden.scoring.XGBoostScorer(  # type: ignore[union-attr]
+        spark._jsparkSession, bytearray(booster.save_raw(raw_format="ubj")), names
+    )
 
     def score(frame: DataFrame) -> DataFrame:
-        return frame.withColumn(SCORE, predict(F.struct(*(F.col(c).cast("double") for c in features))))
+        return DataFrame(scorer.score(frame._jdf, SCORE), spark)
 
     return score
 
 
-def scorer_for(kind: str, model: Any, features: list[str], key: str) -> Scorer:
+def scorer_for(spark: SparkSession, kind: str, model: Any, features: list[str]) -> Scorer:
     if kind == RANDOM_FOREST:
         return random_forest_scorer(model)
     if kind == XGBOOST:
-        return xgboost_scorer(model, features, key)
+        return xgboost_scorer(spark, model, features)
     raise ValueError(f"unknown model kind {kind!r}")

@@ -156,7 +156,7 @@ def train_candidates(
                     model = fit_xgboost(
                         frame, list(FEATURE_COLUMNS), weight, seed, settings.xgb_num_rounds, settings.xgb_max_depth
                     )
-                    score = xgboost_scorer(model, list(FEATURE_COLUMNS), key=f"training/{run.info.run_id}")
+                    score = xgboost_scorer(spark, model, list(FEATURE_COLUMNS))
                 progress.update(f"{kind}: choosing the threshold, judging on the test window", force=True)
                 val = scored_split(score, validation)
                 threshold = choose_threshold(val[LABEL].to_numpy(), val[SCORE].to_numpy())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,6 @@ from infra.settings import Settings
 from models.loader import ScoringModel
 from models.scoring import SCORE
 from streaming.metrics import BatchMetrics, StreamMetrics
-from streaming.parse import parse_events
 from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
 from streaming.state import READING_FIELDS, LastReadings, Reading, newer
 
@@ -94,15 +93,14 @@ class BatchProcessor:
         with self.busy:
             self._process(records, batch_id)
 
-    def _process(self, records: DataFrame, batch_id: int) -> None:
+    def _process(self, parsed: DataFrame, batch_id: int) -> None:
         model = self.champion()
         if model is None:  # the job only starts once a champion is loaded
             raise RuntimeError("no champion model loaded")
         metrics = BatchMetrics(batch_id, model_name=model.info.name, model_version=model.version)
         clock = _PhaseClock(metrics.phases_ms)
-        # One task per core from here on: per-task overhead, not work, dominates small batches.
-        records = records.coalesce(self.spark.sparkContext.defaultParallelism)
-        parsed = parse_events(records, self.settings.max_event_bytes).persist()
+        # Parsed on the streaming DataFrame already (`streaming.job`); kept for the census and the writes.
+        parsed = parsed.persist()
         try:
             census = take_census(parsed)
             metrics.dead_letters = census.rejected
@@ -110,27 +108,28 @@ class BatchProcessor:
             clock.lap("read")
             valid = parsed.where(F.col("reason").isNull())
             readings = self.readings.before(batch_id)
-            alerts: list[tuple[bytes | None, bytes]] = []
             if census.valid:
                 earlier = self.readings.frame(readings, list(census.newest))
                 scored = self._score(valid, list(census.newest), earlier, model)
-                # The alerts and the summary are gathered by the write itself, as observed
-                # metrics: no second pass over the scored batch, cached or read back.
+                # The summary is gathered by the write itself, as observed metrics: no second
+                # pass over the scored batch, cached or read back.
                 observed = Observation(f"batch-{batch_id}")
                 self.lake.write(_observed(self._scored_rows(scored, batch_id), observed), "scored", batch_id)
-                alerts = _summarize(observed.get, metrics)
-            metrics.alerts = len(alerts)
+                metrics.alerts = _summarize(observed.get, metrics)
             clock.lap("score")
             self.lake.write(valid.select(*EVENT_FIELDS, _event_date()), "telemetry", batch_id)
-            dead_letters: list[DeadLetter] = []
             if census.rejected:
                 rejected = parsed.where(F.col("reason").isNotNull())
                 self.lake.write(_rejected_rows(rejected, batch_id), "rejected", batch_id)
-                dead_letters = _dead_letters(rejected)
             clock.lap("lake")
             self.readings.save(batch_id, newer(readings, census.newest))
             clock.lap("state")
-            published = self.kafka_sink().publish(batch_id, alerts, dead_letters)
+            # Alerts and dead letters are read back from the batch's own lake files, a file at a
+            # time: what reaches Kafka is what the lake holds, in memory bounded by a file's rows
+            # whatever the batch's size and alert rate.
+            alerts = _alerts(self.lake.read_batch("scored", batch_id)) if metrics.alerts else iter(())
+            letters = _dead_letters(self.lake.read_batch("rejected", batch_id)) if census.rejected else iter(())
+            published = self.kafka_sink().publish(batch_id, alerts, letters)
             metrics.alerts_skipped_as_written = not published
             clock.lap("kafka")
         finally:
@@ -210,10 +209,11 @@ def take_census(parsed: DataFrame) -> Census:
 
 
 def _rejected_rows(rejected: DataFrame, batch_id: int) -> DataFrame:
-    # A rejected event may have no usable time of its own: file it under its Kafka timestamp.
+    # The original bytes stay bytes: a value that is not UTF-8 is kept as it came. A rejected
+    # event may have no usable time of its own: it is filed under its Kafka timestamp.
     return rejected.select(
-        F.col("value").cast("string").alias("value"),
-        F.col("key").cast("string").alias("key"),
+        "value",
+        "key",
         "reason",
         "reason_detail",
         F.col("topic").alias("source_topic"),
@@ -225,28 +225,23 @@ def _rejected_rows(rejected: DataFrame, batch_id: int) -> DataFrame:
     )
 
 
-def _dead_letters(rejected: DataFrame) -> list[DeadLetter]:
-    rows = rejected.select(
-        "key", "value", "reason", "reason_detail", "topic", "partition", "offset", "kafka_ts"
-    ).collect()
-    letters = []
-    for row in rows:
+def _dead_letters(rejected: DataFrame) -> Iterator[DeadLetter]:
+    """The batch's rejected rows as dead-letter records."""
+    for row in rejected.toLocalIterator():
         headers = [
             ("reason", row["reason"].encode()),
             ("reason_detail", (row["reason_detail"] or "").encode()),
-            ("source_topic", row["topic"].encode()),
-            ("source_partition", str(row["partition"]).encode()),
-            ("source_offset", str(row["offset"]).encode()),
-            ("source_timestamp", row["kafka_ts"].isoformat().encode() if row["kafka_ts"] else b""),
+            ("source_topic", row["source_topic"].encode()),
+            ("source_partition", str(row["source_partition"]).encode()),
+            ("source_offset", str(row["source_offset"]).encode()),
+            ("source_timestamp", row["source_timestamp"].isoformat().encode() if row["source_timestamp"] else b""),
         ]
         key = bytes(row["key"]) if row["key"] is not None else None
-        letters.append((key, bytes(row["value"]) if row["value"] is not None else b"", headers))
-    return letters
+        yield key, bytes(row["value"]) if row["value"] is not None else b"", headers
 
 
-def _observed(scored: DataFrame, observation: Observation) -> DataFrame:
-    """`scored` with the batch's alerts (key, JSON value), row count, feature status counts and
-    timestamp percentiles attached as metrics observed while it is written."""
+def _alerts(scored: DataFrame) -> Iterator[tuple[bytes | None, bytes]]:
+    """The batch's alerts (key: the device, value: the alert as JSON), a lake file at a time."""
     payload = F.to_json(
         F.struct(
             "event_id",
@@ -264,10 +259,17 @@ def _observed(scored: DataFrame, observation: Observation) -> DataFrame:
             "source_offset",
         )
     )
+    for row in scored.where(F.col("is_alert")).select("device_id", payload).toLocalIterator():
+        yield row[0].encode(), row[1].encode()
+
+
+def _observed(scored: DataFrame, observation: Observation) -> DataFrame:
+    """`scored` with the batch's alert count, row count, feature status counts and timestamp
+    percentiles attached as metrics observed while it is written."""
     quantiles = [1 - q for q in _QUANTILES.values()]
     return scored.observe(
         observation,
-        F.collect_list(F.when(F.col("is_alert"), F.struct("device_id", payload.alias("json")))).alias("alerts"),
+        F.sum(F.col("is_alert").cast("int")).alias("alerts"),
         F.count(F.lit(1)).alias("rows"),
         F.percentile_approx(F.unix_millis("ts"), quantiles).alias("ts_q"),
         F.percentile_approx(F.unix_millis("source_timestamp"), quantiles).alias("kafka_q"),
@@ -277,8 +279,8 @@ def _observed(scored: DataFrame, observation: Observation) -> DataFrame:
     )
 
 
-def _summarize(observed: dict[str, Any], metrics: BatchMetrics) -> list[tuple[bytes | None, bytes]]:
-    """Fill the batch's metrics from what its write observed; return its alerts."""
+def _summarize(observed: dict[str, Any], metrics: BatchMetrics) -> int:
+    """Fill the batch's metrics from what its write observed; return its number of alerts."""
     now_ms = time.time() * 1000
     metrics.scored_rows = int(observed["rows"])
     if metrics.scored_rows:
@@ -287,4 +289,4 @@ def _summarize(observed: dict[str, Any], metrics: BatchMetrics) -> list[tuple[by
         metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, observed["kafka_q"], strict=True)}
         metrics.latency_bins_ms = [(max(now_ms - b["x"], 0.0), b["y"]) for b in observed["ts_bins"] or []]
         metrics.feature_status = {s: int(observed[s] or 0) for s in (FRESH, STALE, MISSING)}
-    return [(row[0].encode(), row[1].encode()) for row in observed["alerts"]]
+    return int(observed["alerts"] or 0)

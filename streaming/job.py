@@ -29,6 +29,7 @@ from models.registry import VersionInfo, configure_mlflow
 from streaming.batch import BatchProcessor
 from streaming.kafka_io import require_broker
 from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
+from streaming.parse import parse_events
 from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
 from streaming.state import LastReadings
 
@@ -145,10 +146,13 @@ def run_stream(
         .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
         .load()
     )
+    # Parsed and validated on the streaming DataFrame: the plan is built and analysed once, not
+    # in every batch. One task per core: per-task overhead, not work, dominates small batches.
+    events = parse_events(source.coalesce(spark.sparkContext.defaultParallelism), settings.max_event_bytes)
 
     def start_query() -> StreamingQuery:
         return (
-            source.writeStream.queryName(QUERY_NAME)
+            events.writeStream.queryName(QUERY_NAME)
             .foreachBatch(processor)
             .option("checkpointLocation", str(settings.checkpoint_dir))
             .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")

@@ -81,6 +81,8 @@ def parse_events(records: DataFrame, max_event_bytes: int) -> DataFrame:
 
     reason = (
         F.when(F.length("value") > max_event_bytes, F.lit(TOO_LARGE))
+        # Spark parses an empty value as an object with no fields; it is no JSON at all.
+        .when(F.coalesce(F.length("value"), F.lit(0)) == 0, F.lit(INVALID_JSON))
         .when(F.col("_mismatch") & as_text.getField(_CORRUPT).isNotNull(), F.lit(INVALID_JSON))
         .when(F.col("_mismatch") & _any(missing_text), F.lit(MISSING_FIELD))
         .when(F.col("_mismatch"), F.lit(WRONG_TYPE))

@@ -15,7 +15,7 @@ with the same id and the same offsets. Each sink therefore keys its output by ba
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 STAGING = "_staging"
+# Bounds what the driver holds when a batch's alerts or dead letters are read back for Kafka.
+ROWS_PER_FILE = 50_000
 Headers = list[tuple[str, bytes]]
 
 
@@ -43,8 +45,8 @@ class LakeBatchWriter:
     def write(self, frame: DataFrame, dataset: str, batch_id: int) -> None:
         """`frame` must have a `date` column (YYYY-MM-DD), the partition its rows belong to."""
         staging = f"{self.lake_url}/{STAGING}/{dataset}/batch={batch_id}"
-        frame.write.mode("overwrite").partitionBy("date").parquet(staging)
-        prefix = f"stream-{batch_id:012d}-"
+        frame.write.mode("overwrite").option("maxRecordsPerFile", ROWS_PER_FILE).partitionBy("date").parquet(staging)
+        prefix = _prefix(batch_id)
         fs, path = self._fs, self._path
         for partition in fs.listStatus(path(staging)):
             if not partition.isDirectory() or not partition.getPath().getName().startswith("date="):
@@ -60,6 +62,15 @@ class LakeBatchWriter:
                 if not fs.rename(part.getPath(), moved):
                     raise ServiceError(f"cannot move {part.getPath()} into {target}")
         fs.delete(path(staging), True)
+
+    def read_batch(self, dataset: str, batch_id: int) -> DataFrame:
+        """The rows one batch wrote to `dataset` (without the `date` partition column), a file per
+        Spark partition: read with `toLocalIterator`, the driver holds one file's rows at a time."""
+        return self.spark.read.parquet(f"{self.lake_url}/{dataset}/date=*/{_prefix(batch_id)}*.parquet")
+
+
+def _prefix(batch_id: int) -> str:
+    return f"stream-{batch_id:012d}-"
 
 
 class TransactionalKafkaSink:
@@ -103,10 +114,11 @@ class TransactionalKafkaSink:
     def publish(
         self,
         batch_id: int,
-        alerts: Sequence[tuple[bytes | None, bytes]],
-        dead_letters: Sequence[tuple[bytes | None, bytes, Headers]],
+        alerts: Iterable[tuple[bytes | None, bytes]],
+        dead_letters: Iterable[tuple[bytes | None, bytes, Headers]],
     ) -> bool:
-        """Write the batch's records in one transaction; False if this batch was already written."""
+        """Write the batch's records in one transaction; False if this batch was already written
+        (then neither iterable is read)."""
         if batch_id < self.next_batch_id():
             return False
         producer = self._producer

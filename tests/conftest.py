@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from infra.settings import PROJECT_ROOT, Settings, get_settings, load_settings
+from infra.spark import spark_session
 from infra.stack import manager
 from models import registry
 
@@ -260,21 +261,9 @@ def history(kafka: Settings, session_env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[object]:
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    # Python workers (pandas UDFs) must run this interpreter, with the venv's packages.
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    session = (
-        # Two cores: the DAG's tasks run on this session under `dag.test()`, and train on it.
-        SparkSession.builder.master("local[2]")
-        .appName("warden-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
+def spark(settings: Settings) -> Iterator[object]:
+    # The product's own session, with its JVM scorer; the DAG tasks run under `dag.test()` reuse it.
+    session = spark_session(settings, "warden-tests", with_kafka=False)
     yield session
     session.stop()
     # py4j says goodbye from __del__ at interpreter exit, to a stream pytest has closed by then.

@@ -15,6 +15,7 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
+from infra.lake import Lake
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
 from infra.stack.mlflow import mlflow_password
@@ -91,6 +92,10 @@ MALFORMED = [
         b'"humidity":150,"pressure":1,"vibration":1,"voltage":1}',
         "out_of_range",
     ),
+    # Any bytes a producer can send reach the dead-letter topic and the lake unchanged.
+    (b"\xff\xfe\x00\x81 not utf-8 \xc3\x28", "invalid_json"),
+    (b"", "invalid_json"),
+    (b'{"event_id":"m5","padding":"' + b"x" * 5000 + b'"}', "too_large"),
 ]
 
 
@@ -134,6 +139,11 @@ def test_exactly_once_through_a_sigkill(
     for _, _, headers in letters:
         assert headers["source_topic"] == settings.topic_telemetry.encode()
         assert int(headers["source_offset"]) >= 0 and headers["reason_detail"]
+
+    rejected = Lake(settings).read("rejected").to_pandas()
+    assert sorted((bytes(v), r) for v, r in zip(rejected["value"], rejected["reason"], strict=True)) == sorted(
+        MALFORMED
+    )
 
     alerts = read_committed(settings, settings.topic_alerts)
     alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in alerts]
@@ -244,6 +254,40 @@ def test_stale_and_missing_features_are_scored_and_counted(
     assert new["score"].notna().all()
     unknown = new[new["device_id"] >= f"dev-{DEVICES:05d}"]
     assert (unknown["feature_status"] == "missing").all()
+
+
+def test_an_alert_storm_is_delivered_exactly_once(env: dict[str, str], settings_of: Settings, stream: dict) -> None:
+    """Batches in which every event alerts (a fleet-wide fault looks like this): the alerts reach
+    Kafka from the lake a file at a time, none lost, none twice, and the job goes on."""
+    settings = settings_of
+    running: WardenProcess = stream["running"]
+    now = pd.Timestamp.now("UTC")
+    storm = [
+        orjson.dumps(
+            {
+                "event_id": f"storm-{i}",
+                "device_id": f"dev-{i % DEVICES:05d}",
+                "ts": (now + pd.Timedelta(milliseconds=i)).isoformat(),
+                "temperature": 140.0,
+                "humidity": 2.0,
+                "pressure": 20.0,
+                "vibration": 60.0,
+                "voltage": 90.0,
+            }
+        )
+        for i in range(4000)
+    ]
+    produce(settings, storm, [None] * len(storm))
+    wait_for(lambda: scored(settings)["event_id"].str.startswith("storm-").sum() >= 4000, 300, "the storm", running)
+    rows = scored(settings)
+    rows = rows[rows["event_id"].str.startswith("storm-")]
+    assert len(rows) == 4000 and rows["is_alert"].mean() > 0.9
+    time.sleep(3)  # the batch's transaction commits after its lake writes
+    alerts = [orjson.loads(value)["event_id"] for _, value, _ in read_committed(settings, settings.topic_alerts)]
+    storm_alerts = [a for a in alerts if a.startswith("storm-")]
+    assert len(storm_alerts) == len(set(storm_alerts))
+    assert set(storm_alerts) == set(rows.loc[rows["is_alert"], "event_id"])
+    assert running.proc.poll() is None
 
 
 def test_sigterm_finishes_the_batch_and_exits_zero(stream: dict) -> None:

@@ -50,6 +50,9 @@ CASES: list[tuple[str, bytes, bytes | None, str | None, str]] = [
     ("impossible humidity", _event(humidity=130.0), b"k", parse.OUT_OF_RANGE, "humidity"),
     ("negative vibration", _event(vibration=-1.0), b"k", parse.OUT_OF_RANGE, "vibration"),
     ("too large", _event(padding="x" * 5000), b"k", parse.TOO_LARGE, "exceeds"),
+    ("binary", b"\xff\xfe\x00\x81\xc3\x28", b"\xff", parse.INVALID_JSON, "not a JSON"),
+    ("not utf-8 inside json", b'{"event_id":"\xff\xfe","device_id":"\xc3\x28"}', b"k", parse.MISSING_FIELD, "ts"),
+    ("empty value", b"", None, parse.INVALID_JSON, "not a JSON"),
 ]
 
 
