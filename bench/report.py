@@ -93,6 +93,17 @@ def markdown(result: dict) -> str:
             mine, theirs = figure(ours), figure(systems[name])
             if mine and theirs:
                 lines.append(f"| streamwarden / {name}, {label} | {mine / theirs:.2f}× |" + " |" * len(names))
+    if "fixed_cost" in result:
+        fixed = result["fixed_cost"]
+        phases = fixed["runs"][0].get("phases_ms", {})
+        lines.append(
+            f"| fixed cost: a batch of ~{fixed['runs'][0]['events_per_burst']:,} events on an idle job (streamwarden) | "
+            f"{_ms(fixed['seconds']['median'] * 1000)} ({_ms(fixed['seconds']['min'] * 1000)}–"
+            f"{_ms(fixed['seconds']['max'] * 1000)}); first run's phases: "
+            + ", ".join(f"{phase} {_ms(ms)}" for phase, ms in phases.items())
+            + " |"
+            + " |" * len(names)
+        )
     if "recovery" in result:
         rec = result["recovery"]
         lines.append(
@@ -142,11 +153,12 @@ def _shares(frames: list) -> str:
 
 # streaming/batch.py's phase clock: what each phase of a micro-batch does.
 PHASES = {
-    "read": "read from Kafka, parse and validate, count (fills the batch's cache)",
-    "score": "online features, features, model, write scored/ (alerts gathered on the way)",
+    "read": "read from Kafka, parse and validate, census of devices and reasons (fills the batch's cache)",
+    "features": "the batch's devices' online statistics from Feast, their last readings",
+    "score": "features, model, write scored/ (the summary observed on the way)",
     "lake": "write telemetry/ and rejected/",
     "state": "save each device's last reading",
-    "kafka": "alerts and dead letters in one Kafka transaction",
+    "kafka": "alerts and dead letters read back from the lake, in one Kafka transaction",
 }
 
 

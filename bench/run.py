@@ -44,12 +44,12 @@ from pipelines.retrain import retrain, window_ending
 from pipelines.training import git_commit
 from quality import held_out_quality
 from report import markdown, plot
-from scenarios import backlog_throughput, latency, recovery, sustained
+from scenarios import backlog_throughput, fixed_cost, latency, recovery, sustained
 from streaming.simulation import SimulationParams, simulate
-from systems import System, systems
+from systems import Streamwarden, System, systems
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-SCENARIOS = ("throughput", "latency", "recovery", "quality")
+SCENARIOS = ("fixedcost", "throughput", "latency", "recovery", "quality")
 
 
 def scratch_settings(settings: Settings, home: Path) -> Settings:
@@ -201,6 +201,14 @@ def main() -> None:
                 SimulationParams(devices=args.devices, rate=300_000, events=args.backlog),
                 ProgressLine("backlog"),
             )
+        ours = next((s for s in under_test if isinstance(s, Streamwarden)), None)
+        if ours is not None and "fixedcost" in args.scenarios:
+            runs = [fixed_cost(ours, bench, args.devices) for _ in range(args.runs)]
+            result["fixed_cost"] = {
+                "runs": runs,
+                "seconds": summary([r["seconds"] for r in runs if r["count"]] or [float("nan")]),
+            }
+            save(result, stem)
         for system in under_test:
             result["systems"][system.name] = measure(system, bench, args, stem)
             save(result, stem)  # a long run interrupted later keeps what it measured

@@ -13,7 +13,9 @@ Definitions (the same for every system):
   event's `ts`, 0–0.1 s before the event was produced (the simulator sends each 0.1 s slot of
   readings at its end): overstated by 50 ms on average, never understated;
 - recovery: SIGKILL of the streaming driver's process group under load, restart from the
-  checkpoint; the time from the kill to the first batch committed again, then exact counts.
+  checkpoint; the time from the kill to the first batch committed again, then exact counts;
+- fixed cost (streamwarden): bursts of ~1,000 events sent to an idle job one at a time; the
+  median duration of the batches that held about one burst, and of each phase of its clock.
 """
 
 from __future__ import annotations
@@ -244,6 +246,27 @@ def batch_profile(batches: list[Batch]) -> dict:
         "seconds": statistics.median(b.seconds for b in batches),
         "phases_ms": {phase: statistics.median(b.phases_ms.get(phase, 0.0) for b in batches) for phase in phases},
     }
+
+
+def fixed_cost(system: Streamwarden, bench: Settings, devices: int, bursts: int = 12, events: int = 1000) -> dict:
+    """What a batch costs besides its rows: bursts of `events` sent to an otherwise idle job, one
+    at a time, and the median duration (and phase clock) of the batches that held about one burst."""
+    running = system.start("latest")
+    try:
+        wait_for(system.started, 300, running, "the system to start")
+        warm_up(running, bench, 500.0, devices)
+        since = time.time()
+        for n in range(bursts):
+            sent = time.time()
+            params = SimulationParams(devices=devices, rate=50 * events, events=events)
+            offered = simulate(bench, params, ProgressLine(f"{system.name} fixed cost, burst {n + 1}/{bursts}")).events
+            if wait_drained(running, sent, offered, timeout=300) is None:
+                raise SystemExit(f"error: {system.name} did not process a {offered:,}-event burst in 300 s")
+            time.sleep(1.0)  # idle between bursts: each one meets a job with nothing else to do
+        sized = [b for b in running.batches() if b.end >= since and 0.5 * events <= b.rows <= 1.5 * events]
+    finally:
+        running.stop()
+    return {"events_per_burst": events, "bursts": bursts, **batch_profile(sized)}
 
 
 def recovery(bench: Settings, number: int, rate: float, seconds: float, devices: int) -> dict:

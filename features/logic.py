@@ -94,16 +94,27 @@ def add_features(events: DataFrame, earlier: DataFrame | None = None) -> DataFra
     earlier batches, training passes nothing (its window holds the history).
     """
     previous = Window.partitionBy("device_id").orderBy("ts", "event_id")
+    prior = {sensor: F.lag(sensor).over(previous) for sensor in SENSOR_COLUMNS}
     if earlier is not None:
-        context = earlier.select("device_id", "ts", "event_id", *SENSOR_COLUMNS, F.lit(True).alias("_earlier"))
-        events = events.withColumn("_earlier", F.lit(False)).unionByName(context, allowMissingColumns=True)
+        # The earlier reading is joined (one row per device, broadcast), not unioned: the window
+        # then needs no shuffle when the events are in one partition, as a stream's batch is.
+        # It is an event's previous reading when it comes before the event and after the
+        # event's previous one in `events`: the same as ordering both together.
+        last = earlier.select(
+            "device_id",
+            F.struct("ts", "event_id").alias("_last"),
+            *(F.col(sensor).alias(f"_last_{sensor}") for sensor in SENSOR_COLUMNS),
+        )
+        events = events.join(F.broadcast(last), "device_id", "left")
+        key = F.struct("ts", "event_id")
+        before = F.lag(key).over(previous)
+        use_last = (F.col("_last") < key) & (before.isNull() | (before < F.col("_last")))
+        prior = {sensor: F.when(use_last, F.col(f"_last_{sensor}")).otherwise(prior[sensor]) for sensor in prior}
     inputs = formulas.model_inputs(
         {sensor: F.col(sensor) for sensor in SENSOR_COLUMNS},
-        {sensor: F.lag(sensor).over(previous) for sensor in SENSOR_COLUMNS},
+        prior,
         {c: F.col(c) for c in STATS_COLUMNS},
         _SparkOps,
     )
-    with_features = events.select(*events.columns, *(column.alias(name) for name, column in inputs.items()))
-    if earlier is not None:
-        with_features = with_features.where(~F.col("_earlier")).drop("_earlier")
-    return with_features
+    columns = [c for c in events.columns if not c.startswith("_last")]
+    return events.select(*columns, *(column.alias(name) for name, column in inputs.items()))

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         description='Where a new query starts: "earliest", "latest" or Spark\'s per-partition JSON. '
         "Ignored once the query has a checkpoint: the checkpoint's offsets win.",
     )
+    stream_batch_tasks: PositiveInt = Field(
+        default=1,
+        description="Spark tasks per micro-batch. One task needs no shuffle for the batch's per-device steps "
+        "(the lowest fixed cost per batch); more use more cores on big batches, at a shuffle's cost.",
+    )
     stream_max_offsets_per_trigger: PositiveInt = Field(
         default=400_000, description="Admission control: at most this many events per micro-batch."
     )

@@ -108,27 +108,33 @@ class BatchProcessor:
             clock.lap("read")
             valid = parsed.where(F.col("reason").isNull())
             readings = self.readings.before(batch_id)
+            alerts: Iterator[tuple[bytes | None, bytes]] = iter(())
+            letters: Iterator[DeadLetter] = iter(())
             if census.valid:
+                stats = self._online_stats(list(census.newest))
                 earlier = self.readings.frame(readings, list(census.newest))
-                scored = self._score(valid, list(census.newest), earlier, model)
+                clock.lap("features")
+                scored = self._score(valid, stats, earlier, model)
                 # The summary is gathered by the write itself, as observed metrics: no second
                 # pass over the scored batch, cached or read back.
                 observed = Observation(f"batch-{batch_id}")
-                self.lake.write(_observed(self._scored_rows(scored, batch_id), observed), "scored", batch_id)
+                rows = self._scored_rows(scored, batch_id)
+                self.lake.write(_observed(rows, observed), "scored", batch_id)
                 metrics.alerts = _summarize(observed.get, metrics)
+                if metrics.alerts:
+                    alerts = _alerts(self.lake.read_batch("scored", batch_id, _without_date(rows)))
             clock.lap("score")
             self.lake.write(valid.select(*EVENT_FIELDS, _event_date()), "telemetry", batch_id)
             if census.rejected:
-                rejected = parsed.where(F.col("reason").isNotNull())
-                self.lake.write(_rejected_rows(rejected, batch_id), "rejected", batch_id)
+                rejected = _rejected_rows(parsed.where(F.col("reason").isNotNull()), batch_id)
+                self.lake.write(rejected, "rejected", batch_id)
+                letters = _dead_letters(self.lake.read_batch("rejected", batch_id, _without_date(rejected)))
             clock.lap("lake")
             self.readings.save(batch_id, newer(readings, census.newest))
             clock.lap("state")
             # Alerts and dead letters are read back from the batch's own lake files, a file at a
-            # time: what reaches Kafka is what the lake holds, in memory bounded by a file's rows
-            # whatever the batch's size and alert rate.
-            alerts = _alerts(self.lake.read_batch("scored", batch_id)) if metrics.alerts else iter(())
-            letters = _dead_letters(self.lake.read_batch("rejected", batch_id)) if census.rejected else iter(())
+            # time (lazily: not at all for a batch already published): what reaches Kafka is what
+            # the lake holds, in memory bounded by a file's rows whatever the batch's size and alert rate.
             published = self.kafka_sink().publish(batch_id, alerts, letters)
             metrics.alerts_skipped_as_written = not published
             clock.lap("kafka")
@@ -136,11 +142,23 @@ class BatchProcessor:
             parsed.unpersist()
         self.metrics.record_batch(metrics)
 
-    def _score(self, valid: DataFrame, devices: list[str], earlier: DataFrame | None, model: ScoringModel) -> DataFrame:
-        online = online_features(self.store, devices)
-        stats = self.spark.createDataFrame(online, schema=_ONLINE_SCHEMA)
+    def _online_stats(self, devices: list[str]) -> DataFrame:
+        """The devices' statistics from Feast's online store, as a local relation (through Arrow)."""
+        return self.spark.createDataFrame(online_features(self.store, devices), schema=_ONLINE_SCHEMA)
+
+    def _score(self, valid: DataFrame, stats: DataFrame, earlier: DataFrame | None, model: ScoringModel) -> DataFrame:
         events = valid.join(F.broadcast(stats), "device_id", "left")
         featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), earlier)
+        # Only what the scored table keeps reaches the model: the JVM scorer copies every row it scores.
+        featured = featured.select(
+            *EVENT_FIELDS,
+            "device_type",
+            "feature_status",
+            *(c for c in FEATURE_COLUMNS if c not in EVENT_FIELDS),
+            "partition",
+            "offset",
+            "kafka_ts",
+        )
         info = model.info
         return model.score(featured).select(
             "*",
@@ -170,6 +188,11 @@ class BatchProcessor:
             F.lit(batch_id).alias("batch_id"),
             _event_date(),
         )
+
+
+def _without_date(frame: DataFrame) -> T.StructType:
+    """The schema of `frame`'s files: the `date` partition column lives in their folder's name."""
+    return T.StructType([field for field in frame.schema.fields if field.name != "date"])
 
 
 def _event_date() -> Column:

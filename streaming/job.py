@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 QUERY_NAME = "warden-stream"
+KAFKA_FETCH_MAX_WAIT_MS = 5
 
 
 @dataclass
@@ -96,6 +97,10 @@ def run_stream(
     # Before Spark: a registry that does not answer fails the command in a second, not after the JVM's start.
     client = configure_mlflow(settings)
     spark = spark_session(settings, QUERY_NAME)
+    # Adaptive execution re-plans every stage: seconds of fixed cost on batches of a few thousand
+    # rows. A shuffle (the features' per-device window) makes as many tasks as the batch has.
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_batch_tasks))
     watcher = ChampionWatcher(spark, client, settings.model_name, settings.champion_poll_seconds, swapped, refused)
     while watcher.current is None and not stop.is_set():
         watcher.check()
@@ -144,11 +149,16 @@ def run_stream(
         .option("startingOffsets", settings.stream_starting_offsets)
         .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
         .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
+        # A task reads its Kafka partitions one after the other, and each read first waits for the
+        # consumer's idle fetch, which the broker holds for this long when no new data comes (500 ms
+        # by default: 6 s per batch on a 12-partition topic).
+        .option("kafka.fetch.max.wait.ms", str(KAFKA_FETCH_MAX_WAIT_MS))
         .load()
     )
     # Parsed and validated on the streaming DataFrame: the plan is built and analysed once, not
-    # in every batch. One task per core: per-task overhead, not work, dominates small batches.
-    events = parse_events(source.coalesce(spark.sparkContext.defaultParallelism), settings.max_event_bytes)
+    # in every batch. Few tasks: per-task overhead, not work, dominates small batches, and with a
+    # single one the census and the per-device features need no shuffle.
+    events = parse_events(source.coalesce(settings.stream_batch_tasks), settings.max_event_bytes)
 
     def start_query() -> StreamingQuery:
         return (

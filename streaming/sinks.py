@@ -27,6 +27,7 @@ from infra.spark import hadoop_filesystem
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 STAGING = "_staging"
 # Bounds what the driver holds when a batch's alerts or dead letters are read back for Kafka.
@@ -63,10 +64,12 @@ class LakeBatchWriter:
                     raise ServiceError(f"cannot move {part.getPath()} into {target}")
         fs.delete(path(staging), True)
 
-    def read_batch(self, dataset: str, batch_id: int) -> DataFrame:
-        """The rows one batch wrote to `dataset` (without the `date` partition column), a file per
-        Spark partition: read with `toLocalIterator`, the driver holds one file's rows at a time."""
-        return self.spark.read.parquet(f"{self.lake_url}/{dataset}/date=*/{_prefix(batch_id)}*.parquet")
+    def read_batch(self, dataset: str, batch_id: int, schema: StructType) -> DataFrame:
+        """The rows one batch wrote to `dataset` (`schema`: as written, without the `date` partition
+        column), a file per Spark partition: read with `toLocalIterator`, the driver holds one
+        file's rows at a time."""
+        files = f"{self.lake_url}/{dataset}/date=*/{_prefix(batch_id)}*.parquet"
+        return self.spark.read.schema(schema).parquet(files)
 
 
 def _prefix(batch_id: int) -> str:
@@ -100,6 +103,7 @@ class TransactionalKafkaSink:
                 "isolation.level": "read_committed",
             }
         )
+        self._next: int | None = None
         try:
             # Fences a previous instance and aborts whatever transaction it left open.
             self._producer.init_transactions(60)
@@ -107,9 +111,12 @@ class TransactionalKafkaSink:
             raise ServiceError(f"Kafka transactions unavailable at {settings.kafka_bootstrap}: {exc}") from None
 
     def next_batch_id(self) -> int:
-        """The first batch id whose records are not committed yet."""
-        committed = self._consumer.committed([self._marker], timeout=30)[0]
-        return max(committed.offset, 0)
+        """The first batch id whose records are not committed yet: asked of the broker once, then
+        known, since no other producer can commit under this transactional id after the fencing."""
+        if self._next is None:
+            committed = self._consumer.committed([self._marker], timeout=30)[0]
+            self._next = max(committed.offset, 0)
+        return self._next
 
     def publish(
         self,
@@ -137,6 +144,7 @@ class TransactionalKafkaSink:
         except KafkaException:
             producer.abort_transaction(60)
             raise
+        self._next = batch_id + 1
         return True
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, headers: Any) -> None:

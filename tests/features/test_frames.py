@@ -41,7 +41,13 @@ def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
                 "ts": T0 - timedelta(seconds=10),
                 "event_id": "e-old",
                 **{s: 49.0 for s in SENSOR_COLUMNS},
-            }
+            },
+            {  # came before some of the events and after others (they arrived late)
+                "device_id": "dev-00001",
+                "ts": T0 + timedelta(seconds=35),
+                "event_id": "e-mid",
+                **{s: 30.0 for s in SENSOR_COLUMNS},
+            },
         ]
     )
     return pd.DataFrame(rows), earlier
