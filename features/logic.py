@@ -100,6 +100,14 @@ def usable_stats(events: DataFrame, max_age_minutes: int) -> DataFrame:
     return events.select(*(fresh_stats.get(c, F.col(c)) for c in events.columns))
 
 
+def earlier(column: str) -> str:
+    """The name under which events carry a column of their device's earlier reading."""
+    return f"_earlier_{column}"
+
+
+EARLIER_FIELDS = ("ts", "event_id", *SENSOR_COLUMNS)
+
+
 @functools.cache
 def _model_inputs(with_earlier: bool) -> tuple[Column, ...]:
     previous = Window.partitionBy("device_id").orderBy("ts", "event_id")
@@ -108,9 +116,10 @@ def _model_inputs(with_earlier: bool) -> tuple[Column, ...]:
         # An earlier reading is an event's previous one when it comes before the event and after
         # the event's previous one in the batch: the same as ordering both together.
         key = F.struct("ts", "event_id")
+        last = F.struct(F.col(earlier("ts")).alias("ts"), F.col(earlier("event_id")).alias("event_id"))
         before = F.lag(key).over(previous)
-        use_last = (F.col("_last") < key) & (before.isNull() | (before < F.col("_last")))
-        prior = {sensor: F.when(use_last, F.col(f"_last_{sensor}")).otherwise(prior[sensor]) for sensor in prior}
+        use_last = F.col(earlier("ts")).isNotNull() & (last < key) & (before.isNull() | (before < last))
+        prior = {sensor: F.when(use_last, F.col(earlier(sensor))).otherwise(prior[sensor]) for sensor in prior}
     inputs = formulas.model_inputs(
         {sensor: F.col(sensor) for sensor in SENSOR_COLUMNS},
         prior,
@@ -120,22 +129,26 @@ def _model_inputs(with_earlier: bool) -> tuple[Column, ...]:
     return tuple(column.alias(name) for name, column in inputs.items())
 
 
-def add_features(events: DataFrame, earlier: DataFrame | None = None) -> DataFrame:
+def add_features(events: DataFrame, with_earlier: bool = False) -> DataFrame:
     """Add FEATURE_COLUMNS to events (device_id, ts, event_id, sensors, stats columns).
 
-    A device's readings are ordered by (ts, event_id); `earlier` holds readings that came
-    before `events` (device_id, ts, event_id, sensors) so that the first event of a device
-    still has its previous reading: the stream passes each device's last reading of the
-    earlier batches, training passes nothing (its window holds the history).
+    A device's readings are ordered by (ts, event_id). With `with_earlier`, the events also carry
+    their device's reading from before them (`earlier(field)` for each of EARLIER_FIELDS, null
+    when there is none), so that the first event of a device still has its previous reading: the
+    stream carries each device's last reading of the earlier batches, training has none (its
+    window holds the history).
     """
-    columns = list(events.columns)
-    if earlier is not None:
-        # Joined (one row per device, broadcast), not unioned: the window then needs no shuffle
-        # when the events are in one partition, as a stream's batch is.
-        last = earlier.select(
-            "device_id",
-            F.struct("ts", "event_id").alias("_last"),
-            *(F.col(sensor).alias(f"_last_{sensor}") for sensor in SENSOR_COLUMNS),
-        )
-        events = events.join(F.broadcast(last), "device_id", "left")
-    return events.select(*columns, *_model_inputs(earlier is not None))
+    columns = [c for c in events.columns if not with_earlier or c not in _earlier_names()]
+    return events.select(*columns, *_model_inputs(with_earlier))
+
+
+@functools.cache
+def _earlier_names() -> frozenset[str]:
+    return frozenset(earlier(field) for field in EARLIER_FIELDS)
+
+
+def join_earlier(events: DataFrame, readings: DataFrame) -> DataFrame:
+    """`events` with their device's reading in `readings` (device_id and EARLIER_FIELDS, one row
+    per device) as the columns `add_features(..., with_earlier=True)` reads."""
+    columns = [F.col(field).alias(earlier(field)) for field in EARLIER_FIELDS]
+    return events.join(F.broadcast(readings.select("device_id", *columns)), "device_id", "left")

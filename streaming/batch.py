@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from features.formulas import FEATURE_COLUMNS, FRESH, MISSING, STALE, STATS_COLUMNS, STATS_TIME
-from features.logic import add_features, usable_stats
+from features.logic import EARLIER_FIELDS, add_features, earlier, usable_stats
 from features.schema import EVENT_FIELDS
 from features.store import online_features
 from infra.settings import Settings
@@ -36,12 +36,17 @@ log = logging.getLogger(__name__)
 # literal number is inlined in the generated code, so every batch would compile its own (Janino,
 # 100-400 ms a batch on two cores); a joined value leaves the code the same from batch to batch.
 _BATCH_FIELDS = [T.StructField("batch_id", T.LongType()), T.StructField("scored_at", T.TimestampType())]
-_ONLINE_SCHEMA = T.StructType(
+_READING_TYPES = {"ts": T.TimestampType(), "event_id": T.StringType()}
+# What a batch joins to its events, a row per device: the device's statistics from the online
+# store, its reading before the batch, the batch's id and scoring time. One local relation: a
+# broadcast costs a Spark job, and one plan shape for every batch keeps its generated code.
+_CONTEXT_SCHEMA = T.StructType(
     [
         T.StructField("device_id", T.StringType()),
         T.StructField(STATS_TIME, T.TimestampType()),
         *(T.StructField(name, T.DoubleType()) for name in STATS_COLUMNS),
         T.StructField("device_type", T.StringType()),
+        *(T.StructField(earlier(f), _READING_TYPES.get(f, T.DoubleType())) for f in EARLIER_FIELDS),
         *_BATCH_FIELDS,
     ]
 )
@@ -119,14 +124,13 @@ class BatchProcessor:
             alerts: Iterator[tuple[bytes | None, bytes]] = iter(())
             letters: Iterator[DeadLetter] = iter(())
             if census.valid:
-                stats = self._online_stats(list(census.newest), batch_id)
-                earlier = self.readings.frame(readings, list(census.newest))
+                context = self._context(list(census.newest), readings, batch_id)
                 clock.lap("features")
                 # The summary is gathered by the write itself, as observed metrics: no second
                 # pass over the scored batch, cached or read back.
                 observed = Observation(f"batch-{batch_id}")
                 info = model.info
-                rows = self._score(valid, stats, earlier, model).select(
+                rows = self._score(valid, context, model).select(
                     *_scored_columns(info.threshold, info.name, info.version)
                 )
                 self.lake.write(_observed(rows, observed), "scored", batch_id)
@@ -153,21 +157,23 @@ class BatchProcessor:
             parsed.unpersist()
         self.metrics.record_batch(metrics)
 
-    def _online_stats(self, devices: list[str], batch_id: int) -> DataFrame:
-        """The devices' statistics from Feast's online store, with the batch's id and scoring
-        time: a row for each of the batch's devices, as a local relation (through Arrow)."""
-        stats = online_features(self.store, devices)
-        stats["batch_id"], stats["scored_at"] = batch_id, datetime.now(UTC)
-        return self.spark.createDataFrame(stats, schema=_ONLINE_SCHEMA)
+    def _context(self, devices: list[str], readings: dict[str, Reading], batch_id: int) -> DataFrame:
+        """The batch's devices with their statistics (one batched read of Feast's online store),
+        their earlier readings, the batch's id and scoring time (_CONTEXT_SCHEMA), through Arrow."""
+        context = online_features(self.store, devices).merge(
+            self.readings.frame(readings, devices), on="device_id", how="left"
+        )
+        context["batch_id"], context["scored_at"] = batch_id, datetime.now(UTC)
+        return self.spark.createDataFrame(context.astype(object).where(context.notna(), None), schema=_CONTEXT_SCHEMA)
 
     def _batch(self, batch_id: int) -> DataFrame:
         """The batch's id and scoring time, as a one-row local relation (through Arrow)."""
         frame = pd.DataFrame({"batch_id": [batch_id], "scored_at": [datetime.now(UTC)]})
         return self.spark.createDataFrame(frame, schema=T.StructType(_BATCH_FIELDS))
 
-    def _score(self, valid: DataFrame, stats: DataFrame, earlier: DataFrame | None, model: ScoringModel) -> DataFrame:
-        events = valid.join(F.broadcast(stats), "device_id", "left")
-        featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), earlier)
+    def _score(self, valid: DataFrame, context: DataFrame, model: ScoringModel) -> DataFrame:
+        events = valid.join(F.broadcast(context), "device_id", "left")
+        featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), with_earlier=True)
         # Only what the scored table keeps reaches the model: the JVM scorer copies every row it scores.
         return model.score(featured.select(*_model_inputs()))
 

@@ -16,21 +16,12 @@ from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
+from pyspark.sql import SparkSession
 
-from features.schema import SENSOR_COLUMNS
+from features.logic import EARLIER_FIELDS, earlier
 from infra.spark import hadoop_filesystem
 
-READING_FIELDS: tuple[str, ...] = ("ts", "event_id", *SENSOR_COLUMNS)
-READING_SCHEMA = T.StructType(
-    [
-        T.StructField("device_id", T.StringType()),
-        T.StructField("ts", T.TimestampType()),
-        T.StructField("event_id", T.StringType()),
-        *(T.StructField(name, T.DoubleType()) for name in SENSOR_COLUMNS),
-    ]
-)
+READING_FIELDS: tuple[str, ...] = EARLIER_FIELDS
 # (ts, event_id, *sensors): the order in which a device's readings follow each other is (ts, event_id).
 Reading = tuple[Any, ...]
 _KEEP = 3  # snapshots kept: the newest is enough, two more cover a crash while writing
@@ -48,7 +39,6 @@ def newer(readings: dict[str, Reading], candidates: dict[str, Reading]) -> dict[
 
 class LastReadings:
     def __init__(self, spark: SparkSession, folder: str) -> None:
-        self.spark = spark
         self.folder = folder.rstrip("/")
         self._fs, self._path = hadoop_filesystem(spark, self.folder)
         self._jvm = spark.sparkContext._jvm
@@ -90,12 +80,9 @@ class LastReadings:
         for old in self._snapshots()[:-_KEEP]:
             self._fs.delete(self._file(old), False)
 
-    def frame(self, readings: dict[str, Reading], devices: list[str]) -> DataFrame | None:
-        """The readings of these devices as a DataFrame (device_id, ts, event_id, sensors)."""
+    @staticmethod
+    def frame(readings: dict[str, Reading], devices: list[str]) -> pd.DataFrame:
+        """The readings of these devices, as the columns `features.logic.add_features` reads
+        for a device's earlier reading (device_id, then `earlier(field)` for each field)."""
         rows = [(device, *readings[device]) for device in devices if device in readings]
-        if not rows:
-            return None
-        # Through Arrow, a local relation in the plan: no Spark job and no Python worker.
-        return self.spark.createDataFrame(
-            pd.DataFrame(rows, columns=READING_SCHEMA.fieldNames()), schema=READING_SCHEMA
-        )
+        return pd.DataFrame(rows, columns=["device_id", *(earlier(field) for field in READING_FIELDS)])

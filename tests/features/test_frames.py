@@ -60,7 +60,7 @@ def test_spark_and_pandas_compute_the_same_features(spark) -> None:  # type: ign
     spark_events = spark.createDataFrame(events.astype(object).where(events.notna(), None))
     spark_earlier = spark.createDataFrame(earlier)
     got = (
-        logic.add_features(logic.usable_stats(spark_events, 30), spark_earlier)
+        logic.add_features(logic.join_earlier(logic.usable_stats(spark_events, 30), spark_earlier), with_earlier=True)
         .select("event_id", "feature_status", *FEATURE_COLUMNS)
         .toPandas()
         .set_index("event_id")
