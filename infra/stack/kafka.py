@@ -150,6 +150,16 @@ class KafkaBroker:
             return Health(State.DOWN, f"metadata request failed: {exc.args[0].str()}")
         if metadata is None:
             return slow(f"the broker at {host}:{port}")
+        # A restarted broker answers metadata requests before its partitions have a leader again;
+        # until they do, reads and writes fail with "not leader for partition".
+        leaderless = sum(
+            1
+            for topic in metadata.topics.values()
+            for part in topic.partitions.values()
+            if part.leader < 0 or part.error
+        )
+        if leaderless:
+            return Health(State.SLOW, f"{leaderless} partition(s) have no leader yet")
         return Health(State.UP, f"{len(metadata.brokers)} broker(s), {len(metadata.topics)} topics")
 
     def ensure_topics(self) -> list[str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import pytest
 import requests
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from infra.settings import Settings, load_settings
 from infra.stack import manager
@@ -128,9 +129,27 @@ def test_kafka_data_survives_down_and_up(full_stack: tuple[dict[str, str], Setti
     assert run_warden(env, "up", "--service", "kafka").returncode == 0
 
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "survivor"})
-    low, high = consumer.get_watermark_offsets(TopicPartition(settings.topic_dlq, 0), timeout=10)
-    consumer.close()
+    try:
+        low, high = _watermarks(consumer, TopicPartition(settings.topic_dlq, 0))
+    finally:
+        consumer.close()
     assert high - low == 25
+
+
+_MOVING_LEADERSHIP = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition) -> tuple[int, int]:
+    """As a client would: a retriable error (leadership moving a moment after a restart) is retried."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=10)
+            return low, high
+        except KafkaException as exc:
+            if exc.args[0].code() not in _MOVING_LEADERSHIP or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.mark.stops_the_stack
