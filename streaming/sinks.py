@@ -15,10 +15,12 @@ with the same id and the same offsets. Each sink therefore keys its output by ba
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from infra.exceptions import ServiceError
 from infra.logs import KAFKA_CLIENT_LOG
@@ -28,6 +30,13 @@ from infra.spark import hadoop_filesystem
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
+
+log = logging.getLogger(__name__)
+_COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
 
 STAGING = "_staging"
 # Bounds what the driver holds when a batch's alerts or dead letters are read back for Kafka.
@@ -113,8 +122,16 @@ class TransactionalKafkaSink:
     def next_batch_id(self) -> int:
         """The first batch id whose records are not committed yet: asked of the broker once, then
         known, since no other producer can commit under this transactional id after the fencing."""
-        if self._next is None:
-            committed = self._consumer.committed([self._marker], timeout=30)[0]
+        deadline = time.monotonic() + 60
+        while self._next is None:
+            try:
+                committed = self._consumer.committed([self._marker], timeout=30)[0]
+            except KafkaException as exc:
+                # The group's coordinator moves or loads for a moment after a broker (re)start.
+                if exc.args[0].code() not in _COORDINATOR_MOVING or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+                continue
             self._next = max(committed.offset, 0)
         return self._next
 
@@ -141,8 +158,13 @@ class TransactionalKafkaSink:
                 60,
             )
             producer.commit_transaction(120)
-        except KafkaException:
-            producer.abort_transaction(60)
+        except BaseException:
+            # Whatever failed (the broker, or reading the batch's records back from the lake),
+            # the transaction must not stay open: the batch's retry begins a new one.
+            try:
+                producer.abort_transaction(60)
+            except KafkaException as exc:
+                log.warning("aborting the transaction of batch %d failed: %s", batch_id, exc)
             raise
         self._next = batch_id + 1
         return True
