@@ -144,6 +144,12 @@ class Settings(BaseSettings):
         description="A failed micro-batch restarts the query from its checkpoint, after 2, 4, 8… s (at most 30); "
         "this many failures in a row without a committed batch stop `warden stream`. 0 stops on the first.",
     )
+    stream_inline_alerts_max_rows: PositiveInt = Field(
+        default=20_000,
+        description="A micro-batch with at most this many valid events brings its alerts to the driver with its "
+        "scored write (no second pass); a bigger one reads them back from its lake files, a file at a time, so "
+        "that the driver's memory stays bounded whatever the batch's size and alert rate.",
+    )
     max_event_bytes: PositiveInt = Field(default=4096, description="Bigger events go to the dead-letter topic.")
     champion_poll_seconds: float = Field(
         default=5.0, gt=0, description="How often the stream re-checks the champion alias."

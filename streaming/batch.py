@@ -7,11 +7,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from pyspark import inheritable_thread_target
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -98,6 +100,8 @@ class BatchProcessor:
         # Held while a batch runs, so a shutdown can wait for the batch to finish.
         self.busy = threading.Lock()
         self.stopping = threading.Event()
+        # The telemetry write runs beside the scoring: two Spark jobs at once, each mostly waiting.
+        self._beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-telemetry")
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
         if self.stopping.is_set():
@@ -114,46 +118,59 @@ class BatchProcessor:
         clock = _PhaseClock(metrics.phases_ms)
         # Parsed on the streaming DataFrame already (`streaming.job`); kept for the census and the writes.
         parsed = parsed.persist()
+        telemetry: Future[None] | None = None
         try:
             census = take_census(parsed)
             metrics.dead_letters = census.rejected
             metrics.input_rows = census.valid + sum(census.rejected.values())
             clock.lap("read")
             valid = parsed.where(_is_valid())
+            write_telemetry = inheritable_thread_target(
+                lambda: self.lake.write(valid.select(*_telemetry_columns()), "telemetry", batch_id)
+            )
+            telemetry = self._beside.submit(write_telemetry)
             readings = self.readings.before(batch_id)
             alerts: Iterator[tuple[bytes | None, bytes]] = iter(())
             letters: Iterator[DeadLetter] = iter(())
             if census.valid:
                 context = self._context(list(census.newest), readings, batch_id)
                 clock.lap("features")
-                # The summary is gathered by the write itself, as observed metrics: no second
-                # pass over the scored batch, cached or read back.
+                # The summary (and, for a batch small enough, its alerts) is gathered by the write
+                # itself, as observed metrics: no second pass over the scored batch.
+                inline = census.valid <= self.settings.stream_inline_alerts_max_rows
                 observed = Observation(f"batch-{batch_id}")
                 info = model.info
                 rows = self._score(valid, context, model).select(
                     *_scored_columns(info.threshold, info.name, info.version)
                 )
-                self.lake.write(_observed(rows, observed), "scored", batch_id)
-                metrics.alerts = _summarize(observed.get, metrics)
+                self.lake.write(_observed(rows, observed, inline), "scored", batch_id)
+                summary = observed.get
+                metrics.alerts = _summarize(summary, metrics)
                 if metrics.alerts:
-                    alerts = _alerts(self.lake.read_batch("scored", batch_id, _without_date(rows)))
+                    # What reaches Kafka is what the lake holds: the rows this write observed, or,
+                    # for a big batch, its lake files read back a file at a time (lazily: not at
+                    # all for a batch already published), in memory bounded by a file's rows.
+                    alerts = (
+                        _observed_alerts(summary)
+                        if inline
+                        else _alerts(self.lake.read_batch("scored", batch_id, _without_date(rows)))
+                    )
             clock.lap("score")
-            self.lake.write(valid.select(*_telemetry_columns()), "telemetry", batch_id)
             if census.rejected:
                 rejected = parsed.where(~_is_valid()).crossJoin(F.broadcast(self._batch(batch_id)))
                 rejected = rejected.select(*_rejected_columns())
                 self.lake.write(rejected, "rejected", batch_id)
                 letters = _dead_letters(self.lake.read_batch("rejected", batch_id, _without_date(rejected)))
+            telemetry.result()
             clock.lap("lake")
             self.readings.save(batch_id, newer(readings, census.newest))
             clock.lap("state")
-            # Alerts and dead letters are read back from the batch's own lake files, a file at a
-            # time (lazily: not at all for a batch already published): what reaches Kafka is what
-            # the lake holds, in memory bounded by a file's rows whatever the batch's size and alert rate.
             published = self.kafka_sink().publish(batch_id, alerts, letters)
             metrics.alerts_skipped_as_written = not published
             clock.lap("kafka")
         finally:
+            if telemetry is not None:
+                wait([telemetry])  # a failed batch must not leave a write running into its replay
             parsed.unpersist()
         self.metrics.record_batch(metrics)
 
@@ -326,10 +343,23 @@ def _alert_payload() -> Column:
     )
 
 
-def _observed(scored: DataFrame, observation: Observation) -> DataFrame:
+def _observed(scored: DataFrame, observation: Observation, with_alerts: bool) -> DataFrame:
     """`scored` with the batch's alert count, row count, feature status counts and timestamp
-    percentiles attached as metrics observed while it is written."""
-    return scored.observe(observation, *_observed_metrics())
+    percentiles (and `with_alerts`, the alerts themselves) attached as metrics observed while it
+    is written."""
+    return scored.observe(observation, *_observed_metrics(), *((_observed_alert_list(),) if with_alerts else ()))
+
+
+@functools.cache
+def _observed_alert_list() -> Column:
+    # collect_list skips nulls: only the alerts, as (device, JSON payload).
+    alert = F.struct(F.col("device_id"), _alert_payload().alias("payload"))
+    return F.collect_list(F.when(F.col("is_alert"), alert)).alias("alert_list")
+
+
+def _observed_alerts(observed: dict[str, Any]) -> Iterator[tuple[bytes | None, bytes]]:
+    for device, payload in observed["alert_list"]:
+        yield device.encode(), payload.encode()
 
 
 @functools.cache
