@@ -144,6 +144,12 @@ class Settings(BaseSettings):
         description="A failed micro-batch restarts the query from its checkpoint, after 2, 4, 8… s (at most 30); "
         "this many failures in a row without a committed batch stop `warden stream`. 0 stops on the first.",
     )
+    stream_statistics_refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="The stream keeps its devices' online statistics in memory and reads them again from "
+        "Feast's online store this often, in the background (a device met for the first time is read at once).",
+    )
     stream_inline_alerts_max_rows: PositiveInt = Field(
         default=20_000,
         description="A micro-batch with at most this many valid events brings its alerts to the driver with its "

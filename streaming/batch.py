@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from pyspark import inheritable_thread_target
@@ -21,16 +21,13 @@ from pyspark.sql import types as T
 from features.formulas import FEATURE_COLUMNS, FRESH, MISSING, STALE, STATS_COLUMNS, STATS_TIME
 from features.logic import EARLIER_FIELDS, add_features, earlier, usable_stats
 from features.schema import EVENT_FIELDS
-from features.store import online_features
 from infra.settings import Settings
 from models.loader import ScoringModel
 from models.scoring import SCORE
 from streaming.metrics import BatchMetrics, StreamMetrics
 from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
 from streaming.state import READING_FIELDS, LastReadings, Reading, newer
-
-if TYPE_CHECKING:
-    from feast import FeatureStore
+from streaming.statistics import OnlineStatistics
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +79,7 @@ class BatchProcessor:
         self,
         settings: Settings,
         spark: SparkSession,
-        store: FeatureStore,
+        statistics: OnlineStatistics,
         champion: Callable[[], ScoringModel | None],
         lake: LakeBatchWriter,
         readings: LastReadings,
@@ -91,7 +88,7 @@ class BatchProcessor:
     ) -> None:
         self.settings = settings
         self.spark = spark
-        self.store = store
+        self.statistics = statistics
         self.champion = champion
         self.lake = lake
         self.readings = readings
@@ -175,11 +172,9 @@ class BatchProcessor:
         self.metrics.record_batch(metrics)
 
     def _context(self, devices: list[str], readings: dict[str, Reading], batch_id: int) -> DataFrame:
-        """The batch's devices with their statistics (one batched read of Feast's online store),
-        their earlier readings, the batch's id and scoring time (_CONTEXT_SCHEMA), through Arrow."""
-        context = online_features(self.store, devices).merge(
-            self.readings.frame(readings, devices), on="device_id", how="left"
-        )
+        """The batch's devices with their online statistics, their earlier readings, the batch's
+        id and scoring time (_CONTEXT_SCHEMA), through Arrow."""
+        context = self.statistics.of(devices).merge(self.readings.frame(readings, devices), on="device_id", how="left")
         context["batch_id"], context["scored_at"] = batch_id, datetime.now(UTC)
         return self.spark.createDataFrame(context.astype(object).where(context.notna(), None), schema=_CONTEXT_SCHEMA)
 

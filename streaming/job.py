@@ -32,6 +32,7 @@ from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
 from streaming.parse import parse_events
 from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
 from streaming.state import LastReadings
+from streaming.statistics import OnlineStatistics
 
 if TYPE_CHECKING:
     from pyspark.sql.streaming import StreamingQuery
@@ -122,7 +123,8 @@ def run_stream(
 
     from features.store import feature_store
 
-    store = feature_store(settings)
+    statistics = OnlineStatistics(feature_store(settings), settings.stream_statistics_refresh_seconds)
+    statistics.start()
     sink: list[TransactionalKafkaSink] = []
 
     def kafka_sink() -> TransactionalKafkaSink:
@@ -134,7 +136,7 @@ def run_stream(
     processor = BatchProcessor(
         settings,
         spark,
-        store,
+        statistics,
         lambda: watcher.current,
         LakeBatchWriter(spark, settings.lake_url),
         LastReadings(spark, str(settings.checkpoint_dir / "last_readings")),
@@ -210,6 +212,7 @@ def run_stream(
         report.exit_reason = "stopped"
     finally:
         watcher.stop()
+        statistics.stop()
         if sink:
             sink[0].close()
         report.seconds = time.monotonic() - started
