@@ -188,7 +188,7 @@ def run_stream(
                 break
             # A failed batch (a DataNode or the online store gone for a moment) ends the query;
             # its checkpoint makes a restart replay that batch, and the sinks keep replays exact.
-            reason = _root_cause(str(failure))
+            reason = failure_reason(str(failure))
             failures = 1 if metrics.totals["batches"] > batches_at_start else failures + 1
             if failures > settings.stream_max_restarts:
                 raise ServiceError(f"the streaming query failed {failures} times in a row, giving up: {reason}")
@@ -223,12 +223,16 @@ def run_stream(
     return report
 
 
-def _root_cause(description: str) -> str:
-    """The innermost `Caused by:` of a Java failure (what went wrong, not the foreachBatch
-    wrapper around it), else its first line."""
-    causes = [line.removeprefix("Caused by: ") for line in description.splitlines() if line.startswith("Caused by: ")]
+def failure_reason(description: str) -> str:
+    """What made a batch fail, in a line: the innermost `Caused by:` of a Java failure (what went
+    wrong, not the foreachBatch wrapper around it), else the exception line that ends the Python
+    traceback the batch raised. Never Spark's report of the query that follows them."""
+    lines = description.split("=== Streaming Query ===", 1)[0].splitlines()
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
     meaningful = [cause for cause in causes if "Python Proxy" not in cause]
-    cause = (meaningful or causes or description.strip().splitlines() or ["unknown"])[-1]
+    # A traceback's frames are indented; its exception line is not (Spark appends its SQLSTATEs indented).
+    unindented = [line for line in lines if line.strip() and not line[0].isspace()]
+    cause = (meaningful or causes or unindented or ["unknown"])[-1]
     # The head names the exception, the tail what it says; the middle is mostly a path.
     return cause if len(cause) <= 240 else f"{cause[:100]} … {cause[-130:]}"
 
