@@ -20,6 +20,9 @@ admin_username = {username}
 admin_password = {password}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 grant_default_workspace_access = false
+# A login once checked is trusted for a minute: each check is a scrypt hash (~160 ms of CPU here)
+# and every request of a logged-in client carries the login (the stream and the dashboard poll).
+auth_cache_ttl_seconds = 60
 """
 
 

@@ -81,6 +81,9 @@ def test_writes_need_a_login(full_stack: tuple[dict[str, str], Settings]) -> Non
     assert requests.post(create, json={"name": "anonymous"}, timeout=10).status_code == 401
     login = (settings.mlflow_username, mlflow_password(settings))
     assert requests.post(create, json={"name": "with-login"}, auth=login, timeout=10).status_code == 200
+    # The server remembers a checked login for a minute; that must let no other password through.
+    wrong = (settings.mlflow_username, mlflow_password(settings) + "x")
+    assert requests.post(create, json={"name": "wrong-login"}, auth=wrong, timeout=10).status_code == 401
     dags = f"{settings.airflow_url}/api/v2/dags"
     assert requests.get(dags, timeout=10).status_code == 401
     token = requests.post(
