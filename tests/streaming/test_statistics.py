@@ -7,12 +7,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from feast import FeatureStore
 
 from features.formulas import STATS_COLUMNS, STATS_TIME
 from features.store import apply_definitions, feature_store
-from infra.settings import load_settings
+from infra.settings import Settings, load_settings
 from streaming.statistics import OnlineStatistics
+
+
+@pytest.fixture
+def store_settings(tmp_path: Path) -> Settings:
+    """A Feast store of its own, with the repository's definitions applied."""
+    settings = load_settings(home=tmp_path)
+    apply_definitions(feature_store(settings), settings)
+    return settings
 
 
 def _write(store: FeatureStore, device: str, value: float) -> None:
@@ -31,10 +40,9 @@ def _write(store: FeatureStore, device: str, value: float) -> None:
     )
 
 
-def test_devices_are_read_once_then_refreshed(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path)
+def test_devices_are_read_once_then_refreshed(store_settings: Settings) -> None:
+    settings = store_settings
     writer = feature_store(settings)
-    apply_definitions(writer, settings)
     _write(writer, "dev-1", 1.5)
     statistics = OnlineStatistics(feature_store(settings), refresh_seconds=3600)
     first = statistics.of(["dev-2", "dev-1"])
@@ -54,10 +62,9 @@ def test_devices_are_read_once_then_refreshed(tmp_path: Path) -> None:
     assert fresh.loc["dev-2", "device_type"] == "pump"
 
 
-def test_the_background_refresh_follows_the_store(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path)
+def test_the_background_refresh_follows_the_store(store_settings: Settings) -> None:
+    settings = store_settings
     writer = feature_store(settings)
-    apply_definitions(writer, settings)
     _write(writer, "dev-1", 1.0)
     statistics = OnlineStatistics(feature_store(settings), refresh_seconds=0.2)
     assert statistics.of(["dev-1"]).loc[0, STATS_COLUMNS[0]] == 1.0
