@@ -29,7 +29,7 @@ jvm: $(JVM_STAMP) ## Fetch the Kafka broker, Spark's Kafka connector, the HDFS d
 $(JVM_STAMP): $(JVM_POMS)
 	@command -v java >/dev/null || { echo "error: java not found; run: apt-get install -y openjdk-17-jdk-headless"; exit 1; }
 	@command -v mvn >/dev/null || { echo "error: mvn not found; run: apt-get install -y maven"; exit 1; }
-	rm -rf .jvm/kafka .jvm/spark-kafka .jvm/hadoop .jvm/scoring
+	rm -rf .jvm/kafka .jvm/spark-kafka .jvm/hadoop .jvm/scoring .jvm/delta
 	mvn --batch-mode --quiet -f infra/jvm/pom.xml package
 	@touch $@
 

@@ -28,11 +28,11 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
-import pyarrow.dataset as ds
 from confluent_kafka import Consumer, TopicPartition
 
 import cpu_profile
 import spark_stages
+from infra.lake import Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from streaming.kafka_io import end_offsets
@@ -311,9 +311,7 @@ def recovery(bench: Settings, number: int, rate: float, seconds: float, devices:
         for process in (running, restarted):
             if process is not None:
                 process.kill()
-    scored = ds.dataset(Path(scratch.lake_url) / "scored", partitioning="hive").to_table(
-        columns=["event_id", "is_alert"]
-    )
+    scored = Lake(scratch).read_table("scored", ["event_id", "is_alert"])
     event_ids = scored.column("event_id").to_pylist()
     flagged = {e for e, alert in zip(event_ids, scored.column("is_alert").to_pylist(), strict=True) if alert}
     return {

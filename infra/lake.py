@@ -1,9 +1,11 @@
-"""The lake: Parquet datasets partitioned by date under `WARDEN_LAKE_ROOT`.
+"""The lake: Parquet datasets and Delta tables, partitioned by date, under `WARDEN_LAKE_ROOT`.
 
 Python code that is not Spark reads and writes the lake only through this module, which reaches
 the root through fsspec (`lake_filesystem`, the one place that picks it): a local folder, or
 WebHDFS for an hdfs:// root, so no native Hadoop client is needed outside the JVM. Spark reads
-the same datasets through `Lake.url`, with its own Hadoop client.
+the same datasets through `Lake.url`, with its own Hadoop client. The stream's tables
+(`scored`, `rejected`) are Delta tables: Python reads them through their log with `deltalake`
+(delta-rs, which reaches hdfs:// natively), a consistent snapshot, never by listing files.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 from fsspec.implementations.local import LocalFileSystem
 
 from features.schema import PARTITION_COLUMN
 from infra.exceptions import LakeError
 from infra.settings import Settings
 from infra.stack.process import port_is_open
-
-DATASETS = ("telemetry", "labels", "scored", "rejected")
 
 _READ_ATTEMPTS = 4
 
@@ -146,6 +148,14 @@ class Lake:
             except (pa.ArrowInvalid, FileNotFoundError):
                 time.sleep(0.5 * attempt)
         return self._read_listed(path, columns)
+
+    def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table:
+        """A Delta table (with its `date` partition column) as of its latest commit."""
+        try:
+            snapshot = DeltaTable(self.url(table))
+        except TableNotFoundError:
+            raise LakeError(f"{table}/ is not a Delta table under {self.root} yet; `warden stream` writes it") from None
+        return snapshot.to_pyarrow_table(columns=columns)
 
     def _read_listed(self, path: str, columns: list[str] | None) -> pa.Table:
         dataset_ = ds.dataset(path, format="parquet", partitioning=_PARTITIONING, filesystem=self._arrow_fs)

@@ -1,4 +1,4 @@
-"""The one place a SparkSession is built: master, JVM jars (Kafka connector, scorer), time zone, loopback."""
+"""The one place a SparkSession is built: master, JVM jars (Kafka connector, scorer, Delta Lake), time zone, loopback."""
 
 from __future__ import annotations
 
@@ -53,6 +53,11 @@ def check_reachable(settings: Settings) -> None:
             )
 
 
+def delta_jars(settings: Settings) -> list[str]:
+    """Delta Lake for Spark (`infra/jvm/delta`), as fetched by `make jvm`."""
+    return _jars(settings, "delta", "delta-spark", "Delta Lake for Spark")
+
+
 def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) -> SparkSession:
     """A session on WARDEN_SPARK_MASTER; on a cluster `spark.jars` also ships the jars to executors."""
     check_reachable(settings)
@@ -94,8 +99,14 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         # pandas to Spark (a batch's online statistics) and back through Arrow: a local relation,
         # not an RDD of pickled rows.
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        # The lake's Delta tables (`scored`, `rejected`), by path.
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        # Rebuilding a table's state from its log is a Spark job of 50 tasks by default: far more
+        # tasks than a log of a few hundred small commits needs on two cores.
+        .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
     )
-    jars = scoring_jars(settings) + (connector_jars(settings) if with_kafka else [])
+    jars = scoring_jars(settings) + delta_jars(settings) + (connector_jars(settings) if with_kafka else [])
     builder = builder.config("spark.jars", ",".join(jars))
     java_options = spark_java_options(settings, app_name)
     if java_options is not None:

@@ -25,7 +25,7 @@ from infra.settings import Settings
 from models.loader import ScoringModel
 from models.scoring import SCORE
 from streaming.metrics import BatchMetrics, StreamMetrics
-from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
+from streaming.sinks import DeltaBatchWriter, LakeBatchWriter, TransactionalKafkaSink
 from streaming.state import READING_FIELDS, LastReadings, Reading, newer
 from streaming.statistics import OnlineStatistics
 
@@ -82,6 +82,7 @@ class BatchProcessor:
         statistics: OnlineStatistics,
         champion: Callable[[], ScoringModel | None],
         lake: LakeBatchWriter,
+        tables: DeltaBatchWriter,
         readings: LastReadings,
         kafka_sink: Callable[[], TransactionalKafkaSink],
         metrics: StreamMetrics,
@@ -91,6 +92,7 @@ class BatchProcessor:
         self.statistics = statistics
         self.champion = champion
         self.lake = lake
+        self.tables = tables
         self.readings = readings
         self.kafka_sink = kafka_sink
         self.metrics = metrics
@@ -105,7 +107,12 @@ class BatchProcessor:
             # Shutting down: fail before any side effect; the batch is replayed on restart.
             raise StopRequested(f"batch {batch_id} not started: the job is stopping")
         with self.busy:
-            self._process(records, batch_id)
+            if batch_id < self.kafka_sink().next_batch_id():
+                # Replayed after a crash that followed its Kafka transaction: every sink was written
+                # before that transaction committed, so nothing is written again.
+                self.metrics.record_batch(BatchMetrics(batch_id, skipped_as_written=True))
+            else:
+                self._process(records, batch_id)
 
     def _process(self, parsed: DataFrame, batch_id: int) -> None:
         model = self.champion()
@@ -140,30 +147,27 @@ class BatchProcessor:
                 rows = self._score(valid, context, model).select(
                     *_scored_columns(info.threshold, info.name, info.version)
                 )
-                self.lake.write(_observed(rows, observed, inline), "scored", batch_id)
+                self.tables.write(_observed(rows, observed, inline), "scored", batch_id, "batch_id,ts")
                 summary = observed.get
                 metrics.alerts = _summarize(summary, metrics)
                 if metrics.alerts:
                     # What reaches Kafka is what the lake holds: the rows this write observed, or,
-                    # for a big batch, its lake files read back a file at a time (lazily: not at
-                    # all for a batch already published), in memory bounded by a file's rows.
+                    # for a big batch, its rows read back a file at a time, in memory bounded by a
+                    # file's rows.
                     alerts = (
-                        _observed_alerts(summary)
-                        if inline
-                        else _alerts(self.lake.read_batch("scored", batch_id, _without_date(rows)))
+                        _observed_alerts(summary) if inline else _alerts(self.tables.read_batch("scored", batch_id))
                     )
             clock.lap("score")
             if census.rejected:
                 rejected = parsed.where(~_is_valid()).crossJoin(F.broadcast(self._batch(batch_id)))
                 rejected = rejected.select(*_rejected_columns())
-                self.lake.write(rejected, "rejected", batch_id)
-                letters = _dead_letters(self.lake.read_batch("rejected", batch_id, _without_date(rejected)))
+                self.tables.write(rejected, "rejected", batch_id, "batch_id,source_timestamp")
+                letters = _dead_letters(self.tables.read_batch("rejected", batch_id))
             telemetry.result()
             clock.lap("lake")
             self.readings.save(batch_id, newer(readings, census.newest))
             clock.lap("state")
-            published = self.kafka_sink().publish(batch_id, alerts, letters)
-            metrics.alerts_skipped_as_written = not published
+            self.kafka_sink().publish(batch_id, alerts, letters)
             clock.lap("kafka")
         finally:
             if telemetry is not None:
@@ -250,11 +254,6 @@ def _rejected_columns() -> tuple[Column, ...]:
         F.col("batch_id"),
         F.date_format("kafka_ts", "yyyy-MM-dd").alias("date"),
     )
-
-
-def _without_date(frame: DataFrame) -> T.StructType:
-    """The schema of `frame`'s files: the `date` partition column lives in their folder's name."""
-    return T.StructType([field for field in frame.schema.fields if field.name != "date"])
 
 
 def _event_date() -> Column:

@@ -30,7 +30,7 @@ from streaming.batch import BatchProcessor
 from streaming.kafka_io import require_broker
 from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
 from streaming.parse import parse_events
-from streaming.sinks import LakeBatchWriter, TransactionalKafkaSink
+from streaming.sinks import DeltaBatchWriter, LakeBatchWriter, TransactionalKafkaSink
 from streaming.state import LastReadings
 from streaming.statistics import OnlineStatistics
 
@@ -139,6 +139,7 @@ def run_stream(
         statistics,
         lambda: watcher.current,
         LakeBatchWriter(spark, settings.lake_url),
+        DeltaBatchWriter(spark, settings.lake_url),
         LastReadings(spark, str(settings.checkpoint_dir / "last_readings")),
         kafka_sink,
         metrics,

@@ -36,7 +36,7 @@ class BatchMetrics:
     latency_ms: dict[str, float] = field(default_factory=dict)  # event ts → sink, percentiles
     latency_bins_ms: list[tuple[float, float]] = field(default_factory=list)  # (latency, events) bins
     kafka_latency_ms: dict[str, float] = field(default_factory=dict)  # Kafka timestamp → sink
-    alerts_skipped_as_written: bool = False
+    skipped_as_written: bool = False  # a replay of a batch whose sinks were all written
     phases_ms: dict[str, float] = field(default_factory=dict)
     finished_at: float = 0.0
 

@@ -34,14 +34,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, stream: W
 
 
 def scored(settings: Settings) -> pd.DataFrame:
-    """The lake's scored rows so far; none while `scored/` is missing, empty or unreachable."""
+    """The scored table's rows as of its latest commit; none before the stream's first batch."""
     try:
-        table = Lake(settings).read("scored")
+        table = Lake(settings).read_table("scored", SCORED_COLUMNS)
     except (LakeError, OSError):
         return pd.DataFrame(columns=SCORED_COLUMNS)
-    if not set(SCORED_COLUMNS) <= set(table.column_names):  # the folder exists before the first batch's files
-        return pd.DataFrame(columns=SCORED_COLUMNS)
-    return table.select(SCORED_COLUMNS).to_pandas()
+    return table.to_pandas()
 
 
 def read_committed(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:

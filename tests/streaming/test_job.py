@@ -143,7 +143,7 @@ def test_exactly_once_through_a_sigkill(
         assert headers["source_topic"] == settings.topic_telemetry.encode()
         assert int(headers["source_offset"]) >= 0 and headers["reason_detail"]
 
-    rejected = Lake(settings).read("rejected").to_pandas()
+    rejected = Lake(settings).read_table("rejected").to_pandas()
     assert sorted((bytes(v), r) for v, r in zip(rejected["value"], rejected["reason"], strict=True)) == sorted(
         MALFORMED
     )
