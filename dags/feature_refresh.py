@@ -1,7 +1,8 @@
-"""`feature_refresh`: the lake's newest telemetry → rolling device statistics → Feast, online.
+"""`feature_refresh`: the lake's newest telemetry → rolling device statistics → Feast, online;
+then the small files the stream left in the lake's Delta tables are compacted.
 
 Declarations only; the work is `pipelines.tasks.refresh_features` (Spark on the lake, the Feast
-offline source, `materialize_incremental`).
+offline source, `materialize_incremental`) and `pipelines.tasks.compact_lake` (deltalake).
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ def feature_refresh() -> None:
 
         return tasks.refresh_features(dag_run.run_after.isoformat())
 
-    refresh()
+    # Compaction runs whatever the refresh did: the stream keeps adding files either way.
+    @task(trigger_rule="all_done")
+    def compact() -> str:
+        from pipelines import tasks
+
+        return tasks.compact_lake()
+
+    refresh() >> compact()
 
 
 feature_refresh()

@@ -42,7 +42,7 @@ def refresh_features(
     lake = Lake(settings)
     window = timedelta(minutes=settings.feature_window_minutes)
     try:
-        telemetry = spark.read.parquet(lake.url("telemetry"))
+        telemetry = spark.read.format("delta").load(lake.url("telemetry"))
     except Exception as exc:  # Spark raises AnalysisException for a missing path
         raise LakeError(f"no telemetry under {lake.root}: {type(exc).__name__}; run `warden backfill`") from None
     if start is None:

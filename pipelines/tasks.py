@@ -85,6 +85,12 @@ def refresh_features(end: str) -> str:
     return f"{report.rows:,} statistics rows for {report.devices} devices up to {report.end.isoformat()}"
 
 
+def compact_lake() -> str:
+    from pipelines.compaction import compact_tables
+
+    return "; ".join(c.summary() for c in compact_tables(get_settings()))
+
+
 def _for_model(model_name: str | None) -> Settings:
     """The settings, for another registered model than the configured one when a run names it."""
     settings = get_settings()

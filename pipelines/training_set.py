@@ -44,14 +44,14 @@ def labeled_events(settings: Settings, spark: SparkSession, window: Window) -> D
     """Telemetry in [start, end) joined with its ground truth (events without a label are left out)."""
     lake = Lake(settings)
     try:
-        telemetry = spark.read.parquet(lake.url("telemetry"))
+        telemetry = spark.read.format("delta").load(lake.url("telemetry"))
         labels = spark.read.parquet(lake.url("labels"))
     except Exception as exc:  # AnalysisException: the path does not exist
         raise LakeError(
             f"telemetry or labels missing under {lake.root} ({type(exc).__name__}); run `warden backfill`"
         ) from None
     in_window = (F.col("ts") >= window.start) & (F.col("ts") < window.end)
-    events = telemetry.where(in_window).drop("date").dropDuplicates(["event_id"])
+    events = telemetry.where(in_window).drop("date", "batch_id").dropDuplicates(["event_id"])
     truth = labels.where(in_window).select("event_id", "is_anomaly", "anomaly_type").dropDuplicates(["event_id"])
     return events.join(truth, "event_id")
 

@@ -108,7 +108,7 @@ def _labeled_rows(settings: Settings, spark: SparkSession, window: Window) -> Da
     are one of the things validation must see."""
     lake = Lake(settings)
     try:
-        telemetry = spark.read.parquet(lake.url("telemetry"))
+        telemetry = spark.read.format("delta").load(lake.url("telemetry"))
         labels = spark.read.parquet(lake.url("labels"))
     except AnalysisException as exc:  # the path does not exist
         raise LakeError(

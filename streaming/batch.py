@@ -25,7 +25,7 @@ from infra.settings import Settings
 from models.loader import ScoringModel
 from models.scoring import SCORE
 from streaming.metrics import BatchMetrics, StreamMetrics
-from streaming.sinks import DeltaBatchWriter, LakeBatchWriter, TransactionalKafkaSink
+from streaming.sinks import DeltaBatchWriter, TransactionalKafkaSink
 from streaming.state import READING_FIELDS, LastReadings, Reading, newer
 from streaming.statistics import OnlineStatistics
 
@@ -81,7 +81,6 @@ class BatchProcessor:
         spark: SparkSession,
         statistics: OnlineStatistics,
         champion: Callable[[], ScoringModel | None],
-        lake: LakeBatchWriter,
         tables: DeltaBatchWriter,
         readings: LastReadings,
         kafka_sink: Callable[[], TransactionalKafkaSink],
@@ -91,7 +90,6 @@ class BatchProcessor:
         self.spark = spark
         self.statistics = statistics
         self.champion = champion
-        self.lake = lake
         self.tables = tables
         self.readings = readings
         self.kafka_sink = kafka_sink
@@ -129,8 +127,9 @@ class BatchProcessor:
             metrics.input_rows = census.valid + sum(census.rejected.values())
             clock.lap("read")
             valid = parsed.where(_is_valid())
+            telemetry_rows = valid.crossJoin(F.broadcast(self._batch(batch_id))).select(*_telemetry_columns())
             write_telemetry = inheritable_thread_target(
-                lambda: self.lake.write(valid.select(*_telemetry_columns()), "telemetry", batch_id)
+                lambda: self.tables.write(telemetry_rows, "telemetry", batch_id)
             )
             telemetry = self._beside.submit(write_telemetry)
             readings = self.readings.before(batch_id)
@@ -147,7 +146,7 @@ class BatchProcessor:
                 rows = self._score(valid, context, model).select(
                     *_scored_columns(info.threshold, info.name, info.version)
                 )
-                self.tables.write(_observed(rows, observed, inline), "scored", batch_id, "batch_id,ts")
+                self.tables.write(_observed(rows, observed, inline), "scored", batch_id)
                 summary = observed.get
                 metrics.alerts = _summarize(summary, metrics)
                 if metrics.alerts:
@@ -161,7 +160,7 @@ class BatchProcessor:
             if census.rejected:
                 rejected = parsed.where(~_is_valid()).crossJoin(F.broadcast(self._batch(batch_id)))
                 rejected = rejected.select(*_rejected_columns())
-                self.tables.write(rejected, "rejected", batch_id, "batch_id,source_timestamp")
+                self.tables.write(rejected, "rejected", batch_id)
                 letters = _dead_letters(self.tables.read_batch("rejected", batch_id))
             telemetry.result()
             clock.lap("lake")
@@ -238,7 +237,7 @@ def _scored_columns(threshold: float, model_name: str, model_version: str) -> tu
 
 @functools.cache
 def _telemetry_columns() -> tuple[Column, ...]:
-    return (*(F.col(c) for c in EVENT_FIELDS), _event_date())
+    return (*(F.col(c) for c in EVENT_FIELDS), F.col("batch_id"), _event_date())
 
 
 @functools.cache

@@ -30,7 +30,7 @@ from streaming.batch import BatchProcessor
 from streaming.kafka_io import require_broker
 from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
 from streaming.parse import parse_events
-from streaming.sinks import DeltaBatchWriter, LakeBatchWriter, TransactionalKafkaSink
+from streaming.sinks import DeltaBatchWriter, TransactionalKafkaSink
 from streaming.state import LastReadings
 from streaming.statistics import OnlineStatistics
 
@@ -138,7 +138,6 @@ def run_stream(
         spark,
         statistics,
         lambda: watcher.current,
-        LakeBatchWriter(spark, settings.lake_url),
         DeltaBatchWriter(spark, settings.lake_url),
         LastReadings(spark, str(settings.checkpoint_dir / "last_readings")),
         kafka_sink,

@@ -3,13 +3,10 @@
 `foreachBatch` is at-least-once: after a crash Spark runs the last uncommitted batch again,
 with the same id and the same offsets. Each sink therefore keys its output by batch id:
 
-- The lake's Delta tables (`scored`, `rejected`): a batch is one Delta commit, an append. The
-  first batch a process writes to a table, and any batch id it wrote before, may replay a batch
-  whose commit a crash left in the table: those replace the batch's rows instead (`replaceWhere
-  batch_id = N`). Readers see a batch's rows all at once, or not at all.
-- The `telemetry` dataset (Parquet): Spark writes the batch into a staging folder, then its files
-  are moved into the dataset's date partitions under names `stream-<batch id>-<n>.parquet`, after
-  deleting any file of that batch a crashed attempt left. A replay replaces its own files.
+- The lake's Delta tables (`telemetry`, `scored`, `rejected`): a batch is one Delta commit per
+  table, an append. The first batch a process writes to a table, and any batch id it wrote
+  before, may replay a batch whose commit a crash left in the table: those replace the batch's
+  rows instead (`replaceWhere batch_id = N`). Readers see a batch's rows all at once, or not at all.
 - Kafka (alerts and dead letters): one transaction per batch, with a stable transactional id.
   The same transaction commits `batch id + 1` as the offset of a bookkeeping consumer group,
   atomically with the records. A replayed batch whose transaction had committed is skipped;
@@ -28,9 +25,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from pyspark.sql import functions as F
 
 from infra.exceptions import ServiceError
+from infra.lake import table_properties
 from infra.logs import KAFKA_CLIENT_LOG
 from infra.settings import Settings
-from infra.spark import hadoop_filesystem
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -42,44 +39,9 @@ _COORDINATOR_MOVING = {
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
 }
 
-STAGING = "_staging"
 # Bounds what the driver holds when a batch's alerts or dead letters are read back for Kafka.
 ROWS_PER_FILE = 50_000
 Headers = list[tuple[str, bytes]]
-
-
-class LakeBatchWriter:
-    """Writes one micro-batch's rows to a lake dataset, replacing that batch's earlier files."""
-
-    def __init__(self, spark: SparkSession, lake_url: str) -> None:
-        self.spark = spark
-        self.lake_url = lake_url.rstrip("/")
-        self._fs, self._path = hadoop_filesystem(spark, self.lake_url)
-
-    def write(self, frame: DataFrame, dataset: str, batch_id: int) -> None:
-        """`frame` must have a `date` column (YYYY-MM-DD), the partition its rows belong to."""
-        staging = f"{self.lake_url}/{STAGING}/{dataset}/batch={batch_id}"
-        frame.write.mode("overwrite").option("maxRecordsPerFile", ROWS_PER_FILE).partitionBy("date").parquet(staging)
-        prefix = _prefix(batch_id)
-        fs, path = self._fs, self._path
-        for partition in fs.listStatus(path(staging)):
-            if not partition.isDirectory() or not partition.getPath().getName().startswith("date="):
-                continue
-            target = path(f"{self.lake_url}/{dataset}/{partition.getPath().getName()}")
-            fs.mkdirs(target)
-            for stale in fs.listStatus(target):
-                if stale.getPath().getName().startswith(prefix):
-                    fs.delete(stale.getPath(), False)
-            parts = [s for s in fs.listStatus(partition.getPath()) if s.getPath().getName().endswith(".parquet")]
-            for number, part in enumerate(sorted(parts, key=lambda s: s.getPath().getName())):
-                moved = path(target, f"{prefix}{number:05d}.parquet")
-                if not fs.rename(part.getPath(), moved):
-                    raise ServiceError(f"cannot move {part.getPath()} into {target}")
-        fs.delete(path(staging), True)
-
-
-def _prefix(batch_id: int) -> str:
-    return f"stream-{batch_id:012d}-"
 
 
 class DeltaBatchWriter:
@@ -100,19 +62,13 @@ class DeltaBatchWriter:
     def url(self, table: str) -> str:
         return f"{self.lake_url}/{table}"
 
-    def write(self, frame: DataFrame, table: str, batch_id: int, stats_columns: str) -> None:
-        """`frame` must have a `batch_id` column and a `date` (YYYY-MM-DD) column, its partition.
-        `stats_columns` (comma-separated): the columns whose min/max each file records, so a read
-        of one batch, or of a time range, skips the other files."""
+    def write(self, frame: DataFrame, table: str, batch_id: int) -> None:
+        """`frame` must have a `batch_id` column and a `date` (YYYY-MM-DD) column, its partition."""
         writer = (
             frame.write.format("delta")
             .partitionBy("date")
             .option("maxRecordsPerFile", ROWS_PER_FILE)
-            # Table properties, set when the first batch creates the table. Statistics of every
-            # column cost ~0.2 s a write; a log checkpoint every 100 commits, not 10, keeps its
-            # Spark job out of most batches while readers still replay few commit files.
-            .option("delta.dataSkippingStatsColumns", stats_columns)
-            .option("delta.checkpointInterval", "100")
+            .options(**table_properties(table))  # used only by the write that creates the table
         )
         last = self._last_written.get(table)
         if last is None or batch_id <= last:

@@ -69,6 +69,10 @@ def test_retrain_validates_before_it_builds_and_registers_last(parsed: dict) -> 
     assert edges["register"] == []
 
 
+def test_feature_refresh_compacts_the_lake_even_after_a_failed_refresh(parsed: dict) -> None:
+    assert parsed["dags"]["feature_refresh"] == {"refresh": ["compact"], "compact": []}
+
+
 def test_promote_waits_for_a_person_before_promoting(parsed: dict) -> None:
     edges = parsed["dags"]["promote"]
     assert edges["approve"] == ["promote_challenger"]

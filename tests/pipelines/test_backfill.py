@@ -23,13 +23,14 @@ def test_backfill_is_read_by_spark_with_the_contract_schema(spark: SparkSession,
     assert report.events == 2 * 5 * 144
 
     lake = Lake(settings)
-    telemetry = spark.read.parquet(lake.url("telemetry"))
+    telemetry = spark.read.format("delta").load(lake.url("telemetry"))
     fields = {f.name: f.dataType for f in telemetry.schema.fields}
     assert fields["event_id"] == T.StringType()
     assert fields["device_id"] == T.StringType()
     assert fields["ts"] == T.TimestampType()
     assert all(fields[name] == T.DoubleType() for name in SENSOR_COLUMNS)
     assert telemetry.count() == report.events
+    assert telemetry.where("batch_id IS NOT NULL").count() == 0  # written by no micro-batch
     dates = sorted(str(r["date"]) for r in telemetry.select("date").distinct().collect())
     assert dates == ["2026-11-18", "2026-11-19"]
 
@@ -44,7 +45,7 @@ def test_backfill_rerun_replaces_its_partitions(tmp_path: Path) -> None:
     params = BackfillParams(days=1, devices=3, interval_s=3600, end=END)
     backfill(settings, params)
     backfill(settings, params)
-    assert Lake(settings).read("telemetry").num_rows == 3 * 24
+    assert Lake(settings).read_table("telemetry").num_rows == 3 * 24
 
 
 def test_unwritable_lake_is_one_line(tmp_path: Path) -> None:

@@ -134,12 +134,12 @@ def test_a_feature_row_from_after_an_event_is_never_joined_to_it(
 def test_corrupted_history_fails_validation_and_registers_nothing(retrained: registry.VersionInfo) -> None:
     settings = get_settings()
     lake = Lake(settings)
-    telemetry = lake.read("telemetry").drop_columns(["date"])
+    telemetry = lake.read_table("telemetry").drop_columns(["date"])
     newest = telemetry.slice(telemetry.num_rows - 50)
     corrupt = newest.set_column(
         newest.schema.get_field_index("temperature"), "temperature", pa.array([5000.0] * newest.num_rows)
     )
-    lake.write(corrupt, "telemetry", "corrupt-{i}.parquet")  # duplicated event ids, impossible values
+    lake.append_table("telemetry", corrupt)  # duplicated event ids, impossible values
     before = _versions()
     try:
         run = dag("retrain").test()
@@ -157,8 +157,7 @@ def test_corrupted_history_fails_validation_and_registers_nothing(retrained: reg
         artifacts = [a.path for a in client.list_artifacts(failed[0].info.run_id)]
         assert "validation_report.json" in artifacts
     finally:
-        dates = sorted({d.as_py() for d in lake.read("telemetry", ["date"])["date"].unique()})
-        lake.remove("telemetry", "corrupt-", dates)
+        lake.delete_rows("telemetry", "temperature = 5000.0")
 
 
 # ---- a person's decision through the real Airflow API ----

@@ -36,12 +36,22 @@ def lake_with_history(home: Path, **overrides: object) -> Settings:
     return settings
 
 
-def rewrite(settings: Settings, dataset: str, change: Callable[[pa.Table], pa.Table]) -> None:
-    """Replace every file of `dataset` in the window by `change` of its rows."""
+def rewrite_telemetry(settings: Settings, change: Callable[[pa.Table], pa.Table]) -> None:
+    """Replace every row of the telemetry table (the window's, all backfilled) by `change` of them."""
     lake = Lake(settings)
-    table = lake.read(dataset).drop_columns([PARTITION_COLUMN])
-    lake.remove(dataset, "", [f"{WINDOW.start + timedelta(days=d):%Y-%m-%d}" for d in range((END - WINDOW.start).days)])
-    lake.write(change(table), dataset, "damaged-{i}.parquet")
+    table = lake.read_table("telemetry").drop_columns([PARTITION_COLUMN])
+    lake.delete_rows("telemetry", "batch_id IS NULL")
+    lake.append_table("telemetry", change(table))
+
+
+def rewrite_labels(settings: Settings, change: Callable[[pa.Table], pa.Table]) -> None:
+    """Replace every file of `labels/` in the window by `change` of its rows."""
+    lake = Lake(settings)
+    table = lake.read("labels").drop_columns([PARTITION_COLUMN])
+    lake.remove(
+        "labels", "", [f"{WINDOW.start + timedelta(days=d):%Y-%m-%d}" for d in range((END - WINDOW.start).days)]
+    )
+    lake.write(change(table), "labels", "damaged-{i}.parquet")
 
 
 def with_values(table: pa.Table, column: str, value: object, rows: int = DAMAGED) -> pa.Table:
@@ -53,20 +63,20 @@ def with_values(table: pa.Table, column: str, value: object, rows: int = DAMAGED
 
 
 def out_of_range_temperature(settings: Settings) -> Window:
-    rewrite(settings, "telemetry", lambda t: with_values(t, "temperature", 2500.0))
+    rewrite_telemetry(settings, lambda t: with_values(t, "temperature", 2500.0))
     return WINDOW
 
 
 def nulls_in_humidity(settings: Settings) -> Window:
-    rewrite(settings, "telemetry", lambda t: with_values(t, "humidity", None))
+    rewrite_telemetry(settings, lambda t: with_values(t, "humidity", None))
     return WINDOW
 
 
 def replayed_events(settings: Settings) -> Window:
     """The same events written twice, as an at-least-once writer may."""
     lake = Lake(settings)
-    replayed = lake.read("telemetry").drop_columns([PARTITION_COLUMN]).slice(0, DAMAGED)
-    lake.write(replayed, "telemetry", "replay-{i}.parquet")
+    replayed = lake.read_table("telemetry").drop_columns([PARTITION_COLUMN]).slice(0, DAMAGED)
+    lake.append_table("telemetry", replayed)
     return WINDOW
 
 
@@ -75,7 +85,7 @@ def no_anomalies(settings: Settings) -> Window:
         rows = labels.num_rows
         return with_values(with_values(labels, "is_anomaly", False, rows), "anomaly_type", None, rows)
 
-    rewrite(settings, "labels", normal)
+    rewrite_labels(settings, normal)
     return WINDOW
 
 

@@ -61,6 +61,7 @@ def _batch(spark: SparkSession, batch_id: int, rows: int, tag: str) -> DataFrame
         F.concat(F.lit(f"{batch_id}-"), F.col("id").cast("string")).alias("event_id"),
         F.lit(tag).alias("attempt"),
         F.lit(batch_id).cast("long").alias("batch_id"),
+        F.timestamp_seconds(F.lit(1_764_720_000) + F.col("id")).alias("ts"),
         F.lit("2026-12-03").alias("date"),
     )
 
@@ -68,13 +69,13 @@ def _batch(spark: SparkSession, batch_id: int, rows: int, tag: str) -> DataFrame
 def test_a_delta_table_holds_each_batch_once_whatever_replays(spark: SparkSession, tmp_path: Path) -> None:
     lake = Lake(load_settings(home=tmp_path, lake_root=str(tmp_path / "lake")))
     first = DeltaBatchWriter(spark, lake.root)
-    first.write(_batch(spark, 0, 5, "first"), "scored", 0, "batch_id")
-    first.write(_batch(spark, 1, 5, "first"), "scored", 1, "batch_id")
-    first.write(_batch(spark, 1, 4, "in-process retry"), "scored", 1, "batch_id")
+    first.write(_batch(spark, 0, 5, "first"), "scored", 0)
+    first.write(_batch(spark, 1, 5, "first"), "scored", 1)
+    first.write(_batch(spark, 1, 4, "in-process retry"), "scored", 1)
     # A new process replays batch 1 (a crash after its Delta commit), then goes on with batch 2.
     restarted = DeltaBatchWriter(spark, lake.root)
-    restarted.write(_batch(spark, 1, 3, "replay"), "scored", 1, "batch_id")
-    restarted.write(_batch(spark, 2, 5, "replay"), "scored", 2, "batch_id")
+    restarted.write(_batch(spark, 1, 3, "replay"), "scored", 1)
+    restarted.write(_batch(spark, 2, 5, "replay"), "scored", 2)
 
     rows = lake.read_table("scored").to_pandas()
     assert rows.groupby("batch_id")["attempt"].agg(lambda a: sorted(set(a))).to_dict() == {
@@ -83,14 +84,14 @@ def test_a_delta_table_holds_each_batch_once_whatever_replays(spark: SparkSessio
         2: ["replay"],
     }
     assert rows["event_id"].is_unique and len(rows) == 5 + 3 + 5
-    assert sorted(restarted.read_batch("scored", 1).columns) == ["attempt", "batch_id", "event_id"]
+    assert sorted(restarted.read_batch("scored", 1).columns) == ["attempt", "batch_id", "event_id", "ts"]
     assert restarted.read_batch("scored", 1).count() == 3
 
 
 def test_a_python_reader_sees_whole_batches_while_the_stream_commits(spark: SparkSession, tmp_path: Path) -> None:
     lake = Lake(load_settings(home=tmp_path, lake_root=str(tmp_path / "lake")))
     writer = DeltaBatchWriter(spark, lake.root)
-    writer.write(_batch(spark, 0, 100, "w"), "scored", 0, "batch_id")
+    writer.write(_batch(spark, 0, 100, "w"), "scored", 0)
     seen: list[dict[int, int]] = []
     done = threading.Event()
 
@@ -103,7 +104,7 @@ def test_a_python_reader_sees_whole_batches_while_the_stream_commits(spark: Spar
     reader.start()
     try:
         for batch_id in range(1, 8):
-            writer.write(_batch(spark, batch_id, 100, "w"), "scored", batch_id, "batch_id")
+            writer.write(_batch(spark, batch_id, 100, "w"), "scored", batch_id)
     finally:
         done.set()
         reader.join()
