@@ -18,8 +18,9 @@ from pathlib import Path
 
 _SQL_EVENT = "org.apache.spark.sql.execution.ui.SparkListenerSQLExecution"
 _PROGRESS_EVENT = "org.apache.spark.sql.streaming.StreamingQueryListener$QueryProgressEvent"
-# A lake write goes to `<lake>/_staging/<dataset>/batch=<id>` (streaming/sinks.py).
-_LAKE_WRITE = re.compile(r"_staging/([^/\s,\]]+)/batch=")
+# A lake write is a Delta write (streaming/sinks.py) to `<lake>/<table>`.
+_DELTA_WRITE = re.compile(r"SaveIntoDataSourceCommand|WriteIntoDelta")
+_LAKE_TABLE = re.compile(r"/(telemetry|scored|rejected)(?=[\s,\])}]|$)", re.MULTILINE)
 _OPERATOR = re.compile(r"(\w+) \(\d+\)")  # "HashAggregate (5)" in a plan's tree
 _TASK_METRICS = {
     "task_run_ms": ("internal.metrics.executorRunTime", 1.0),
@@ -47,7 +48,7 @@ def _label(start: dict) -> str:
     plan = start.get("physicalPlanDescription", "")
     tree = plan.split("\n\n", 1)[0]  # the operator tree, before each operator's details
     model = " + model" if "ArrowEvalPython" in tree else ""
-    written = _LAKE_WRITE.search(plan)
+    written = _LAKE_TABLE.search(plan) if _DELTA_WRITE.search(plan) else None
     if written:
         return f"write {written.group(1)}{model}"
     top = next((op for op in _OPERATOR.findall(tree) if op != "AdaptiveSparkPlan"), "query")

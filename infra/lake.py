@@ -10,7 +10,6 @@ the same datasets through `Lake.url`, with its own Hadoop client. The tables
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlsplit
 
 import fsspec
@@ -27,8 +26,6 @@ from features.schema import PARTITION_COLUMN
 from infra.exceptions import LakeError
 from infra.settings import Settings
 from infra.stack.process import port_is_open
-
-_READ_ATTEMPTS = 4
 
 # The lake's Delta tables, with the columns whose min/max each of their files records: a read of
 # one batch, or of a time range, opens only the files that can hold it. Statistics of every
@@ -157,14 +154,12 @@ class Lake:
         path = self._path(dataset)
         if not self.fs.exists(path):
             raise LakeError(f"{dataset}/ does not exist under {self.root}; run `warden backfill` first")
-        # A stream replaying a batch after a crash replaces that batch's files (streaming.sinks), so a
-        # file listed here can change before it is read: list again, a few times, before giving up.
-        for attempt in range(1, _READ_ATTEMPTS):
-            try:
-                return self._read_listed(path, columns)
-            except (pa.ArrowInvalid, FileNotFoundError):
-                time.sleep(0.5 * attempt)
-        return self._read_listed(path, columns)
+        try:
+            return ds.dataset(path, format="parquet", partitioning=_PARTITIONING, filesystem=self._arrow_fs).to_table(
+                columns=columns
+            )
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise LakeError(f"cannot read {dataset}/ under {self.root}: {exc}") from None
 
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """A Delta table (with its `date` partition column) as of its latest commit."""
@@ -203,7 +198,3 @@ class Lake:
         except TableNotFoundError:
             return 0
         return int(snapshot.delete(predicate)["num_deleted_rows"])
-
-    def _read_listed(self, path: str, columns: list[str] | None) -> pa.Table:
-        dataset_ = ds.dataset(path, format="parquet", partitioning=_PARTITIONING, filesystem=self._arrow_fs)
-        return dataset_.to_table(columns=columns)

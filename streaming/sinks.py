@@ -71,12 +71,13 @@ class DeltaBatchWriter:
             .options(**table_properties(table))  # used only by the write that creates the table
         )
         last = self._last_written.get(table)
+        # Noted before the write: a write that fails, even after its commit, is retried as a replace.
+        self._last_written[table] = batch_id if last is None else max(last, batch_id)
         if last is None or batch_id <= last:
             writer = writer.mode("overwrite").option("replaceWhere", f"batch_id = {batch_id}")
         else:
             writer = writer.mode("append")
         writer.save(self.url(table))
-        self._last_written[table] = batch_id
 
     def read_batch(self, table: str, batch_id: int) -> DataFrame:
         """The rows one batch wrote to `table`, without the `date` partition column, a file per

@@ -1,4 +1,5 @@
-"""`infra.lake.Lake.read` while a stream replays a batch: the files it listed change under it."""
+"""`infra.lake.Lake`: Delta tables through deltalake, Parquet datasets through Arrow, and one-line
+errors for what is missing or broken."""
 
 from __future__ import annotations
 
@@ -6,57 +7,56 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pytest
 
-from infra import lake as lake_module
+from infra.exceptions import LakeError
 from infra.lake import Lake
 from infra.settings import load_settings
 
-BATCH = "stream-000000000000-{i}.parquet"
+
+def _rows(*event_ids: str, day: int = 1, batch_id: int | None = None) -> pa.Table:
+    ts = [datetime(2026, 12, day, 12, tzinfo=UTC)] * len(event_ids)
+    return pa.table(
+        {
+            "event_id": list(event_ids),
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "batch_id": pa.array([batch_id] * len(event_ids), pa.int64()),
+        }
+    )
 
 
-def _batch(*event_ids: str) -> pa.Table:
-    ts = [datetime(2026, 12, 1, 12, tzinfo=UTC)] * len(event_ids)
-    return pa.table({"event_id": list(event_ids), "ts": pa.array(ts, pa.timestamp("us", tz="UTC"))})
+def _lake(tmp_path: Path) -> Lake:
+    return Lake(load_settings(home=tmp_path, lake_root=str(tmp_path / "lake")))
 
 
-def _replay_between_listing_and_reading(monkeypatch: pytest.MonkeyPatch, lake: Lake, times: int) -> list[int]:
-    """The first `times` listings each see the batch's file just before a replay deletes it; the
-    replay moves its own file in before the next listing (streaming.sinks: delete, then move)."""
-    listed = ds.dataset
-    replays: list[int] = []
+def test_a_delta_table_is_appended_by_date_and_read_as_of_its_last_commit(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    lake.append_table("telemetry", _rows("a", "b", day=1))
+    lake.append_table("telemetry", _rows("c", day=2, batch_id=7))
 
-    def listing_during_a_replay(*args: object, **kwargs: object) -> ds.Dataset:
-        if replays:
-            lake.write(_batch("a", "b"), "scored", BATCH)
-        dataset = listed(*args, **kwargs)
-        if len(replays) < times:
-            lake.remove("scored", "stream-000000000000-", ["2026-12-01"])
-            replays.append(len(replays))
-        return dataset
+    table = lake.read_table("telemetry").sort_by("event_id")
+    assert table.column("event_id").to_pylist() == ["a", "b", "c"]
+    assert table.column("date").to_pylist() == ["2026-12-01", "2026-12-01", "2026-12-02"]
+    assert sorted(lake.delta_table("telemetry").metadata().partition_columns) == ["date"]
+    assert lake.delta_table("telemetry").metadata().configuration["delta.dataSkippingStatsColumns"] == "ts,batch_id"
 
-    monkeypatch.setattr(lake_module.ds, "dataset", listing_during_a_replay)
-    return replays
+    assert lake.delete_rows("telemetry", "batch_id IS NULL") == 2
+    assert lake.read_table("telemetry", ["event_id"]).column("event_id").to_pylist() == ["c"]
 
 
-def test_a_read_lists_again_when_a_replay_replaced_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    lake = Lake(load_settings(home=tmp_path, lake_root=str(tmp_path / "lake")))
-    lake.write(_batch("a", "b"), "scored", BATCH)
-    replays = _replay_between_listing_and_reading(monkeypatch, lake, times=2)
-
-    table = lake.read("scored")
-
-    assert len(replays) == 2
-    assert sorted(table.column("event_id").to_pylist()) == ["a", "b"]
+def test_a_table_not_written_yet_is_one_line(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    with pytest.raises(LakeError, match=r"^scored/ is not a Delta table under .* yet; `warden backfill` or") as info:
+        lake.read_table("scored")
+    assert "\n" not in str(info.value)
+    assert lake.delete_rows("scored", "batch_id = 1") == 0
 
 
-def test_a_file_that_keeps_failing_still_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    lake = Lake(load_settings(home=tmp_path, lake_root=str(tmp_path / "lake")))
-    lake.write(_batch("a"), "scored", BATCH)
-    folder = tmp_path / "lake" / "scored" / "date=2026-12-01"
-    (folder / "broken.parquet").write_bytes(b"not parquet at all")
-    monkeypatch.setattr(lake_module.time, "sleep", lambda _seconds: None)
+def test_a_broken_parquet_file_is_one_line_that_names_it(tmp_path: Path) -> None:
+    lake = _lake(tmp_path)
+    lake.write(_rows("a"), "labels", "part-{i}.parquet")
+    (tmp_path / "lake" / "labels" / "date=2026-12-01" / "broken.parquet").write_bytes(b"not parquet at all")
 
-    with pytest.raises(pa.ArrowInvalid, match="broken.parquet"):
-        lake.read("scored")
+    with pytest.raises(LakeError, match=r"^cannot read labels/ under .*broken\.parquet") as info:
+        lake.read("labels")
+    assert "\n" not in str(info.value)
