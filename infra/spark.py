@@ -105,6 +105,12 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         # Rebuilding a table's state from its log is a Spark job of 50 tasks by default: far more
         # tasks than a log of a few hundred small commits needs on two cores.
         .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
+        # The stream commits to its tables every micro-batch. Per commit, a checksum file costs
+        # ~60 ms and the operation metrics in the table's history ~50 ms here (bench/README.md);
+        # neither is read by anything of ours, and Delta reads protocol and metadata from the log
+        # without them.
+        .config("spark.databricks.delta.writeChecksumFile.enabled", "false")
+        .config("spark.databricks.delta.history.metricsEnabled", "false")
     )
     jars = scoring_jars(settings) + delta_jars(settings) + (connector_jars(settings) if with_kafka else [])
     builder = builder.config("spark.jars", ",".join(jars))
