@@ -41,6 +41,13 @@ def table_properties(table: str) -> dict[str, str]:
         # A log checkpoint every 100 commits, not 10: its Spark job stays out of most streaming
         # batches, and readers still replay at most 100 small commit files.
         "delta.checkpointInterval": "100",
+        # Commit files older than this are deleted when a checkpoint is written. Every snapshot
+        # update lists the whole `_delta_log` folder (Hadoop has no "list from"), and a stream
+        # commits each batch: 30 days (the default) of 2 s batches would be 1.3M files a table.
+        # Time travel reaches back two days, and vacuum keeps removed data files as long (Delta
+        # requires the log to be kept at least as long as them).
+        "delta.logRetentionDuration": "interval 2 days",
+        "delta.deletedFileRetentionDuration": "interval 2 days",
     }
 
 

@@ -28,8 +28,8 @@ class Compaction:
 
 def compact_tables(settings: Settings, progress: ProgressLine | None = None) -> list[Compaction]:
     """Compact every Delta table of the lake that exists, then vacuum it: files removed more than
-    the table's `delta.deletedFileRetentionDuration` ago (7 days by default) are deleted, so a
-    reader or a time travel within that period still finds its files."""
+    the table's `delta.deletedFileRetentionDuration` ago (2 days, `infra.lake.table_properties`)
+    are deleted, so a reader or a time travel within that period still finds its files."""
     progress = progress or ProgressLine("compaction")
     lake = Lake(settings)
     done = []

@@ -38,7 +38,9 @@ def test_a_delta_table_is_appended_by_date_and_read_as_of_its_last_commit(tmp_pa
     assert table.column("event_id").to_pylist() == ["a", "b", "c"]
     assert table.column("date").to_pylist() == ["2026-12-01", "2026-12-01", "2026-12-02"]
     assert sorted(lake.delta_table("telemetry").metadata().partition_columns) == ["date"]
-    assert lake.delta_table("telemetry").metadata().configuration["delta.dataSkippingStatsColumns"] == "ts,batch_id"
+    properties = lake.delta_table("telemetry").metadata().configuration
+    assert properties["delta.dataSkippingStatsColumns"] == "ts,batch_id"
+    assert properties["delta.logRetentionDuration"] == "interval 2 days"
 
     assert lake.delete_rows("telemetry", "batch_id IS NULL") == 2
     assert lake.read_table("telemetry", ["event_id"]).column("event_id").to_pylist() == ["c"]
