@@ -27,17 +27,17 @@ from infra.exceptions import LakeError
 from infra.settings import Settings
 from infra.stack.process import port_is_open
 
-# The lake's Delta tables, with the columns whose min/max each of their files records: a read of
-# one batch, or of a time range, opens only the files that can hold it. Statistics of every
-# column cost ~0.2 s a streaming write here.
-DELTA_STATS_COLUMNS = {"telemetry": "ts,batch_id", "scored": "batch_id,ts", "rejected": "batch_id,source_timestamp"}
+# The lake's Delta tables, each with the columns whose min/max its files record: a read of one
+# batch, or of a time range, opens only the files that can hold it. Statistics of every column
+# cost ~0.2 s a streaming write here.
+DELTA_TABLES = {"telemetry": "ts,batch_id", "scored": "batch_id,ts", "rejected": "batch_id,source_timestamp"}
 
 
 def table_properties(table: str) -> dict[str, str]:
     """The properties a Delta table of the lake is created with, whoever creates it (the stream
     through Spark, or a backfill through deltalake)."""
     return {
-        "delta.dataSkippingStatsColumns": DELTA_STATS_COLUMNS[table],
+        "delta.dataSkippingStatsColumns": DELTA_TABLES[table],
         # A log checkpoint every 100 commits, not 10: its Spark job stays out of most streaming
         # batches, and readers still replay at most 100 small commit files.
         "delta.checkpointInterval": "100",
@@ -201,7 +201,7 @@ class Lake:
         """Delete the rows of `table` that match `predicate` (SQL), if the table exists; returns
         how many."""
         try:
-            snapshot = DeltaTable(self.url(table))
-        except TableNotFoundError:
+            snapshot = self.delta_table(table)
+        except LakeError:
             return 0
         return int(snapshot.delete(predicate)["num_deleted_rows"])

@@ -99,7 +99,7 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         # pandas to Spark (a batch's online statistics) and back through Arrow: a local relation,
         # not an RDD of pickled rows.
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        # The lake's Delta tables (`scored`, `rejected`), by path.
+        # The lake's Delta tables (`telemetry`, `scored`, `rejected`), by path.
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         # Rebuilding a table's state from its log is a Spark job of 50 tasks by default: far more

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.exceptions import LakeError
-from infra.lake import DELTA_STATS_COLUMNS, Lake
+from infra.lake import DELTA_TABLES, Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
 
@@ -33,7 +33,7 @@ def compact_tables(settings: Settings, progress: ProgressLine | None = None) -> 
     progress = progress or ProgressLine("compaction")
     lake = Lake(settings)
     done = []
-    for table in DELTA_STATS_COLUMNS:
+    for table in DELTA_TABLES:
         try:
             snapshot = lake.delta_table(table)
         except LakeError:

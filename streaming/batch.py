@@ -127,7 +127,8 @@ class BatchProcessor:
             metrics.input_rows = census.valid + sum(census.rejected.values())
             clock.lap("read")
             valid = parsed.where(_is_valid())
-            telemetry_rows = valid.crossJoin(F.broadcast(self._batch(batch_id))).select(*_telemetry_columns())
+            batch = F.broadcast(self._batch(batch_id))  # the batch's id, for its telemetry and rejected rows
+            telemetry_rows = valid.crossJoin(batch).select(*_telemetry_columns())
             write_telemetry = inheritable_thread_target(
                 lambda: self.tables.write(telemetry_rows, "telemetry", batch_id)
             )
@@ -158,7 +159,7 @@ class BatchProcessor:
                     )
             clock.lap("score")
             if census.rejected:
-                rejected = parsed.where(~_is_valid()).crossJoin(F.broadcast(self._batch(batch_id)))
+                rejected = parsed.where(~_is_valid()).crossJoin(batch)
                 rejected = rejected.select(*_rejected_columns())
                 self.tables.write(rejected, "rejected", batch_id)
                 letters = _dead_letters(self.tables.read_batch("rejected", batch_id))
