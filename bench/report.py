@@ -153,12 +153,12 @@ def _shares(frames: list) -> str:
 
 # streaming/batch.py's phase clock: what each phase of a micro-batch does.
 PHASES = {
-    "read": "read from Kafka, parse and validate, census of devices and reasons (fills the batch's cache)",
-    "features": "the batch's devices' online statistics from Feast, their last readings",
-    "score": "features, model, write scored/ (the summary observed on the way)",
-    "lake": "write telemetry/ and rejected/",
+    "features": "the context: online statistics and last readings of every device met so far",
+    "score": "the batch's one Spark job: read from Kafka, parse, validate, features, model, write scored/ "
+    "(census, newest readings and summary observed on the way)",
+    "lake": "write rejected/ and read it back (only a batch with bad input)",
     "state": "save each device's last reading",
-    "kafka": "alerts and dead letters read back from the lake, in one Kafka transaction",
+    "kafka": "the alerts (a big batch reads them back from scored/) and dead letters, in one Kafka transaction",
 }
 
 

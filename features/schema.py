@@ -24,11 +24,10 @@ TELEMETRY_SCHEMA = pa.schema(
     ]
 )
 
-# The lake's telemetry table: the events, and the stream's micro-batch that wrote each (null for
-# history a backfill wrote). Nullable columns, as Spark writes them, so either may create it.
-TELEMETRY_TABLE_SCHEMA = pa.schema(
-    [*(field.with_nullable(True) for field in TELEMETRY_SCHEMA), pa.field("batch_id", pa.int64(), nullable=True)]
-)
+# The lake's telemetry table, which holds history written by a backfill or an import (the stream's
+# events are in its scored table). Nullable columns: an import may carry holes, and validation,
+# not the write, is what reports them.
+TELEMETRY_TABLE_SCHEMA = pa.schema([field.with_nullable(True) for field in TELEMETRY_SCHEMA])
 
 # Ground truth, as a maintenance log would keep it; it never travels in the event.
 LABEL_SCHEMA = pa.schema(

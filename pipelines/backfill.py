@@ -6,8 +6,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import pyarrow as pa
-
 from features.schema import ANOMALY_KINDS, TELEMETRY_TABLE_SCHEMA
 from infra.lake import Lake
 from infra.progress import ProgressLine
@@ -40,8 +38,8 @@ def backfill(settings: Settings, params: BackfillParams, progress: ProgressLine 
     """Write `days` days of telemetry and labels ending at `end`, partitioned by date, and the
     fleet's registry (devices/).
 
-    Re-running replaces earlier backfill output on the dates it covers, never the stream's
-    rows (those have a `batch_id`), so a backfill can be repeated safely.
+    Re-running replaces earlier backfill output on the dates it covers (the stream's events are
+    in `scored`, which it does not touch), so a backfill can be repeated safely.
     """
     progress = progress or ProgressLine("backfill")
     lake = Lake(settings)
@@ -49,7 +47,7 @@ def backfill(settings: Settings, params: BackfillParams, progress: ProgressLine 
     end = params.end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=params.days)
     dates = [f"{start + timedelta(days=d):%Y-%m-%d}" for d in range((end - start).days + 1)]
-    lake.delete_rows("telemetry", f"batch_id IS NULL AND date IN ({', '.join(repr(d) for d in dates)})")
+    lake.delete_rows("telemetry", f"date IN ({', '.join(repr(d) for d in dates)})")
     lake.remove("labels", _PREFIX, dates)
     generator = TelemetryGenerator(
         params.devices,
@@ -65,7 +63,7 @@ def backfill(settings: Settings, params: BackfillParams, progress: ProgressLine 
     for day in range(params.days):
         chunk = generator.next_chunk(rounds_per_day)
         basename = f"{_PREFIX}{day:04d}-{{i}}.parquet"
-        lake.append_table("telemetry", _history(chunk.telemetry_table(generator.fleet)))
+        lake.append_table("telemetry", chunk.telemetry_table(generator.fleet).cast(TELEMETRY_TABLE_SCHEMA))
         lake.write(chunk.label_table(generator.fleet), "labels", basename)
         report.events += len(chunk)
         report.anomalies.update(ANOMALY_KINDS[k] for k in chunk.kind[chunk.kind >= 0])
@@ -75,9 +73,3 @@ def backfill(settings: Settings, params: BackfillParams, progress: ProgressLine 
         f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC, in {lake.root}"
     )
     return report
-
-
-def _history(events: pa.Table) -> pa.Table:
-    """Events as the lake's telemetry table holds them: written by no micro-batch."""
-    batch = pa.nulls(events.num_rows, pa.int64())
-    return events.append_column("batch_id", batch).cast(TELEMETRY_TABLE_SCHEMA)

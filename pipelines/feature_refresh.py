@@ -10,10 +10,10 @@ from pyspark.sql import functions as F
 
 from features.logic import window_stats
 from features.store import apply_definitions, feature_store, materialize
-from infra.exceptions import LakeError
 from infra.lake import Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
+from pipelines.history import read_events
 
 STATS_DATASET = "feast/device_stats"
 
@@ -33,7 +33,7 @@ def refresh_features(
     start: datetime | None = None,
     progress: ProgressLine | None = None,
 ) -> RefreshReport:
-    """Compute the statistics of grid points in (start, end] from the lake's telemetry, write
+    """Compute the statistics of grid points in (start, end] from the lake's events, write
     them as one Parquet file of the Feast offline source, and materialize them online.
 
     `start` None means the whole history. Re-running the same interval replaces its file.
@@ -41,16 +41,13 @@ def refresh_features(
     progress = progress or ProgressLine("feature refresh")
     lake = Lake(settings)
     window = timedelta(minutes=settings.feature_window_minutes)
-    try:
-        telemetry = spark.read.format("delta").load(lake.url("telemetry"))
-    except Exception as exc:  # Spark raises AnalysisException for a missing path
-        raise LakeError(f"no telemetry under {lake.root}: {type(exc).__name__}; run `warden backfill`") from None
+    history = read_events(spark, lake)
     if start is None:
-        first = telemetry.agg(F.min("ts")).first()
+        first = history.agg(F.min("ts")).first()
         earliest = first[0].replace(tzinfo=UTC) if first and first[0] else end
         start = earliest.replace(minute=0, second=0, microsecond=0) - window
     progress.update(f"statistics for {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}", force=True)
-    recent = telemetry.where((F.col("ts") >= start - window) & (F.col("ts") < end))
+    recent = history.where((F.col("ts") >= start - window) & (F.col("ts") < end))
     stats = window_stats(recent, settings.feature_window_minutes, settings.feature_step_minutes).where(
         (F.col("window_end") > start) & (F.col("window_end") <= end)
     )

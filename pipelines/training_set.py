@@ -5,16 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.formulas import FEATURE_COLUMNS
 from features.logic import add_features, grid_floor, usable_stats
+from features.schema import PARTITION_COLUMN
 from features.store import FEATURE_SERVICE, feature_store
 from infra.exceptions import LakeError
 from infra.lake import Lake
 from infra.settings import Settings
 from models.estimators import LABEL
+from pipelines.history import read_events
 
 SPLITS = ("train", "validation", "test")
 DATASET = "training_sets"
@@ -43,15 +46,13 @@ class Window:
 def labeled_events(settings: Settings, spark: SparkSession, window: Window) -> DataFrame:
     """Telemetry in [start, end) joined with its ground truth (events without a label are left out)."""
     lake = Lake(settings)
+    history = read_events(spark, lake)
     try:
-        telemetry = spark.read.format("delta").load(lake.url("telemetry"))
         labels = spark.read.parquet(lake.url("labels"))
-    except Exception as exc:  # AnalysisException: the path does not exist
-        raise LakeError(
-            f"telemetry or labels missing under {lake.root} ({type(exc).__name__}); run `warden backfill`"
-        ) from None
+    except AnalysisException as exc:  # the path does not exist
+        raise LakeError(f"labels missing under {lake.root} ({type(exc).__name__}); run `warden backfill`") from None
     in_window = (F.col("ts") >= window.start) & (F.col("ts") < window.end)
-    events = telemetry.where(in_window).drop("date", "batch_id").dropDuplicates(["event_id"])
+    events = history.where(in_window).drop(PARTITION_COLUMN).dropDuplicates(["event_id"])
     truth = labels.where(in_window).select("event_id", "is_anomaly", "anomaly_type").dropDuplicates(["event_id"])
     return events.join(truth, "event_id")
 

@@ -27,6 +27,7 @@ from infra.exceptions import LakeError, WardenError
 from infra.lake import Lake
 from infra.settings import Settings
 from pipelines.expectations import LABEL_COLUMNS, SUITE_NAME, training_window_suite
+from pipelines.history import read_events
 from pipelines.training_set import Window
 
 # Counts, not examples: a list of unexpected values would scan the rows once more per check.
@@ -107,17 +108,15 @@ def _labeled_rows(settings: Settings, spark: SparkSession, window: Window) -> Da
     """What `training_set.labeled_events` reads, without its de-duplication: repeated event ids
     are one of the things validation must see."""
     lake = Lake(settings)
+    history = read_events(spark, lake)
     try:
-        telemetry = spark.read.format("delta").load(lake.url("telemetry"))
         labels = spark.read.parquet(lake.url("labels"))
     except AnalysisException as exc:  # the path does not exist
-        raise LakeError(
-            f"telemetry or labels missing under {lake.root} ({type(exc).__name__}); run `warden backfill`"
-        ) from None
+        raise LakeError(f"labels missing under {lake.root} ({type(exc).__name__}); run `warden backfill`") from None
     in_window = (F.col("ts") >= window.start) & (F.col("ts") < window.end)
     # A label column missing from the lake is for the suite to report, not for Spark to raise.
     truth = labels.where(in_window).select("event_id", *(c for c in LABEL_COLUMNS if c in labels.columns))
-    return telemetry.where(in_window).drop(PARTITION_COLUMN).join(truth, "event_id")
+    return history.where(in_window).drop(PARTITION_COLUMN).join(truth, "event_id")
 
 
 def _in_suite_order(

@@ -7,14 +7,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from pyspark import inheritable_thread_target
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -25,6 +23,7 @@ from infra.settings import Settings
 from models.loader import ScoringModel
 from models.scoring import SCORE
 from streaming.metrics import BatchMetrics, StreamMetrics
+from streaming.parse import REASONS
 from streaming.sinks import DeltaBatchWriter, TransactionalKafkaSink
 from streaming.state import READING_FIELDS, LastReadings, Reading, newer
 from streaming.statistics import OnlineStatistics
@@ -46,6 +45,7 @@ _CONTEXT_SCHEMA = T.StructType(
         *(T.StructField(name, T.DoubleType()) for name in STATS_COLUMNS),
         T.StructField("device_type", T.StringType()),
         *(T.StructField(earlier(f), _READING_TYPES.get(f, T.DoubleType())) for f in EARLIER_FIELDS),
+        T.StructField("met", T.BooleanType()),  # true on every row: an event without it has no row
         *_BATCH_FIELDS,
     ]
 )
@@ -64,7 +64,8 @@ class _PhaseClock:
 
     def lap(self, phase: str) -> None:
         now = time.perf_counter()
-        self.phases[phase] = round((now - self.last) * 1000, 1)
+        # Added up: a batch scored twice (new devices) passes through its phases twice.
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + (now - self.last) * 1000, 1)
         self.last = now
 
 
@@ -97,8 +98,6 @@ class BatchProcessor:
         # Held while a batch runs, so a shutdown can wait for the batch to finish.
         self.busy = threading.Lock()
         self.stopping = threading.Event()
-        # The telemetry write runs beside the scoring: two Spark jobs at once, each mostly waiting.
-        self._beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-telemetry")
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
         if self.stopping.is_set():
@@ -118,80 +117,95 @@ class BatchProcessor:
             raise RuntimeError("no champion model loaded")
         metrics = BatchMetrics(batch_id, model_name=model.info.name, model_version=model.version)
         clock = _PhaseClock(metrics.phases_ms)
-        # Parsed on the streaming DataFrame already (`streaming.job`); kept for the census and the writes.
-        parsed = parsed.persist()
-        telemetry: Future[None] | None = None
-        try:
-            census = take_census(parsed)
-            metrics.dead_letters = census.rejected
-            metrics.input_rows = census.valid + sum(census.rejected.values())
-            clock.lap("read")
-            valid = parsed.where(_is_valid())
-            batch = F.broadcast(self._batch(batch_id))  # the batch's id, for its telemetry and rejected rows
-            telemetry_rows = valid.crossJoin(batch).select(*_telemetry_columns())
-            write_telemetry = inheritable_thread_target(
-                lambda: self.tables.write(telemetry_rows, "telemetry", batch_id)
-            )
-            telemetry = self._beside.submit(write_telemetry)
-            readings = self.readings.before(batch_id)
-            alerts: Iterator[tuple[bytes | None, bytes]] = iter(())
-            letters: Iterator[DeadLetter] = iter(())
-            if census.valid:
-                context = self._context(list(census.newest), readings, batch_id)
-                clock.lap("features")
-                # The summary (and, for a batch small enough, its alerts) is gathered by the write
-                # itself, as observed metrics: no second pass over the scored batch.
-                inline = census.valid <= self.settings.stream_inline_alerts_max_rows
-                observed = Observation(f"batch-{batch_id}")
-                info = model.info
-                rows = self._score(valid, context, model).select(
-                    *_scored_columns(info.threshold, info.name, info.version)
-                )
-                self.tables.write(_observed(rows, observed, inline), "scored", batch_id)
-                summary = observed.get
-                metrics.alerts = _summarize(summary, metrics)
-                if metrics.alerts:
-                    # What reaches Kafka is what the lake holds: the rows this write observed, or,
-                    # for a big batch, its rows read back a file at a time, in memory bounded by a
-                    # file's rows.
-                    alerts = (
-                        _observed_alerts(summary) if inline else _alerts(self.tables.read_batch("scored", batch_id))
-                    )
+        readings = self.readings.before(batch_id)
+        # Every device met so far: the batch's own are known only once it has been read, and
+        # reading it first would cost a Spark job of its own.
+        devices = sorted(self.statistics.met() | readings.keys())
+        for attempt in (1, 2):
+            context = self._context(devices, readings, batch_id)
+            clock.lap("features")
+            written = self._write_scored(parsed, context, model, f"{batch_id}-{attempt}", batch_id)
             clock.lap("score")
-            if census.rejected:
-                rejected = parsed.where(~_is_valid()).crossJoin(batch)
-                rejected = rejected.select(*_rejected_columns())
-                self.tables.write(rejected, "rejected", batch_id)
-                letters = _dead_letters(self.tables.read_batch("rejected", batch_id))
-            telemetry.result()
-            clock.lap("lake")
-            self.readings.save(batch_id, newer(readings, census.newest))
-            clock.lap("state")
-            self.kafka_sink().publish(batch_id, alerts, letters)
-            clock.lap("kafka")
-        finally:
-            if telemetry is not None:
-                wait([telemetry])  # a failed batch must not leave a write running into its replay
-            parsed.unpersist()
+            if not written.unmet:
+                break
+            if attempt == 2:  # every device of the batch was in its context: a bug, not data to drop
+                raise RuntimeError(
+                    f"batch {batch_id}: devices without context after a second pass: {written.unmet[:5]}"
+                )
+            # Devices the stream had never met were scored without their statistics: score the
+            # batch again with them (the write replaces the first one's rows). Once per new device.
+            log.info(
+                "batch %d met %d new devices: scoring it again with their statistics", batch_id, len(written.unmet)
+            )
+            devices = sorted({*devices, *written.unmet})
+        metrics.dead_letters = written.rejected
+        metrics.input_rows = written.valid + sum(written.rejected.values())
+        metrics.alerts = _summarize(written.summary, metrics)
+        alerts: Iterator[tuple[bytes | None, bytes]] = iter(())
+        if metrics.alerts:
+            # What reaches Kafka is what the lake holds: the rows this write observed, or, for a
+            # big batch, its rows read back a file at a time, in memory bounded by a file's rows.
+            inline = "alert_list" in written.summary
+            alerts = (
+                _observed_alerts(written.summary) if inline else _alerts(self.tables.read_batch("scored", batch_id))
+            )
+        letters: Iterator[DeadLetter] = iter(())
+        if written.rejected:
+            batch = F.broadcast(self._batch(batch_id))
+            rejected = parsed.where(~_is_valid()).crossJoin(batch).select(*_rejected_columns())
+            self.tables.write(rejected, "rejected", batch_id)
+            letters = _dead_letters(self.tables.read_batch("rejected", batch_id))
+        clock.lap("lake")
+        self.readings.save(batch_id, newer(readings, written.newest))
+        clock.lap("state")
+        self.kafka_sink().publish(batch_id, alerts, letters)
+        clock.lap("kafka")
         self.metrics.record_batch(metrics)
 
+    def _write_scored(
+        self, parsed: DataFrame, context: DataFrame, model: ScoringModel, attempt: str, batch_id: int
+    ) -> Written:
+        """Score the batch's valid events and write them to `scored`, in one Spark job that also
+        counts the batch's events by reject reason, finds each device's newest reading and the
+        devices missing from `context`, and summarizes the scored rows (observed metrics)."""
+        census, devices, summary = (Observation(f"{name}-{attempt}") for name in ("census", "devices", "summary"))
+        valid = parsed.observe(census, *_census_metrics()).where(_is_valid())
+        events = valid.join(F.broadcast(context), "device_id", "left")
+        featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), with_earlier=True)
+        featured = featured.select("*", _newest_in_batch()).observe(devices, *_device_metrics())
+        # A device missing from the context has no batch id to file its rows under: they are
+        # left out, and the batch is scored again (`_process`).
+        featured = featured.where(F.col("met").isNotNull())
+        info = model.info
+        # Only what the scored table keeps reaches the model: the JVM scorer copies every row it scores.
+        rows = model.score(featured.select(*_model_inputs())).select(
+            *_scored_columns(info.threshold, info.name, info.version)
+        )
+        # A batch small enough gathers its alerts too; a bigger one reads them back (bounded memory).
+        inline = self.settings.stream_inline_alerts_max_rows
+        observed = rows.select("*", _row_in_task()).observe(summary, *_summary_metrics(inline)).drop(_ROW_IN_TASK)
+        self.tables.write(observed, "scored", batch_id)
+        counts, found = census.get, devices.get
+        rejected = {reason: int(counts[reason]) for reason in REASONS if counts[reason]}
+        newest = {row["device_id"]: tuple(row[field] for field in READING_FIELDS) for row in found["newest"]}
+        summary_values = summary.get
+        if summary_values["rows"] > inline:
+            summary_values.pop("alert_list", None)  # not used: the alerts are read back
+        return Written(int(counts["valid"]), rejected, newest, sorted(found["unmet"]), summary_values)
+
     def _context(self, devices: list[str], readings: dict[str, Reading], batch_id: int) -> DataFrame:
-        """The batch's devices with their online statistics, their earlier readings, the batch's
-        id and scoring time (_CONTEXT_SCHEMA), through Arrow."""
+        """These devices with their online statistics, their earlier readings, the batch's id and
+        scoring time (_CONTEXT_SCHEMA), through Arrow."""
+        if not devices:  # the stream's first batch: every device is met in it
+            return self.spark.createDataFrame([], schema=_CONTEXT_SCHEMA)
         context = self.statistics.of(devices).merge(self.readings.frame(readings, devices), on="device_id", how="left")
-        context["batch_id"], context["scored_at"] = batch_id, datetime.now(UTC)
+        context["met"], context["batch_id"], context["scored_at"] = True, batch_id, datetime.now(UTC)
         return self.spark.createDataFrame(context.astype(object).where(context.notna(), None), schema=_CONTEXT_SCHEMA)
 
     def _batch(self, batch_id: int) -> DataFrame:
         """The batch's id and scoring time, as a one-row local relation (through Arrow)."""
         frame = pd.DataFrame({"batch_id": [batch_id], "scored_at": [datetime.now(UTC)]})
         return self.spark.createDataFrame(frame, schema=T.StructType(_BATCH_FIELDS))
-
-    def _score(self, valid: DataFrame, context: DataFrame, model: ScoringModel) -> DataFrame:
-        events = valid.join(F.broadcast(context), "device_id", "left")
-        featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), with_earlier=True)
-        # Only what the scored table keeps reaches the model: the JVM scorer copies every row it scores.
-        return model.score(featured.select(*_model_inputs()))
 
 
 # Columns are expressions over names, independent of any batch: built once per process (through
@@ -237,11 +251,6 @@ def _scored_columns(threshold: float, model_name: str, model_version: str) -> tu
 
 
 @functools.cache
-def _telemetry_columns() -> tuple[Column, ...]:
-    return (*(F.col(c) for c in EVENT_FIELDS), F.col("batch_id"), _event_date())
-
-
-@functools.cache
 def _rejected_columns() -> tuple[Column, ...]:
     # The original bytes stay bytes: a value that is not UTF-8 is kept as it came. A rejected
     # event may have no usable time of its own: it is filed under its Kafka timestamp.
@@ -262,37 +271,40 @@ def _event_date() -> Column:
 
 
 @dataclass
-class Census:
-    """What one pass over the parsed batch tells: how many are valid, why the rest were
-    rejected, and each device's newest valid reading (its set of keys: the batch's devices)."""
+class Written:
+    """What one scoring pass over a batch observed while writing it: how many events were valid,
+    why the rest were rejected, each device's newest reading, the devices its context lacked,
+    and the summary of the scored rows (`_summary_metrics`)."""
 
     valid: int
     rejected: dict[str, int]
     newest: dict[str, Reading]
-
-
-def take_census(parsed: DataFrame) -> Census:
-    """One Spark job (it also fills the cache of `parsed`), a row per device and reject reason."""
-    keys, aggregates = _census_columns()
-    rows = parsed.groupBy(*keys).agg(*aggregates).collect()
-    census = Census(0, {}, {})
-    for row in rows:
-        if row["reason"] is None:
-            census.valid += row["rows"]
-            census.newest[row["device"]] = tuple(row["newest"])
-        else:
-            census.rejected[row["reason"]] = census.rejected.get(row["reason"], 0) + row["rows"]
-    return census
+    unmet: list[str]
+    summary: dict[str, Any]
 
 
 @functools.cache
-def _census_columns() -> tuple[tuple[Column, ...], tuple[Column, ...]]:
-    keys = (F.col("reason"), F.when(_is_valid(), F.col("device_id")).alias("device"))
-    aggregates = (
-        F.count(F.lit(1)).alias("rows"),
-        F.max_by(F.struct(*READING_FIELDS), F.struct("ts", "event_id")).alias("newest"),
+def _census_metrics() -> tuple[Column, ...]:
+    return (
+        F.count_if(_is_valid()).alias("valid"),
+        *(F.count_if(F.col("reason") == F.lit(reason)).alias(reason) for reason in REASONS),
     )
-    return keys, aggregates
+
+
+@functools.cache
+def _newest_in_batch() -> Column:
+    """Whether an event is its device's last of the batch, in the order readings follow each other."""
+    return F.lead("event_id").over(Window.partitionBy("device_id").orderBy("ts", "event_id")).isNull().alias("_newest")
+
+
+@functools.cache
+def _device_metrics() -> tuple[Column, ...]:
+    # A row per device of the batch at most: the driver holds as many as the fleet has devices.
+    reading = F.struct(F.col("device_id"), *(F.col(field) for field in READING_FIELDS))
+    return (
+        F.collect_list(F.when(F.col("_newest"), reading)).alias("newest"),
+        F.collect_set(F.when(F.col("met").isNull(), F.col("device_id"))).alias("unmet"),
+    )
 
 
 def _dead_letters(rejected: DataFrame) -> Iterator[DeadLetter]:
@@ -337,28 +349,31 @@ def _alert_payload() -> Column:
     )
 
 
-def _observed(scored: DataFrame, observation: Observation, with_alerts: bool) -> DataFrame:
-    """`scored` with the batch's alert count, row count, feature status counts and timestamp
-    percentiles (and `with_alerts`, the alerts themselves) attached as metrics observed while it
-    is written."""
-    return scored.observe(observation, *_observed_metrics(), *((_observed_alert_list(),) if with_alerts else ()))
-
-
-@functools.cache
-def _observed_alert_list() -> Column:
-    # collect_list skips nulls: only the alerts, as (device, JSON payload).
-    alert = F.struct(F.col("device_id"), _alert_payload().alias("payload"))
-    return F.collect_list(F.when(F.col("is_alert"), alert)).alias("alert_list")
-
-
 def _observed_alerts(observed: dict[str, Any]) -> Iterator[tuple[bytes | None, bytes]]:
     for device, payload in observed["alert_list"]:
         yield device.encode(), payload.encode()
 
 
+_ROW_IN_TASK = "_row_in_task"
+
+
 @functools.cache
-def _observed_metrics() -> tuple[Column, ...]:
+def _row_in_task() -> Column:
+    """A row's position in its task (the low 33 bits of Spark's monotonically increasing id).
+    Projected before the observation: an aggregate may not hold a nondeterministic expression."""
+    return F.monotonically_increasing_id().bitwiseAND(F.lit((1 << 33) - 1)).alias(_ROW_IN_TASK)
+
+
+@functools.lru_cache(maxsize=4)
+def _summary_metrics(inline_max_rows: int) -> tuple[Column, ...]:
+    """The batch's alert count, row count, feature status counts and timestamp percentiles, and
+    its alerts as (device, JSON payload) if it has at most `inline_max_rows` rows."""
     quantiles = [1 - q for q in _QUANTILES.values()]
+    # Only the first `inline_max_rows` rows of each task are gathered: a batch with more rows
+    # reads its alerts back from its files, and the driver never holds more than that many
+    # payloads a task, however many of the batch's events alerted.
+    first_rows = F.col(_ROW_IN_TASK) < F.lit(inline_max_rows)
+    alert = F.struct(F.col("device_id"), _alert_payload().alias("payload"))
     return (
         F.sum(F.col("is_alert").cast("int")).alias("alerts"),
         F.count(F.lit(1)).alias("rows"),
@@ -367,6 +382,8 @@ def _observed_metrics() -> tuple[Column, ...]:
         # Bins of event times, for the latency histogram: a few numbers per batch, not an event each.
         F.histogram_numeric(F.unix_millis("ts"), F.lit(_LATENCY_BINS)).alias("ts_bins"),
         *(F.sum((F.col("feature_status") == s).cast("int")).alias(s) for s in (FRESH, STALE, MISSING)),
+        # collect_list skips nulls: only the alerts.
+        F.collect_list(F.when(F.col("is_alert") & first_rows, alert)).alias("alert_list"),
     )
 
 

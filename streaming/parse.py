@@ -20,6 +20,7 @@ WRONG_TYPE = "wrong_type"
 BAD_TIMESTAMP = "bad_timestamp"
 NON_FINITE = "non_finite"
 OUT_OF_RANGE = "out_of_range"
+REASONS = (TOO_LARGE, INVALID_JSON, MISSING_FIELD, WRONG_TYPE, BAD_TIMESTAMP, NON_FINITE, OUT_OF_RANGE)
 
 _CORRUPT = "_corrupt_record"
 # The contract's types: the one parse every valid event goes through. JSON integers are valid

@@ -31,7 +31,9 @@ class OnlineStatistics:
         self.store = store
         self.refresh_seconds = refresh_seconds
         self._known = pd.DataFrame()  # a row per device met, indexed by device_id
-        self._lock = threading.Lock()  # the table, and the store (one read at a time)
+        # Guards the table. `of` also reads the store under it (a batch waits for its new devices);
+        # `refresh` reads the store outside it, so batches never wait for a whole fleet's read.
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh_loop, name="online-statistics", daemon=True)
 
@@ -42,6 +44,11 @@ class OnlineStatistics:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
+
+    def met(self) -> set[str]:
+        """Every device read so far."""
+        with self._lock:
+            return set(self._known.index)
 
     def of(self, devices: list[str]) -> pd.DataFrame:
         """A row per device, in this order, as `features.store.online_features` gives it (nulls

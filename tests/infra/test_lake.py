@@ -14,15 +14,9 @@ from infra.lake import Lake
 from infra.settings import load_settings
 
 
-def _rows(*event_ids: str, day: int = 1, batch_id: int | None = None) -> pa.Table:
+def _rows(*event_ids: str, day: int = 1) -> pa.Table:
     ts = [datetime(2026, 12, day, 12, tzinfo=UTC)] * len(event_ids)
-    return pa.table(
-        {
-            "event_id": list(event_ids),
-            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
-            "batch_id": pa.array([batch_id] * len(event_ids), pa.int64()),
-        }
-    )
+    return pa.table({"event_id": list(event_ids), "ts": pa.array(ts, pa.timestamp("us", tz="UTC"))})
 
 
 def _lake(tmp_path: Path) -> Lake:
@@ -32,17 +26,17 @@ def _lake(tmp_path: Path) -> Lake:
 def test_a_delta_table_is_appended_by_date_and_read_as_of_its_last_commit(tmp_path: Path) -> None:
     lake = _lake(tmp_path)
     lake.append_table("telemetry", _rows("a", "b", day=1))
-    lake.append_table("telemetry", _rows("c", day=2, batch_id=7))
+    lake.append_table("telemetry", _rows("c", day=2))
 
     table = lake.read_table("telemetry").sort_by("event_id")
     assert table.column("event_id").to_pylist() == ["a", "b", "c"]
     assert table.column("date").to_pylist() == ["2026-12-01", "2026-12-01", "2026-12-02"]
     assert sorted(lake.delta_table("telemetry").metadata().partition_columns) == ["date"]
     properties = lake.delta_table("telemetry").metadata().configuration
-    assert properties["delta.dataSkippingStatsColumns"] == "ts,batch_id"
+    assert properties["delta.dataSkippingStatsColumns"] == "ts"
     assert properties["delta.logRetentionDuration"] == "interval 2 days"
 
-    assert lake.delete_rows("telemetry", "batch_id IS NULL") == 2
+    assert lake.delete_rows("telemetry", "date = '2026-12-01'") == 2
     assert lake.read_table("telemetry", ["event_id"]).column("event_id").to_pylist() == ["c"]
 
 

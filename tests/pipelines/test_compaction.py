@@ -23,7 +23,6 @@ def _batch(batch_id: int, rows: int) -> pa.Table:
             "device_id": [f"dev-{i % 3}" for i in range(rows)],
             "ts": pa.array(times, pa.timestamp("us", tz="UTC")),
             **{name: [float(i)] * rows for i, name in enumerate(SENSOR_COLUMNS)},
-            "batch_id": [batch_id] * rows,
         },
         schema=TELEMETRY_TABLE_SCHEMA,
     )

@@ -40,7 +40,7 @@ def rewrite_telemetry(settings: Settings, change: Callable[[pa.Table], pa.Table]
     """Replace every row of the telemetry table (the window's, all backfilled) by `change` of them."""
     lake = Lake(settings)
     table = lake.read_table("telemetry").drop_columns([PARTITION_COLUMN])
-    lake.delete_rows("telemetry", "batch_id IS NULL")
+    lake.delete_rows("telemetry", "date IS NOT NULL")
     lake.append_table("telemetry", change(table))
 
 

@@ -1,0 +1,37 @@
+"""Every event the lake holds, as one Spark DataFrame: what statistics, validation and training read.
+
+Events reach the lake two ways. A backfill (or an import) writes history to the `telemetry`
+table. The stream writes each event it scores once, to `scored`, with its fields beside its
+features and score: writing it a second time, to `telemetry`, cost every micro-batch a Spark job
+and a Delta commit. History is therefore both tables' event columns, read as one.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+
+from features.schema import EVENT_FIELDS, PARTITION_COLUMN
+from infra.exceptions import LakeError
+from infra.lake import Lake
+
+# The tables that hold events: the backfilled history, and the stream's scored events.
+EVENT_TABLES = ("telemetry", "scored")
+
+
+def read_events(spark: SparkSession, lake: Lake) -> DataFrame:
+    """The events of `telemetry` and `scored` (EVENT_FIELDS and the `date` partition), as of their
+    latest commits. Either table may not exist yet; both missing is a `LakeError`."""
+    frames = []
+    for table in EVENT_TABLES:
+        try:
+            frames.append(spark.read.format("delta").load(lake.url(table)).select(*EVENT_FIELDS, PARTITION_COLUMN))
+        except AnalysisException:  # not a Delta table (yet)
+            continue
+    if not frames:
+        raise LakeError(
+            f"no events under {lake.root}: neither telemetry/ nor scored/ is a Delta table; run `warden backfill`"
+        )
+    return reduce(DataFrame.unionByName, frames)
