@@ -120,7 +120,12 @@ def markdown(result: dict) -> str:
             + f" {PAPER['quality']} |"
         )
     lines += _batch_breakdown(systems)
-    lines += _spark_queries(systems)
+    fixed_runs = result.get("fixed_cost", {}).get("runs", [])
+    lines += _spark_queries(fixed_runs[0].get("spark_stages") if fixed_runs else None, "the first fixed-cost run")
+    latency_runs = systems.get("streamwarden", {}).get("latency", {}).get("50%", {}).get("runs", [])
+    lines += _spark_queries(
+        next((r["spark_stages"] for r in latency_runs if "spark_stages" in r), None), "the profiled ~50 % run"
+    )
     lines += _profiles(systems)
     return "\n".join(lines)
 
@@ -198,30 +203,29 @@ def _batch_breakdown(systems: dict) -> list[str]:
     return lines
 
 
-def _spark_queries(systems: dict) -> list[str]:
-    """Spark's event log of streamwarden's profiled run: the queries of a batch (bench/spark_stages.py)."""
-    runs = systems.get("streamwarden", {}).get("latency", {}).get("50%", {}).get("runs", [])
-    stages = next((r["spark_stages"] for r in runs if "spark_stages" in r), None)
+def _spark_queries(stages: dict | None, run: str) -> list[str]:
+    """Spark's event log of one of streamwarden's runs: the queries of a batch (bench/spark_stages.py)."""
     if stages is None:
         return []
     if "error" in stages:
-        return ["", f"Spark's event log: {stages['error']}"]
+        return ["", f"Spark's event log ({run}): {stages['error']}"]
     lines = [
         "",
-        f"Spark's own metrics of a batch in the profiled ~50 % run (event log {stages['file']}; medians over "
+        f"Spark's own metrics of a batch in {run} (event log {stages['file']}; medians over "
         f"{stages['batches']} batches of {stages['rows']:,.0f} events):",
         "",
-        "| query | runs | wall | tasks | task time | task CPU | GC |",
-        "|---|---|---|---|---|---|---|",
+        "| query | runs | wall | jobs | in jobs | tasks | task time | task CPU | GC |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for query in stages["queries"]:
         lines.append(
-            f"| {query['label']} | {query['runs']:.0f} | {_ms(query['wall_ms'])} | {query['tasks']:.0f} | "
+            f"| {query['label']} | {query['runs']:.0f} | {_ms(query['wall_ms'])} | {query.get('jobs', 0):.0f} | "
+            f"{_ms(query.get('jobs_ms', 0.0))} | {query['tasks']:.0f} | "
             f"{_ms(query['task_run_ms'])} | {_ms(query['task_cpu_ms'])} | {_ms(query['gc_ms'])} |"
         )
     lines.append(
         f"| foreachBatch outside these queries (driver: Feast, py4j, Kafka, file moves) | | "
-        f"{_ms(stages['foreach_batch_outside_queries_ms'])} | | | | |"
+        f"{_ms(stages['foreach_batch_outside_queries_ms'])} | | | | | | |"
     )
     lines.append(
         "- the trigger's phases (Spark's durationMs): "

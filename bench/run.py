@@ -203,7 +203,7 @@ def main() -> None:
             )
         ours = next((s for s in under_test if isinstance(s, Streamwarden)), None)
         if ours is not None and "fixedcost" in args.scenarios:
-            runs = [fixed_cost(ours, bench, args.devices) for _ in range(args.runs)]
+            runs = [fixed_cost(ours, bench, args.devices, spark_log=n == 0) for n in range(args.runs)]
             result["fixed_cost"] = {
                 "runs": runs,
                 "seconds": summary([r["seconds"] for r in runs if r["count"]] or [float("nan")]),

@@ -248,10 +248,14 @@ def batch_profile(batches: list[Batch]) -> dict:
     }
 
 
-def fixed_cost(system: Streamwarden, bench: Settings, devices: int, bursts: int = 12, events: int = 1000) -> dict:
+def fixed_cost(
+    system: Streamwarden, bench: Settings, devices: int, bursts: int = 12, events: int = 1000, spark_log: bool = False
+) -> dict:
     """What a batch costs besides its rows: bursts of `events` sent to an otherwise idle job, one
-    at a time, and the median duration (and phase clock) of the batches that held about one burst."""
-    running = system.start("latest")
+    at a time, and the median duration (and phase clock) of the batches that held about one burst;
+    with `spark_log`, also Spark's account of those batches (bench/spark_stages.py)."""
+    log_folder = bench.home / "spark-events-fixed-cost" if spark_log else None
+    running = system.start("latest", env=spark_stages.event_log_env(log_folder) if log_folder else None)
     try:
         wait_for(system.started, 300, running, "the system to start")
         warm_up(running, bench, 500.0, devices)
@@ -265,8 +269,19 @@ def fixed_cost(system: Streamwarden, bench: Settings, devices: int, bursts: int 
             time.sleep(1.0)  # idle between bursts: each one meets a job with nothing else to do
         sized = [b for b in running.batches() if b.end >= since and 0.5 * events <= b.rows <= 1.5 * events]
     finally:
-        running.stop()
-    return {"events_per_burst": events, "bursts": bursts, **batch_profile(sized)}
+        running.stop()  # a stopped driver has closed its event log
+    stages: dict = {}
+    if log_folder:
+        try:
+            stages = spark_stages.summarize(log_folder, since)
+        except (OSError, ValueError, KeyError) as exc:  # a view of the run, not a reason to lose it
+            stages = {"error": f"cannot read Spark's event log: {exc!r}"}
+    return {
+        "events_per_burst": events,
+        "bursts": bursts,
+        **batch_profile(sized),
+        **({"spark_stages": stages} if stages else {}),
+    }
 
 
 def recovery(bench: Settings, number: int, rate: float, seconds: float, devices: int) -> dict:

@@ -1,5 +1,6 @@
 """Spark's own account of streamwarden's micro-batches, from its event log: the Spark SQL queries
-each batch runs, the wall time and task time of each, and the part of the batch spent outside
+each batch runs, the wall time, job time and task time of each (a query's wall time outside its
+jobs is the driver's: planning, a Delta commit), and the part of the batch spent outside
 all of them (the driver's Python: Feast, py4j, the Kafka transaction, the lake's file moves).
 
 The bench turns the event log on for its profiled latency run only, through a Spark
@@ -64,6 +65,7 @@ def summarize(folder: Path, since: float) -> dict:
         return {"error": f"Spark wrote no event log file under {folder / 'events'}"}
     queries: dict[int, dict] = {}
     query_of_stage: dict[int, int] = {}
+    job_started: dict[int, tuple[int, int]] = {}  # job id → (query, submission time)
     progress: list[dict] = []
     for line in logs[-1].read_text().splitlines():
         event = json.loads(line)
@@ -74,13 +76,22 @@ def summarize(folder: Path, since: float) -> dict:
                 "start": event["time"],
                 "label": _label(event),
                 "tasks": 0,
+                "jobs": 0,
+                "jobs_ms": 0.0,
                 **dict.fromkeys(_TASK_METRICS, 0.0),
             }
         elif kind == f"{_SQL_EVENT}End" and event["executionId"] in queries:
             queries[event["executionId"]]["end"] = event["time"]
         elif kind == "SparkListenerJobStart" and "spark.sql.execution.id" in event.get("Properties", {}):
+            execution = int(event["Properties"]["spark.sql.execution.id"])
             for stage in event["Stage IDs"]:
-                query_of_stage[stage] = int(event["Properties"]["spark.sql.execution.id"])
+                query_of_stage[stage] = execution
+            job_started[event["Job ID"]] = (execution, event["Submission Time"])
+        elif kind == "SparkListenerJobEnd" and event["Job ID"] in job_started:
+            execution, submitted = job_started.pop(event["Job ID"])
+            if execution in queries:
+                queries[execution]["jobs"] += 1
+                queries[execution]["jobs_ms"] += event["Completion Time"] - submitted
         elif kind == "SparkListenerStageCompleted":
             info = event["Stage Info"]
             query = queries.get(query_of_stage.get(info["Stage ID"], -1))
@@ -117,7 +128,7 @@ def _medians(batches: list[tuple[dict, list[dict]]]) -> dict:
             totals = per_label[query["label"]][n]
             totals["runs"] += 1
             totals["wall_ms"] += query["end"] - query["start"]
-            for key in ("tasks", *_TASK_METRICS):
+            for key in ("tasks", "jobs", "jobs_ms", *_TASK_METRICS):
                 totals[key] += query[key]
         for phase, ms in batch["durationMs"].items():
             phases[phase].append(ms)
@@ -125,7 +136,10 @@ def _medians(batches: list[tuple[dict, list[dict]]]) -> dict:
     queries = [
         {
             "label": label,
-            **{key: statistics.median(t[key] for t in totals) for key in ("runs", "wall_ms", "tasks", *_TASK_METRICS)},
+            **{
+                key: statistics.median(t[key] for t in totals)
+                for key in ("runs", "wall_ms", "jobs", "jobs_ms", "tasks", *_TASK_METRICS)
+            },
         }
         for label, totals in per_label.items()
     ]

@@ -95,9 +95,19 @@ def usable_stats(events: DataFrame, max_age_minutes: int) -> DataFrame:
     """Null the statistics that are missing or older than `max_age` at the event's time, and
     say which in `feature_status` (fresh / stale / missing). Feast does not enforce a feature
     view's TTL on online reads, so the age is checked here, for both paths."""
-    events = events.select("*", _status(max_age_minutes))
+    events = events.select(_all(), _status(max_age_minutes))
+    return events.select(*_usable_columns(tuple(events.columns)))
+
+
+@functools.cache
+def _all() -> Column:
+    return F.col("*")
+
+
+@functools.lru_cache(maxsize=8)
+def _usable_columns(columns: tuple[str, ...]) -> tuple[Column, ...]:
     fresh_stats = _fresh_stats()
-    return events.select(*(fresh_stats.get(c, F.col(c)) for c in events.columns))
+    return tuple(fresh_stats.get(c, F.col(c)) for c in columns)
 
 
 def earlier(column: str) -> str:
@@ -138,8 +148,12 @@ def add_features(events: DataFrame, with_earlier: bool = False) -> DataFrame:
     stream carries each device's last reading of the earlier batches, training has none (its
     window holds the history).
     """
-    columns = [c for c in events.columns if not with_earlier or c not in _earlier_names()]
-    return events.select(*columns, *_model_inputs(with_earlier))
+    return events.select(*_kept_columns(tuple(events.columns), with_earlier), *_model_inputs(with_earlier))
+
+
+@functools.lru_cache(maxsize=8)
+def _kept_columns(columns: tuple[str, ...], with_earlier: bool) -> tuple[Column, ...]:
+    return tuple(F.col(c) for c in columns if not with_earlier or c not in _earlier_names())
 
 
 @functools.cache

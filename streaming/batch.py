@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 _BATCH_FIELDS = [T.StructField("batch_id", T.LongType()), T.StructField("scored_at", T.TimestampType())]
 _READING_TYPES = {"ts": T.TimestampType(), "event_id": T.StringType()}
 # What a batch joins to its events, a row per device: the device's statistics from the online
-# store, its reading before the batch, the batch's id and scoring time. One local relation: a
-# broadcast costs a Spark job, and one plan shape for every batch keeps its generated code.
+# store, its reading before the batch, the batch's id and scoring time. One relation, joined in
+# the batch's own task (`_one_partition`), and one plan shape for every batch keeps its generated code.
 _CONTEXT_SCHEMA = T.StructType(
     [
         T.StructField("device_id", T.StringType()),
@@ -170,12 +170,12 @@ class BatchProcessor:
         devices missing from `context`, and summarizes the scored rows (observed metrics)."""
         census, devices, summary = (Observation(f"{name}-{attempt}") for name in ("census", "devices", "summary"))
         valid = parsed.observe(census, *_census_metrics()).where(_is_valid())
-        events = valid.join(F.broadcast(context), "device_id", "left")
+        events = valid.join(_one_partition(context), "device_id", "left")
         featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), with_earlier=True)
-        featured = featured.select("*", _newest_in_batch()).observe(devices, *_device_metrics())
+        featured = featured.select(_all(), _newest_in_batch()).observe(devices, *_device_metrics())
         # A device missing from the context has no batch id to file its rows under: they are
         # left out, and the batch is scored again (`_process`).
-        featured = featured.where(F.col("met").isNotNull())
+        featured = featured.where(_met())
         info = model.info
         # Only what the scored table keeps reaches the model: the JVM scorer copies every row it scores.
         rows = model.score(featured.select(*_model_inputs())).select(
@@ -183,7 +183,7 @@ class BatchProcessor:
         )
         # A batch small enough gathers its alerts too; a bigger one reads them back (bounded memory).
         inline = self.settings.stream_inline_alerts_max_rows
-        observed = rows.select("*", _row_in_task()).observe(summary, *_summary_metrics(inline)).drop(_ROW_IN_TASK)
+        observed = rows.select(_all(), _row_in_task()).observe(summary, *_summary_metrics(inline)).drop(_ROW_IN_TASK)
         self.tables.write(observed, "scored", batch_id)
         counts, found = census.get, devices.get
         rejected = {reason: int(counts[reason]) for reason in REASONS if counts[reason]}
@@ -215,6 +215,26 @@ class BatchProcessor:
 @functools.cache
 def _is_valid() -> Column:
     return F.col("reason").isNull()
+
+
+@functools.cache
+def _met() -> Column:
+    return F.col("met").isNotNull()
+
+
+@functools.cache
+def _all() -> Column:
+    return F.col("*")
+
+
+def _one_partition(context: DataFrame) -> DataFrame:
+    """The context as one partition, joined by hashing it in the task that reads the batch.
+
+    With one task a batch (`WARDEN_STREAM_BATCH_TASKS`, 1 by default) both sides of the join are
+    a single partition, so the join needs no exchange and no Spark job of its own; a broadcast
+    ran one every batch, even for a local relation. With more tasks, Spark shuffles both sides.
+    """
+    return context.coalesce(1).hint("shuffle_hash")
 
 
 @functools.cache

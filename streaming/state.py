@@ -42,6 +42,8 @@ class LastReadings:
         self.folder = folder.rstrip("/")
         self._fs, self._path = hadoop_filesystem(spark, self.folder)
         self._jvm = spark.sparkContext._jvm
+        # The snapshot this process saved last: the next batch reads it from memory, not the folder.
+        self._saved: tuple[int, dict[str, Reading]] | None = None
 
     def _snapshots(self) -> list[int]:
         if not self._fs.exists(self._path(self.folder)):
@@ -56,6 +58,8 @@ class LastReadings:
 
     def before(self, batch_id: int) -> dict[str, Reading]:
         """The last reading of every device as of the end of the newest batch before `batch_id`."""
+        if self._saved is not None and self._saved[0] == batch_id - 1:
+            return self._saved[1]
         earlier = [i for i in self._snapshots() if i < batch_id]
         if not earlier:
             return {}
@@ -77,6 +81,7 @@ class LastReadings:
             out.close()
         self._fs.delete(final, False)
         self._fs.rename(partial, final)
+        self._saved = (batch_id, readings)
         for old in self._snapshots()[:-_KEEP]:
             self._fs.delete(self._file(old), False)
 
