@@ -116,6 +116,18 @@ def summarize(folder: Path, since: float) -> dict:
     return {"file": logs[-1].name, "batches": len(batches), **_medians(batches)}
 
 
+def _outermost(queries: list[dict]) -> list[dict]:
+    """The queries not run inside another (a Delta write runs its data query nested in its own)."""
+    return [
+        q
+        for q in queries
+        if not any(
+            o is not q and o["start"] <= q["start"] and q["end"] <= o["end"] and o["label"] != q["label"]
+            for o in queries
+        )
+    ]
+
+
 def _rows(batch: dict) -> int:
     return sum(source.get("numInputRows", 0) for source in batch.get("sources", []))
 
@@ -132,7 +144,7 @@ def _medians(batches: list[tuple[dict, list[dict]]]) -> dict:
                 totals[key] += query[key]
         for phase, ms in batch["durationMs"].items():
             phases[phase].append(ms)
-        outside.append(batch["durationMs"].get("addBatch", 0) - sum(q["end"] - q["start"] for q in ran))
+        outside.append(batch["durationMs"].get("addBatch", 0) - sum(q["end"] - q["start"] for q in _outermost(ran)))
     queries = [
         {
             "label": label,
