@@ -159,7 +159,7 @@ def run_stream(
     )
     # Parsed and validated on the streaming DataFrame: the plan is built and analysed once, not
     # in every batch. Few tasks: per-task overhead, not work, dominates small batches, and with a
-    # single one the census and the per-device features need no shuffle.
+    # single one the context join and the per-device features need no shuffle.
     events = parse_events(source.coalesce(settings.stream_batch_tasks), settings.max_event_bytes)
 
     def start_query() -> StreamingQuery:
