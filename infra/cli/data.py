@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from datetime import UTC, datetime
 
 import click
@@ -79,10 +82,10 @@ def simulate_command(
 @click.option("--anomaly-rate", type=_RATE, default=0.02, help="Share of anomalous readings, in [0, 0.5).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed for noise and anomalies.")
 def backfill_command(days: int, devices: int, interval: float, anomaly_rate: float, seed: int) -> None:
-    """Write simulated history to the lake (telemetry/ and labels/, Parquet, by date).
+    """Write simulated history to the lake (the telemetry Delta table, labels/ Parquet, by date).
 
     Also writes the fleet's device registry (devices/). Re-running replaces earlier backfill
-    output on the dates it covers; the stream's files are left alone.
+    output on the dates it covers; the stream's tables are left alone.
     """
     from pipelines.backfill import BackfillParams, backfill
 
@@ -91,6 +94,14 @@ def backfill_command(days: int, devices: int, interval: float, anomaly_rate: flo
         f"wrote {report.events:,} events ({sum(report.anomalies.values()):,} anomalous) for "
         f"{report.start:%Y-%m-%d}..{report.end:%Y-%m-%d} (end exclusive) to {report.lake}"
     )
+    # The work is done and committed. delta-rs and Arrow can still be tearing down threads when
+    # the interpreter finalizes, and on Linux that sometimes aborts the process ("terminate called
+    # without an active exception", delta-io/delta-rs#2184; seen once in CI here): leave without
+    # finalizing, after flushing what this process wrote.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 COMMANDS = [simulate_command, backfill_command]
