@@ -57,6 +57,15 @@ def _label(start: dict) -> str:
 
 
 def summarize(folder: Path, since: float) -> dict:
+    """`_summarize`, or an `error` that says why the log could not be read: a view of the run,
+    never a reason to lose it."""
+    try:
+        return _summarize(folder, since)
+    except (OSError, ValueError, KeyError) as exc:
+        return {"error": f"cannot read Spark's event log: {exc!r}"}
+
+
+def _summarize(folder: Path, since: float) -> dict:
     """Medians over the batches with rows that started at or after `since` (unix seconds) in the
     newest event log under `folder`: per query label, its runs, wall and task times per batch;
     the trigger's own phases (Spark's `durationMs`); `addBatch` minus the queries' wall time."""
