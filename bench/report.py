@@ -36,6 +36,9 @@ def _rate(per_second: float) -> str:
     return f"{per_second * 60:,.0f}/min" if per_second else "-"
 
 
+_FLOOR_BODIES = {"count": "counted", "parquet": "appended raw to Parquet", "delta": "appended raw to Delta"}
+
+
 def _ms(value: float | None) -> str:
     if value is None or math.isnan(value):
         return "-"
@@ -104,6 +107,14 @@ def markdown(result: dict) -> str:
             + " |"
             + " |" * len(names)
         )
+        if "floor_seconds" in fixed:
+            floor = fixed["floor_seconds"]
+            lines.append(
+                "| the Spark floor under it: the same batches read as the job reads them, then only "
+                + ", ".join(f"{_FLOOR_BODIES[body]} {_ms(floor[body]['median'] * 1000)}" for body in floor)
+                + " |"
+                + " |" * len(names)
+            )
     if "recovery" in result:
         rec = result["recovery"]
         lines.append(

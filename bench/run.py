@@ -44,7 +44,7 @@ from pipelines.retrain import retrain, window_ending
 from pipelines.training import git_commit
 from quality import held_out_quality
 from report import markdown, plot
-from scenarios import backlog_throughput, fixed_cost, latency, recovery, sustained
+from scenarios import backlog_throughput, fixed_cost, latency, recovery, spark_floor, sustained
 from streaming.simulation import SimulationParams, simulate
 from systems import Streamwarden, System, systems
 
@@ -204,9 +204,15 @@ def main() -> None:
         ours = next((s for s in under_test if isinstance(s, Streamwarden)), None)
         if ours is not None and "fixedcost" in args.scenarios:
             runs = [fixed_cost(ours, bench, args.devices, spark_log=n == 0) for n in range(args.runs)]
+            floors = [spark_floor(bench, args.devices) for _ in range(args.runs)]
             result["fixed_cost"] = {
                 "runs": runs,
                 "seconds": summary([r["seconds"] for r in runs if r["count"]] or [float("nan")]),
+                "floor_runs": floors,
+                "floor_seconds": {
+                    body: summary([f[body]["seconds"] for f in floors if f[body]["count"]] or [float("nan")])
+                    for body in floors[0]
+                },
             }
             save(result, stem)
         for system in under_test:

@@ -15,12 +15,18 @@ Definitions (the same for every system):
 - recovery: SIGKILL of the streaming driver's process group under load, restart from the
   checkpoint; the time from the kill to the first batch committed again, then exact counts;
 - fixed cost (streamwarden): bursts of ~1,000 events sent to an idle job one at a time; the
-  median duration of the batches that held about one burst, and of each phase of its clock.
+  median duration of the batches that held about one burst, and of each phase of its clock;
+  beside it, in the same run, the Spark floor (bench/spark_floor.py): the same bursts read from
+  Kafka as the job reads them and only counted, or appended raw to Parquet or to Delta.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -274,6 +280,17 @@ def fixed_cost(
         **batch_profile(sized),
         **({"spark_stages": stages} if stages else {}),
     }
+
+
+def spark_floor(bench: Settings, devices: int, bursts: int = 12, events: int = 1000) -> dict:
+    """What the same bursts cost a Spark micro-batch that does none of the job's work: the median
+    batch duration of each body of bench/spark_floor.py, run as a process of its own."""
+    command = [sys.executable, str(Path(__file__).with_name("spark_floor.py"))]
+    command += ["--bursts", str(bursts), "--events", str(events), "--devices", str(devices)]
+    done = subprocess.run(command, env={**os.environ, **bench.to_env()}, stdout=subprocess.PIPE, check=False)  # noqa: S603
+    if done.returncode:
+        raise SystemExit(f"error: bench/spark_floor.py failed with exit code {done.returncode}")
+    return dict(json.loads(done.stdout.decode().strip().splitlines()[-1]))
 
 
 def recovery(bench: Settings, number: int, rate: float, seconds: float, devices: int) -> dict:

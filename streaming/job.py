@@ -35,6 +35,7 @@ from streaming.state import LastReadings
 from streaming.statistics import OnlineStatistics
 
 if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,7 @@ def run_stream(
 
     # Before Spark: a registry that does not answer fails the command in a second, not after the JVM's start.
     client = configure_mlflow(settings)
-    spark = spark_session(settings, QUERY_NAME)
-    # Adaptive execution re-plans every stage: seconds of fixed cost on batches of a few thousand
-    # rows. A shuffle (the features' per-device window) makes as many tasks as the batch has.
-    spark.conf.set("spark.sql.adaptive.enabled", "false")
-    spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_batch_tasks))
+    spark = stream_session(settings, QUERY_NAME)
     watcher = ChampionWatcher(spark, client, settings.model_name, settings.champion_poll_seconds, swapped, refused)
     while watcher.current is None and not stop.is_set():
         watcher.check()
@@ -144,23 +141,9 @@ def run_stream(
         metrics,
     )
     spark.streams.addListener(ProgressListener(metrics))
-    source = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-        .option("subscribe", settings.topic_telemetry)
-        .option("startingOffsets", settings.stream_starting_offsets)
-        .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
-        .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
-        # A task reads its Kafka partitions one after the other, and each read first waits for the
-        # consumer's idle fetch, which the broker holds for this long when no new data comes (500 ms
-        # by default: 6 s per batch on a 12-partition topic).
-        .option("kafka.fetch.max.wait.ms", str(KAFKA_FETCH_MAX_WAIT_MS))
-        .load()
-    )
     # Parsed and validated on the streaming DataFrame: the plan is built and analysed once, not
-    # in every batch. Few tasks: per-task overhead, not work, dominates small batches, and with a
-    # single one the context join and the per-device features need no shuffle.
-    events = parse_events(source.coalesce(settings.stream_batch_tasks), settings.max_event_bytes)
+    # in every batch.
+    events = parse_events(telemetry_records(spark, settings), settings.max_event_bytes)
 
     def start_query() -> StreamingQuery:
         return (
@@ -221,6 +204,36 @@ def run_stream(
         report.alerts = metrics.totals["alerts"]
         report.dead_letters = metrics.totals["dead_letters"]
     return report
+
+
+def stream_session(settings: Settings, app_name: str) -> SparkSession:
+    """The Spark session of a streaming driver, set for small, frequent batches."""
+    spark = spark_session(settings, app_name)
+    # Adaptive execution re-plans every stage: seconds of fixed cost on batches of a few thousand
+    # rows. A shuffle (the features' per-device window) makes as many tasks as the batch has.
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_batch_tasks))
+    return spark
+
+
+def telemetry_records(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The telemetry topic's raw records as a streaming DataFrame, read as the job reads them."""
+    source = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("subscribe", settings.topic_telemetry)
+        .option("startingOffsets", settings.stream_starting_offsets)
+        .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
+        .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
+        # A task reads its Kafka partitions one after the other, and each read first waits for the
+        # consumer's idle fetch, which the broker holds for this long when no new data comes (500 ms
+        # by default: 6 s per batch on a 12-partition topic).
+        .option("kafka.fetch.max.wait.ms", str(KAFKA_FETCH_MAX_WAIT_MS))
+        .load()
+    )
+    # Few tasks: per-task overhead, not work, dominates small batches, and with a single one the
+    # context join and the per-device features need no shuffle.
+    return source.coalesce(settings.stream_batch_tasks)
 
 
 def failure_reason(description: str) -> str:
