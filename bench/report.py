@@ -110,7 +110,7 @@ def markdown(result: dict) -> str:
         if "floor_seconds" in fixed:
             floor = fixed["floor_seconds"]
             lines.append(
-                "| the Spark floor under it: the same batches read as the job reads them, then only "
+                "| the Spark floor under it: the same batches read as the job reads them, then only | "
                 + ", ".join(f"{_FLOOR_BODIES[body]} {_ms(floor[body]['median'] * 1000)}" for body in floor)
                 + " |"
                 + " |" * len(names)

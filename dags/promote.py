@@ -46,7 +46,14 @@ def promote() -> None:
         task_id="approve",
         subject=f"Promote {{{{ {REVIEW}['model_name'] }}}} v{{{{ {REVIEW}['version'] }}}} to champion?",
         body=f"{{{{ {REVIEW}['body'] }}}}",
-        params={"reason": Param("", type="string", description="Why: recorded on the model version.")},
+        params={
+            "reason": Param("", type="string", description="Why: recorded on the model version."),
+            "override_gate": Param(
+                False,
+                type="boolean",
+                description="Approve a version the gate refused; recorded on it with who decided and why.",
+            ),
+        },
         defaults="Reject",
         response_timeout=timedelta(hours=SETTINGS.approval_timeout_hours),
     )

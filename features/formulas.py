@@ -28,11 +28,11 @@ NO_PREVIOUS = -1.0
 
 def feature_status(no_stats_time: Any, first_mean: Any, age_seconds: Any, max_age_minutes: int, ops: Any) -> Any:
     """missing (the store has no statistics for the device: it returns null or NaN depending
-    on the path), stale (older than `max_age` at the event's time) or fresh."""
-    return ops.choose(
-        [(no_stats_time | ops.is_missing(first_mean), MISSING), (age_seconds > max_age_minutes * 60, STALE)],
-        FRESH,
-    )
+    on the path; or only a window that ended after the event, which training never lets an event
+    see: a replayed or late event meets the store's newest statistics), stale (older than
+    `max_age` at the event's time) or fresh."""
+    unusable = no_stats_time | ops.is_missing(first_mean) | (age_seconds < 0)
+    return ops.choose([(unusable, MISSING), (age_seconds > max_age_minutes * 60, STALE)], FRESH)
 
 
 def _scale(reading: Any, mean: Any, std: Any, ops: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from infra.exceptions import ServiceError
 from infra.settings import Settings
 from infra.stack.mlflow import mlflow_client_env, require_mlflow
+from models.exceptions import PromotionRefused
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -40,6 +41,7 @@ TAG_DECISION = "decision"
 TAG_REASON = "decision_reason"
 TAG_PROMOTABLE = "gate_promotable"
 TAG_GATE_REASONS = "gate_reasons"
+TAG_GATE_OVERRIDDEN = "gate_overridden"
 
 # What the server answers for a model, version or alias that does not exist.
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
@@ -69,6 +71,9 @@ class VersionInfo:
     threshold: float
     features: tuple[str, ...]
     run_id: str
+    # The gate's reasons when it refused this version; None when it passed, or never judged it
+    # (a version registered by hand).
+    gate_refusal: str | None = None
 
     @classmethod
     def of(cls, version: ModelVersion) -> VersionInfo:
@@ -81,6 +86,7 @@ class VersionInfo:
             threshold=float(tags.get(TAG_THRESHOLD, "nan")),
             features=tuple(json.loads(tags.get(TAG_FEATURES, "[]"))),
             run_id=version.run_id or "",
+            gate_refusal=(tags.get(TAG_GATE_REASONS) or "refused") if tags.get(TAG_PROMOTABLE) == "false" else None,
         )
 
     @property
@@ -130,18 +136,29 @@ def set_challenger(client: MlflowClient, version: VersionInfo) -> None:
     client.set_registered_model_alias(version.name, CHALLENGER, version.version)
 
 
-def promote(client: MlflowClient, name: str, version: str, decided_by: str, reason: str) -> VersionInfo:
+def promote(
+    client: MlflowClient, name: str, version: str, decided_by: str, reason: str, override_gate: bool = False
+) -> VersionInfo:
     """Move `champion` to `version` (the old champion becomes `previous`) and record who decided.
 
-    Idempotent: promoting the current champion again changes nothing.
+    A version the gate refused is promoted only with `override_gate`, and the override is
+    recorded on it beside who decided and why. Idempotent: promoting the current champion again
+    changes nothing.
     """
     target = get_version(client, name, version)
     if target.status != "READY":
         raise ServiceError(f"model {name} version {version} is {target.status}, not READY")
+    if target.gate_refusal is not None and not override_gate:
+        raise PromotionRefused(
+            f"model {name} version {version} failed the gate ({target.gate_refusal}); approving it needs "
+            "an explicit override: `warden promote --override-gate`, or override_gate in Airflow's approval"
+        )
     current = version_by_alias(client, name, CHAMPION)
     if current is not None and current.version == target.version:
         return target
     _record_decision(client, target, "approved", decided_by, reason)
+    if target.gate_refusal is not None:
+        client.set_model_version_tag(name, target.version, TAG_GATE_OVERRIDDEN, "true")
     if current is not None:
         client.set_registered_model_alias(name, PREVIOUS, current.version)
     client.set_registered_model_alias(name, CHAMPION, target.version)

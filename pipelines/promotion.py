@@ -6,12 +6,22 @@ from infra.settings import Settings
 from models import registry
 
 
-def decide(settings: Settings, version: str, approve: bool, decided_by: str, reason: str) -> registry.VersionInfo:
-    """Approve (champion moves to `version`, the old champion becomes previous) or reject it."""
+def decide(
+    settings: Settings, version: str, approve: bool, decided_by: str, reason: str, override_gate: bool = False
+) -> registry.VersionInfo:
+    """Approve (champion moves to `version`, the old champion becomes previous) or reject it.
+    Approving a version the gate refused needs `override_gate` (registry.promote)."""
     client = registry.configure_mlflow(settings)
     if approve:
-        return registry.promote(client, settings.model_name, version, decided_by, reason)
+        return registry.promote(client, settings.model_name, version, decided_by, reason, override_gate)
     return registry.reject(client, settings.model_name, version, decided_by, reason)
+
+
+def outcome(info: registry.VersionInfo, approved: bool) -> str:
+    """What a decision did to the version, in a few words."""
+    if not approved:
+        return "rejected"
+    return "is now champion" + (" over the gate's refusal" if info.gate_refusal is not None else "")
 
 
 _REVIEWED = ("precision", "recall", "f1", "pr_auc")
@@ -49,6 +59,11 @@ def review(settings: Settings) -> dict[str, str] | None:
             "",
             f"Gate: {tags.get(registry.TAG_GATE_REASONS, 'n/a')}",
             "",
+            *(
+                ["**The gate refused this version**: approving it needs `override_gate` ticked.", ""]
+                if challenger.gate_refusal is not None
+                else []
+            ),
             f"Training window `{tags.get(registry.TAG_WINDOW, '?')}`, threshold {challenger.threshold:.3f}, "
             f"commit `{tags.get(registry.TAG_COMMIT, '?')[:12]}`.",
             "Approve moves the `champion` alias (the running stream follows it within seconds); "

@@ -106,13 +106,14 @@ def describe_challenger(model_name: str | None = None) -> dict[str, str] | None:
 
 def apply_decision(model_name: str, version: str, decision: dict[str, Any]) -> str:
     """Carry out a reviewer's answer (as the approval task recorded it) on the registry."""
-    from pipelines.promotion import decide
+    from pipelines.promotion import decide, outcome
 
     settings = _for_model(model_name)
     approved = bool(decision["approved"])
     reviewer = decision.get("responded_by_user") or {}
     decided_by = reviewer.get("name") or f"no answer within {settings.approval_timeout_hours:g} h"
-    reason = (decision.get("params_input") or {}).get("reason") or "(no reason given)"
-    info = decide(settings, version, approved, decided_by, reason)
-    verdict = "is now champion" if approved else "rejected"
-    return f"{info.name} version {info.version} {verdict}; decided by {decided_by}: {reason}"
+    answers = decision.get("params_input") or {}
+    reason = answers.get("reason") or "(no reason given)"
+    override_gate = bool(answers.get("override_gate"))
+    info = decide(settings, version, approved, decided_by, reason, override_gate)
+    return f"{info.name} version {info.version} {outcome(info, approved)}; decided by {decided_by}: {reason}"

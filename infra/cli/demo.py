@@ -61,10 +61,16 @@ def _first_champion(settings: Settings, spark: SparkSession) -> str:
     report = retrain(
         settings, spark, window_ending(settings, datetime.now(UTC)), (RANDOM_FOREST,), progress=ProgressLine("  train")
     )
-    assert report.version is not None  # noqa: S101 - retrain() always fills the report; this narrows its type
-    decide(settings, report.version.version, True, DEMO_USER, "first model, approved by the demo")
+    assert report.version is not None and report.verdict is not None  # noqa: S101 - retrain() always fills the report; this narrows its type
+    # The stream needs a first champion: one the gate refused is approved over it, and says so.
+    refused = not report.verdict.promotable
+    if refused:
+        click.echo(f"  the gate refused version {report.version.version}: {report.verdict.summary()}")
+    reason = "first model, approved by the demo" + (" over the gate's refusal" if refused else "")
+    decide(settings, report.version.version, True, DEMO_USER, reason, override_gate=refused)
     click.echo(
-        f"  approved version {report.version.version} ({report.version.kind}) as champion (decided by {DEMO_USER})"
+        f"  approved version {report.version.version} ({report.version.kind}) as champion (decided by {DEMO_USER}"
+        + (", gate overridden)" if refused else ")")
     )
     return report.version.version
 

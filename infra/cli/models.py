@@ -77,14 +77,22 @@ def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
     show_default="the current user",
     help="Who decides; recorded on the version.",
 )
-def promote_command(version: str, approve: bool, reason: str, decided_by: str) -> None:
+@click.option(
+    "--override-gate",
+    is_flag=True,
+    help="Approve a version the gate refused; the override is recorded on it with who decided and why.",
+)
+def promote_command(version: str, approve: bool, reason: str, decided_by: str, override_gate: bool) -> None:
     """Approve or reject a model version; the running stream follows the champion alias."""
-    from pipelines.promotion import decide
+    from pipelines.promotion import decide, outcome
 
+    if override_gate and not approve:
+        raise click.UsageError("--override-gate goes with --approve: a rejection needs no override")
     settings = get_settings()
-    info = decide(settings, version, approve, decided_by, reason)
-    verdict = "is now champion" if approve else "rejected"
-    click.echo(f"{settings.model_name} version {info.version} ({info.kind}) {verdict}; decided by {decided_by}")
+    info = decide(settings, version, approve, decided_by, reason, override_gate)
+    click.echo(
+        f"{settings.model_name} version {info.version} ({info.kind}) {outcome(info, approve)}; decided by {decided_by}"
+    )
 
 
 @click.command("stream")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features import frames, logic
-from features.formulas import FEATURE_COLUMNS, MISSING, NO_PREVIOUS, STALE, STATS_COLUMNS, STATS_TIME
+from features.formulas import FEATURE_COLUMNS, FRESH, MISSING, NO_PREVIOUS, STALE, STATS_COLUMNS, STATS_TIME
 from features.schema import SENSOR_COLUMNS
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -33,6 +33,8 @@ def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
             stats = {c: np.nan for c in STATS_COLUMNS} | {STATS_TIME: pd.NaT}  # the store never saw it
         if device == "dev-00001":
             stats[STATS_TIME] = T0 - timedelta(hours=3)  # stale
+        if device == "dev-00002":
+            stats[STATS_TIME] = T0 + timedelta(seconds=60)  # after the device's first events: their future
         rows.append({"event_id": f"e-{i:03d}", "device_id": device, "ts": ts, **reading, **stats})
     earlier = pd.DataFrame(
         [
@@ -74,6 +76,13 @@ def test_spark_and_pandas_compute_the_same_features(spark) -> None:  # type: ign
 
     by_device = expected.groupby("device_id")["feature_status"].unique()
     assert list(by_device["dev-00001"]) == [STALE] and list(by_device["dev-00003"]) == [MISSING]
+    # An event never uses statistics of a window that ended after it: they are not there for it.
+    future = expected[expected["device_id"] == "dev-00002"]
+    before = future["ts"] < T0 + timedelta(seconds=60)
+    assert before.any() and (~before).any()
+    assert (future.loc[before, "feature_status"] == MISSING).all()
+    assert (future.loc[~before, "feature_status"] == FRESH).all()
+    assert (future.loc[before, "z_temperature"] == 0).all()
     # Only devices without an earlier reading start at NO_PREVIOUS; a stuck sensor does not move.
     firsts = expected.sort_values(["ts"]).groupby("device_id").head(1)
     assert (firsts.set_index("device_id")["delta_temperature"].drop("dev-00000") == NO_PREVIOUS).all()

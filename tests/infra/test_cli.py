@@ -36,6 +36,7 @@ def test_every_command_has_help_with_defaults(command: str) -> None:
         (["train", "--days", "0"], "--days"),
         (["train", "--kind", "svm"], "svm"),
         (["promote", "--version", "3", "--reason", "ok"], "--approve"),
+        (["promote", "--version", "3", "--reject", "--override-gate", "--reason", "ok"], "--override-gate"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], named: str) -> None:

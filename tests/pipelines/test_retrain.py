@@ -17,7 +17,7 @@ from infra.lake import Lake
 from infra.settings import get_settings
 from infra.stack.airflow import ADMIN_USER
 from models import registry
-from tests.conftest import AirflowApi, Trained, airflow_get, dag, task_states
+from tests.conftest import AirflowApi, Trained, airflow_get, dag, run_warden, task_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -95,6 +95,25 @@ def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotabl
     assert registry.version_by_alias(client, get_settings().model_name, registry.CHAMPION).version == retrained.version
 
 
+def test_a_version_the_gate_refused_is_approved_only_with_an_explicit_override(
+    retrained: registry.VersionInfo,
+) -> None:
+    from models.exceptions import PromotionRefused
+    from pipelines.promotion import decide
+
+    name = get_settings().model_name
+    refused = max(_versions(), key=int)  # the gate test's candidate, which did not beat the champion
+    with pytest.raises(PromotionRefused, match=r"version \d+ failed the gate \(.*vs champion.*\).*--override-gate"):
+        decide(get_settings(), refused, True, "pytest", "looks fine to me")
+    # The command line says it in one line, and nothing moved.
+    result = run_warden({}, "promote", "--version", refused, "--approve", "--reason", "looks fine", "--by", "pytest")
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "--override-gate" in result.stderr, result.stderr
+    assert registry.version_by_alias(_client(), name, registry.CHAMPION).version == retrained.version
+    tags = _client().get_model_version(name, refused).tags
+    assert registry.TAG_DECISION not in tags and registry.TAG_GATE_OVERRIDDEN not in tags
+
+
 def test_a_feature_row_from_after_an_event_is_never_joined_to_it(
     spark,  # noqa: ANN001
     retrained: registry.VersionInfo,
@@ -163,7 +182,7 @@ def test_corrupted_history_fails_validation_and_registers_nothing(retrained: reg
 # ---- a person's decision through the real Airflow API ----
 
 
-def _decide_in_airflow(airflow: AirflowApi, answer: str, reason: str) -> dict[str, str]:
+def _decide_in_airflow(airflow: AirflowApi, answer: str, reason: str, **answers: object) -> dict[str, str]:
     """Trigger `promote`, wait for its approval request, answer it as the admin, wait for the end."""
     url, headers = airflow.url, airflow.headers
     run_id = airflow.trigger("promote")
@@ -180,7 +199,10 @@ def _decide_in_airflow(airflow: AirflowApi, answer: str, reason: str) -> dict[st
     time.sleep(8)
     answer_url = f"{url}/api/v2/dags/promote/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
     response = requests.patch(
-        answer_url, json={"chosen_options": [answer], "params_input": {"reason": reason}}, headers=headers, timeout=60
+        answer_url,
+        json={"chosen_options": [answer], "params_input": {"reason": reason, **answers}},
+        headers=headers,
+        timeout=60,
     )
     assert response.status_code == 200, response.text
     airflow_get(
@@ -197,10 +219,11 @@ def _decide_in_airflow(airflow: AirflowApi, answer: str, reason: str) -> dict[st
 def test_approval_in_airflow_moves_the_champion(retrained: registry.VersionInfo, airflow: AirflowApi) -> None:
     client = _client()
     name = get_settings().model_name
-    # The not-promotable version of the gate test, put up for review again by hand.
+    # The not-promotable version of the gate test, put up for review again by hand: the reviewer
+    # approves it over the gate's refusal, explicitly.
     candidate = max(_versions(), key=int)
     client.set_registered_model_alias(name, registry.CHALLENGER, candidate)
-    states = _decide_in_airflow(airflow, "Approve", "beats the champion on the test window")
+    states = _decide_in_airflow(airflow, "Approve", "beats the champion on the test window", override_gate=True)
     assert states["approve"] == "success" and states["promote_challenger"] == "success", states
     assert registry.version_by_alias(client, name, registry.CHAMPION).version == candidate
     assert registry.version_by_alias(client, name, registry.PREVIOUS).version == retrained.version
@@ -208,6 +231,7 @@ def test_approval_in_airflow_moves_the_champion(retrained: registry.VersionInfo,
     assert tags[registry.TAG_DECISION] == "approved"
     assert tags[registry.TAG_DECIDED_BY] == ADMIN_USER
     assert tags[registry.TAG_REASON] == "beats the champion on the test window"
+    assert tags[registry.TAG_GATE_OVERRIDDEN] == "true"
     assert datetime.fromisoformat(tags[registry.TAG_DECIDED_AT]) > datetime.now(UTC) - timedelta(minutes=10)
 
 
