@@ -200,7 +200,8 @@ def _decide_in_airflow(airflow: AirflowApi, answer: str, reason: str, **answers:
     answer_url = f"{url}/api/v2/dags/promote/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
     response = requests.patch(
         answer_url,
-        json={"chosen_options": [answer], "params_input": {"reason": reason, **answers}},
+        # The form sends every field it declares (Airflow refuses an answer that lacks one).
+        json={"chosen_options": [answer], "params_input": {"reason": reason, "override_gate": False, **answers}},
         headers=headers,
         timeout=60,
     )
