@@ -44,7 +44,8 @@ def review(settings: Settings) -> dict[str, str] | None:
     head += f" champion v{champion.version} ({champion.kind}) |" if champion else " champion |"
     lines = [head, "|---|---|---|"]
     kinds = sorted(k[len("test_recall_") :] for k in metrics if k.startswith("test_recall_"))
-    rows = [(name, name) for name in _REVIEWED] + [(f"recall on {kind}", f"recall_{kind}") for kind in kinds]
+    rows = [(name, name) for name in _REVIEWED] + [("F1 at the best threshold for the test labels", "best_f1")]
+    rows += [(f"recall on {kind}", f"recall_{kind}") for kind in kinds]
     for label, metric in rows:
         theirs = metrics.get(f"champion_test_{metric}")
         lines.append(

@@ -52,7 +52,7 @@ def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
         q = candidate.quality
         click.echo(
             f"  {candidate.kind:<14} F1 {q.f1:.3f}  precision {q.precision:.3f}  recall {q.recall:.3f}  "
-            f"PR-AUC {q.pr_auc:.3f}  threshold {candidate.threshold:.3f}"
+            f"PR-AUC {q.pr_auc:.3f}  threshold {candidate.threshold:.3f} (F1 {q.best_f1:.3f} at the best one for the test labels)"
         )
     assert report.verdict is not None and report.version is not None  # noqa: S101 - retrain() always fills the report; this narrows its type
     click.echo(f"gate: {report.verdict.summary()}")
