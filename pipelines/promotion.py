@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from infra.settings import Settings
 from models import registry
+from pipelines.unsupervised_floor import METRIC_PREFIX as FLOOR_PREFIX
+from pipelines.unsupervised_floor import Z_LIMIT
 
 
 def decide(
@@ -58,6 +60,8 @@ def review(settings: Settings) -> dict[str, str] | None:
             "",
             *lines,
             "",
+            _floor_line(metrics),
+            "",
             f"Gate: {tags.get(registry.TAG_GATE_REASONS, 'n/a')}",
             "",
             *(
@@ -72,3 +76,13 @@ def review(settings: Settings) -> dict[str, str] | None:
         ]
     )
     return {"model_name": settings.model_name, "version": challenger.version, "body": body}
+
+
+def _floor_line(metrics: dict[str, float]) -> str:
+    f1, pr_auc = metrics.get(f"{FLOOR_PREFIX}f1"), metrics.get(f"{FLOOR_PREFIX}pr_auc")
+    if f1 is None or pr_auc is None:
+        return "No unsupervised floor was logged with this version."
+    return (
+        f"Unsupervised floor on the same test window (each device against its own normal history, "
+        f"|z| >= {Z_LIMIT:g}, no model): F1 {f1:.3f}, PR-AUC {pr_auc:.3f}."
+    )

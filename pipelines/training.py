@@ -28,6 +28,8 @@ from models.estimators import LABEL, RANDOM_FOREST, fit_random_forest, fit_xgboo
 from models.evaluation import Quality, choose_threshold, evaluate
 from models.scoring import SCORE, Scorer, random_forest_scorer, xgboost_scorer
 from pipelines.training_set import Window, read_training_set
+from pipelines.unsupervised_floor import METRIC_PREFIX as FLOOR_PREFIX
+from pipelines.unsupervised_floor import Z_LIMIT, zscore_floor
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -124,6 +126,12 @@ def train_candidates(
         commit = git_commit()
         train_split = data.where("split = 'train'")
         validation, test = data.where("split = 'validation'"), data.where("split = 'test'")
+        floor = zscore_floor(train_split, test)
+        progress.update(
+            f"unsupervised floor (each device against its own normal history, |z| >= {Z_LIMIT:g}): "
+            f"test F1 {floor.f1:.3f}, PR-AUC {floor.pr_auc:.3f}",
+            force=True,
+        )
         candidates = []
         for kind in kinds:
             done = client.search_runs(
@@ -174,6 +182,7 @@ def train_candidates(
                     counts,
                     hyperparameters(settings, kind),
                 )
+                mlflow.log_metrics(floor.as_metrics(FLOOR_PREFIX))
                 mlflow.set_tags({TAG_TRAINING_SET: location, TAG_MODEL_URI: model_uri, TAG_SEED: str(seed)})
             candidates.append(Candidate(kind, run.info.run_id, model_uri, threshold, quality))
             run_url = f"{settings.mlflow_tracking_uri}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"

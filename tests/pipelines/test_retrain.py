@@ -48,6 +48,9 @@ def test_retrain_dag_registers_a_challenger_with_its_metrics(retrained: registry
     for name in ("test_precision", "test_recall", "test_f1", "test_pr_auc", "threshold"):
         assert name in metrics, name
     assert any(name.startswith("test_recall_") for name in metrics), "recall per anomaly kind"
+    # Beside the model: the best F1 its test labels allow, and the unsupervised per-device floor.
+    assert metrics["test_best_f1"] >= metrics["test_f1"]
+    assert 0.0 <= metrics["floor_test_f1"] <= 1.0 and 0.0 <= metrics["floor_test_pr_auc"] <= 1.0
     # Both kinds were trained and logged on the same training set.
     runs = client.search_runs([client.get_run(retrained.run_id).info.experiment_id], "tags.training_set LIKE '%'")
     assert {run.data.tags[registry.TAG_KIND] for run in runs} == {"random_forest", "xgboost"}
