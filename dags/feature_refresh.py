@@ -2,7 +2,7 @@
 then the small files the stream left in the lake's Delta tables are compacted.
 
 Declarations only; the work is `pipelines.tasks.refresh_features` (Spark on the lake, the Feast
-offline source, `materialize_incremental`) and `pipelines.tasks.compact_lake` (deltalake).
+offline source, `features.store.materialize`) and `pipelines.tasks.compact_lake` (deltalake).
 """
 
 from __future__ import annotations

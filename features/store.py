@@ -65,11 +65,22 @@ def online_features(store: FeatureStore, device_ids: list[str]) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), None)
 
 
-def materialize(store: FeatureStore, settings: Settings, end: datetime) -> None:
-    """Load the offline features up to `end` into the online store (Feast's own lines and
-    progress bars to the libraries' log)."""
+def materialize(store: FeatureStore, settings: Settings, start: datetime, end: datetime) -> None:
+    """Load the statistics of (start, end] into the online store, and on the first load every
+    device's newest statistics however old (Feast's own first incremental load reaches back only
+    one TTL from now: a device quiet for longer, or history replayed days later, would have no
+    online statistics at all). Feast's own lines and progress bars go to the libraries' log.
+
+    The online store keeps whatever was written last, so an interval that ends before what is
+    already online is not loaded: its devices' newer statistics are there.
+    """
+    loaded_up_to = store.get_feature_view("device_stats").most_recent_end_time
+    if loaded_up_to is not None and loaded_up_to.tzinfo is None:
+        loaded_up_to = loaded_up_to.replace(tzinfo=UTC)
     with library_output(settings):
-        store.materialize_incremental(end_date=end, feature_views=["device_stats"])
-        # The registry never expires (ttl 0), and Feast would start an incremental load a year
-        # back: load all of it, it is one row per device.
+        if loaded_up_to is None or end >= loaded_up_to:
+            # From where the last load ended at the latest, so that no interval is skipped.
+            since = _REGISTRY_EPOCH if loaded_up_to is None else min(start, loaded_up_to)
+            store.materialize(start_date=since, end_date=end, feature_views=["device_stats"])
+        # The registry never expires (ttl 0): load all of it, it is one row per device.
         store.materialize(start_date=_REGISTRY_EPOCH, end_date=end, feature_views=["device_metadata"])

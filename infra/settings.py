@@ -207,6 +207,9 @@ class Settings(BaseSettings):
     gate_min_f1: float = Field(default=0.70, ge=0.0, le=1.0, description="Floor: test F1 of a promotable candidate.")
     gate_min_precision: float = Field(default=0.60, ge=0.0, le=1.0, description="Floor: test precision.")
     gate_min_recall: float = Field(default=0.60, ge=0.0, le=1.0, description="Floor: test recall.")
+    gate_min_test_anomalies: PositiveInt = Field(
+        default=30, description="Fewest anomalies the test split must hold for its F1 to judge a candidate."
+    )
     approval_timeout_hours: float = Field(
         default=24.0, gt=0.0, description="An approval request with no answer by then counts as rejected."
     )

@@ -34,7 +34,8 @@ def refresh_features(
     progress: ProgressLine | None = None,
 ) -> RefreshReport:
     """Compute the statistics of grid points in (start, end] from the lake's events, write
-    them as one Parquet file of the Feast offline source, and materialize them online.
+    them as one Parquet file of the Feast offline source, and materialize them online (the
+    first materialization loads every device's newest statistics, however old).
 
     `start` None means the whole history. Re-running the same interval replaces its file.
     """
@@ -57,7 +58,7 @@ def refresh_features(
     progress.update(f"{table.num_rows:,} rows written; materializing", force=True)
     store = feature_store(settings)
     apply_definitions(store, settings)
-    materialize(store, settings, end)
+    materialize(store, settings, start, end)
     devices = len(set(table.column("device_id").to_pylist()))
     progress.done(f"{table.num_rows:,} statistics rows for {devices} devices, online up to {end:%Y-%m-%d %H:%M}")
     return RefreshReport(start, end, table.num_rows, devices)

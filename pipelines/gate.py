@@ -1,8 +1,11 @@
 """The evaluation gate: is the best candidate worth a person's approval?
 
-The candidate must meet absolute floors (precision, recall, F1 on the test window) and beat the
-current champion, scored on the same test window with its own threshold, by a margin of the
-configured metric. A first model (no champion) only has to meet the floors. The verdict is
+The test split must be fit to judge (anomaly kinds and device types that training saw, enough
+anomalies: `pipelines.split_coverage`). The candidate must meet absolute floors (precision,
+recall, F1 on the test split), beat the unsupervised per-device z-score on F1 and PR-AUC (what
+a model that does not beat it adds, a per-device threshold already does), and beat the current
+champion, scored on the same test split with its own threshold, by a margin of the configured
+metric. A first model (no champion) is not compared with a champion. The verdict is
 recorded on the candidate's MLflow run (tags `gate_*`, metrics `champion_test_*`), where the
 registration step and a person in the MLflow UI both read it.
 """
@@ -19,11 +22,14 @@ from models import registry
 from models.evaluation import Quality
 from models.exceptions import ModelRejected
 from models.loader import load_version
+from pipelines.split_coverage import split_coverage
 from pipelines.training import Candidate, judge_on
 from pipelines.training_set import read_training_set
 
 TAG_AGAINST = "gate_champion_version"
 FLOORED = ("precision", "recall", "f1")
+# What the candidate must beat the unsupervised floor on.
+ABOVE_UNSUPERVISED = ("f1", "pr_auc")
 
 
 @dataclass(frozen=True)
@@ -47,11 +53,19 @@ def judge(settings: Settings, spark: SparkSession, location: str, candidates: li
     """Pick the best candidate by the configured metric and hold it to the floors and the champion."""
     metric, margin = settings.gate_metric, settings.gate_margin
     best = best_of(candidates, metric)
-    failures, notes = [], []
+    failures = split_coverage(read_training_set(spark, location)).gaps(settings.gate_min_test_anomalies)
+    notes: list[str] = []
     for name in FLOORED:
         floor = getattr(settings, f"gate_min_{name}")
         if best.quality.value(name) < floor:
             failures.append(f"test {name} {best.quality.value(name):.3f} is below the floor {floor:.3f}")
+    if best.floor is not None:
+        (notes if _beats_unsupervised(best) else failures).append(
+            "test "
+            + ", ".join(f"{n} {best.quality.value(n):.3f}" for n in ABOVE_UNSUPERVISED)
+            + " vs the per-device z-score's "
+            + ", ".join(f"{best.floor.value(n):.3f}" for n in ABOVE_UNSUPERVISED)
+        )
     client = registry.configure_mlflow(settings)
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
     champion_quality = None
@@ -77,6 +91,11 @@ def judge(settings: Settings, spark: SparkSession, location: str, candidates: li
     )
     _record(verdict)
     return verdict
+
+
+def _beats_unsupervised(candidate: Candidate) -> bool:
+    floor = candidate.floor
+    return floor is not None and all(candidate.quality.value(n) > floor.value(n) for n in ABOVE_UNSUPERVISED)
 
 
 def _record(verdict: Verdict) -> None:

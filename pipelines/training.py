@@ -1,6 +1,7 @@
 """Fit both model kinds on a training set and log each to MLflow as a candidate.
 
-Every candidate is judged on the same test window (the newest 15 % of the training set);
+Every candidate is judged on the same test split (each device's newest 15 % of the window), beside
+the unsupervised per-device floor on that split;
 `pipelines.gate` then decides whether the best one is worth a person's approval.
 Idempotent: a kind already trained on the same training set (a finished run tagged with its
 location) is not trained again, so a retried task reuses its run.
@@ -27,6 +28,7 @@ from models import registry
 from models.estimators import LABEL, RANDOM_FOREST, fit_random_forest, fit_xgboost, positive_weight
 from models.evaluation import Quality, choose_threshold, evaluate
 from models.scoring import SCORE, Scorer, random_forest_scorer, xgboost_scorer
+from pipelines.split_coverage import split_coverage
 from pipelines.training_set import Window, read_training_set
 from pipelines.unsupervised_floor import METRIC_PREFIX as FLOOR_PREFIX
 from pipelines.unsupervised_floor import Z_LIMIT, zscore_floor
@@ -54,6 +56,9 @@ class Candidate:
     model_uri: str
     threshold: float
     quality: Quality
+    # The per-device z-score on the same test split (`pipelines.unsupervised_floor`); None for a
+    # run logged before it existed.
+    floor: Quality | None = None
 
     @classmethod
     def of(cls, run: Run) -> Candidate:
@@ -64,6 +69,9 @@ class Candidate:
             model_uri=run.data.tags[TAG_MODEL_URI],
             threshold=run.data.metrics["threshold"],
             quality=Quality.from_metrics(run.data.metrics),
+            floor=Quality.from_metrics(run.data.metrics, FLOOR_PREFIX)
+            if f"{FLOOR_PREFIX}f1" in run.data.metrics
+            else None,
         )
 
 
@@ -119,6 +127,8 @@ def train_candidates(
     data = read_training_set(spark, location).cache()
     try:
         counts = split_counts(data, window)
+        coverage = split_coverage(data)
+        progress.update(f"splits: {coverage.summary()}", force=True)
         client = registry.configure_mlflow(settings)
         import mlflow
 
@@ -183,8 +193,9 @@ def train_candidates(
                     hyperparameters(settings, kind),
                 )
                 mlflow.log_metrics(floor.as_metrics(FLOOR_PREFIX))
+                mlflow.log_dict(coverage.as_dict(), "split_coverage.json")
                 mlflow.set_tags({TAG_TRAINING_SET: location, TAG_MODEL_URI: model_uri, TAG_SEED: str(seed)})
-            candidates.append(Candidate(kind, run.info.run_id, model_uri, threshold, quality))
+            candidates.append(Candidate(kind, run.info.run_id, model_uri, threshold, quality, floor))
             run_url = f"{settings.mlflow_tracking_uri}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
             progress.update(f"{kind}: test F1 {quality.f1:.3f}, PR-AUC {quality.pr_auc:.3f}; run {run_url}", force=True)
         return candidates

@@ -1,4 +1,4 @@
-"""The training set: labeled events with point-in-time features, split by time."""
+"""The training set: labeled events with point-in-time features, split by time within each device."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Window as SparkWindow
 from pyspark.sql import functions as F
 
 from features.formulas import FEATURE_COLUMNS
@@ -76,19 +77,30 @@ def point_in_time_stats(settings: Settings, spark: SparkSession, events: DataFra
 
 
 def build_training_set(settings: Settings, spark: SparkSession, window: Window) -> DataFrame:
-    """Labeled events with FEATURE_COLUMNS, `label` and a time-ordered `split`.
+    """Labeled events with FEATURE_COLUMNS, `label`, `device_type` and a time-ordered `split`.
 
-    The split is by time, never shuffled: the oldest 70 % trains, the next 15 % picks the
-    threshold, the newest 15 % is the test window every candidate is judged on.
+    The split is by time within each device, never shuffled: each device's oldest 70 % of
+    events trains, its next 15 % picks the threshold, its newest 15 % is the test split every
+    candidate is judged on. Every split so holds every device, and with it the fleet's device
+    types and operating regimes; a split by the window's clock would give a fleet recorded device
+    after device (or experiment after experiment) different devices and faults in each split.
+    `pipelines.split_coverage` checks what each split holds.
     """
     events = labeled_events(settings, spark, window)
     with_stats = usable_stats(point_in_time_stats(settings, spark, events), settings.feature_max_age_minutes)
     featured = add_features(with_stats).withColumn(LABEL, F.col("is_anomaly").cast("int"))
-    span = (window.end - window.start).total_seconds()
-    position = (F.unix_timestamp("ts") - window.start.timestamp()) / span
+    position = F.percent_rank().over(SparkWindow.partitionBy("device_id").orderBy("ts", "event_id"))
     split = F.when(position < 0.70, "train").when(position < 0.85, "validation").otherwise("test")
     return featured.withColumn("split", split).select(
-        "event_id", "device_id", "ts", "anomaly_type", "feature_status", *FEATURE_COLUMNS, LABEL, "split"
+        "event_id",
+        "device_id",
+        "device_type",
+        "ts",
+        "anomaly_type",
+        "feature_status",
+        *FEATURE_COLUMNS,
+        LABEL,
+        "split",
     )
 
 

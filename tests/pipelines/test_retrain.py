@@ -4,6 +4,7 @@ Airflow API (`promote` DAG, ApprovalOperator) moving the `champion` alias — or
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,12 +13,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import requests
+from pyspark.sql import functions as F
 
 from infra.lake import Lake
 from infra.settings import get_settings
 from infra.stack.airflow import ADMIN_USER
 from models import registry
-from tests.conftest import AirflowApi, Trained, airflow_get, dag, run_warden, task_states
+from tests.conftest import DEVICES, AirflowApi, Trained, airflow_get, dag, run_warden, task_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,6 +56,66 @@ def test_retrain_dag_registers_a_challenger_with_its_metrics(retrained: registry
     # Both kinds were trained and logged on the same training set.
     runs = client.search_runs([client.get_run(retrained.run_id).info.experiment_id], "tags.training_set LIKE '%'")
     assert {run.data.tags[registry.TAG_KIND] for run in runs} == {"random_forest", "xgboost"}
+
+
+def test_every_device_is_split_by_its_own_clock_and_the_coverage_is_logged(
+    spark,  # noqa: ANN001
+    retrained: registry.VersionInfo,
+) -> None:
+    import mlflow
+
+    from pipelines.training import TAG_TRAINING_SET
+    from pipelines.training_set import read_training_set
+
+    run = _client().get_run(retrained.run_id)
+    data = read_training_set(spark, run.data.tags[TAG_TRAINING_SET])
+    spans = {
+        (row["device_id"], row["split"]): (row["first"], row["last"])
+        for row in data.groupBy("device_id", "split")
+        .agg(F.min("ts").alias("first"), F.max("ts").alias("last"))
+        .collect()
+    }
+    devices = {device for device, _ in spans}
+    assert len(devices) == DEVICES
+    for device in devices:
+        train, validation, test = (spans[(device, split)] for split in ("train", "validation", "test"))
+        assert train[1] <= validation[0] and validation[1] <= test[0], device
+    coverage = mlflow.artifacts.load_dict(f"runs:/{retrained.run_id}/split_coverage.json")
+    kinds = coverage["anomalies_by_kind"]
+    assert set(kinds["test"]) <= set(kinds["train"]) and sum(kinds["test"].values()) > 0
+    assert set(coverage["events_by_device_type"]["test"]) <= set(coverage["events_by_device_type"]["train"])
+
+
+def test_the_gate_refuses_a_candidate_below_the_unsupervised_floor_or_a_test_split_too_small_to_judge(
+    spark,  # noqa: ANN001
+    retrained: registry.VersionInfo,
+) -> None:
+    import mlflow
+
+    from models.evaluation import Quality
+    from pipelines.gate import judge
+    from pipelines.training import TAG_TRAINING_SET, Candidate
+
+    client = _client()
+    trained_run = client.get_run(retrained.run_id)
+    candidate = Candidate.of(trained_run)
+    assert candidate.floor is not None and candidate.quality.f1 > candidate.floor.f1
+    # The session's candidate, judged on its own run's copy: the session's run keeps its verdict.
+    with mlflow.start_run(experiment_id=trained_run.info.experiment_id, run_name="gate-refusals") as run:
+        pass
+    perfect_floor = Quality(1.0, 1.0, 1.0, 1.0, candidate.quality.rows, candidate.quality.positives)
+    below = dataclasses.replace(candidate, run_id=run.info.run_id, floor=perfect_floor)
+    strict = get_settings().model_copy(update={"gate_min_test_anomalies": 10**6})
+    verdict = judge(strict, spark, trained_run.data.tags[TAG_TRAINING_SET], [below])
+    assert not verdict.promotable
+    failures = [r for r in verdict.reasons if "z-score" in r or "needed to judge" in r]
+    assert failures[0].startswith(f"the test split holds {candidate.quality.positives} anomalies, fewer than the")
+    assert failures[1] == (
+        f"test f1 {candidate.quality.f1:.3f}, pr_auc {candidate.quality.pr_auc:.3f} vs the per-device z-score's "
+        "1.000, 1.000"
+    )
+    assert client.get_run(run.info.run_id).data.tags[registry.TAG_PROMOTABLE] == "false"
+    assert client.get_run(retrained.run_id).data.tags[registry.TAG_PROMOTABLE] == "true"
 
 
 def test_the_registered_model_loads_with_the_streams_loader(spark, retrained: registry.VersionInfo) -> None:  # noqa: ANN001

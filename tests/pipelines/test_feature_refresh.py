@@ -1,0 +1,44 @@
+"""Feature refresh: a fleet's history, however old, puts every device's statistics online."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import SparkSession
+
+from features.formulas import STATS_COLUMNS, STATS_TIME
+from features.store import feature_store, online_features
+from infra.settings import load_settings
+from pipelines.backfill import BackfillParams, backfill
+from pipelines.feature_refresh import refresh_features
+
+DEVICES = [f"dev-{index:05d}" for index in range(4)]
+
+
+def test_history_days_old_is_online_for_every_device_after_the_first_refresh(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = load_settings(home=tmp_path, lake_root=str(tmp_path / "lake"))
+    # History replayed days after it happened: its newest reading is three days old, far beyond
+    # the statistics' TTL, from which Feast's own first incremental load would start.
+    history_end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
+    backfill(settings, BackfillParams(days=1, devices=len(DEVICES), interval_s=600, end=history_end, seed=5))
+    refresh_features(settings, spark, datetime.now(UTC))
+
+    online = online_features(feature_store(settings), [*DEVICES, "dev-never-seen"]).set_index("device_id")
+    newest = pd.Timestamp(history_end)
+    for device in DEVICES:
+        assert online.loc[device, STATS_COLUMNS[0]] is not None, device
+        # Each device's newest window: the last grid point whose window still holds its last reading.
+        step, window = (timedelta(minutes=m) for m in (settings.feature_step_minutes, settings.feature_window_minutes))
+        assert newest - step < online.loc[device, STATS_TIME] <= newest + window, online.loc[device, STATS_TIME]
+        assert online.loc[device, "device_type"] is not None
+    assert online.loc["dev-never-seen", STATS_COLUMNS[0]] is None
+
+    # A refresh of an interval older than what is online (a retraining of a past window) leaves
+    # the newer statistics online: the online store keeps what is written last.
+    refresh_features(settings, spark, history_end - timedelta(hours=12), history_end - timedelta(hours=13))
+    again = online_features(feature_store(settings), DEVICES).set_index("device_id")
+    pd.testing.assert_series_equal(again[STATS_TIME], online.loc[DEVICES, STATS_TIME])
