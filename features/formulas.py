@@ -3,8 +3,9 @@
 no other copy of a formula exists.
 
 `ops` provides `abs`, `greatest` and `least` (both skip missing values), `coalesce(value,
-fallback)`, `is_missing(value)` and `choose([(condition, label), ...], default)`; arithmetic
-uses the engine's own operators, and a missing value propagates through it.
+fallback)`, `is_missing(value)`, `choose([(condition, label), ...], default)` and
+`pick([(condition, value), ...])` (the first value whose condition holds, else missing);
+arithmetic uses the engine's own operators, and a missing value propagates through it.
 """
 
 from __future__ import annotations
@@ -16,23 +17,61 @@ from features.schema import SENSOR_COLUMNS
 STATS_COLUMNS: tuple[str, ...] = tuple(f"{stat}_{sensor}" for sensor in SENSOR_COLUMNS for stat in ("mean", "std"))
 STATS_TIME = "stats_window_end"
 FIRST_MEAN = f"mean_{SENSOR_COLUMNS[0]}"
+# The device's long-term normal: the same statistics over days, robust to faults that last minutes.
+BASELINE_COLUMNS: tuple[str, ...] = tuple(f"baseline_{column}" for column in STATS_COLUMNS)
+BASELINE_TIME = "baseline_window_end"
+FIRST_BASELINE_MEAN = BASELINE_COLUMNS[0]
 Z_COLUMNS: tuple[str, ...] = tuple(f"z_{sensor}" for sensor in SENSOR_COLUMNS)
 DELTA_COLUMNS: tuple[str, ...] = tuple(f"delta_{sensor}" for sensor in SENSOR_COLUMNS)
 FEATURE_COLUMNS: tuple[str, ...] = (*SENSOR_COLUMNS, *Z_COLUMNS, *DELTA_COLUMNS, "max_abs_z", "min_delta")
 
 # Statistics state: what the stream counts and what each scored row records.
-FRESH, STALE, MISSING = "fresh", "stale", "missing"
+FRESH, BASELINE, STALE, MISSING = "fresh", "baseline", "stale", "missing"
+STATUSES = (FRESH, BASELINE, STALE, MISSING)
 # "No previous reading of this device": a value no real delta takes (deltas are >= 0).
 NO_PREVIOUS = -1.0
 
 
-def feature_status(no_stats_time: Any, first_mean: Any, age_seconds: Any, max_age_minutes: int, ops: Any) -> Any:
-    """missing (the store has no statistics for the device: it returns null or NaN depending
-    on the path; or only a window that ended after the event, which training never lets an event
-    see: a replayed or late event meets the store's newest statistics), stale (older than
-    `max_age` at the event's time) or fresh."""
-    unusable = no_stats_time | ops.is_missing(first_mean) | (age_seconds < 0)
-    return ops.choose([(unusable, MISSING), (age_seconds > max_age_minutes * 60, STALE)], FRESH)
+def feature_status(
+    no_stats_time: Any,
+    first_mean: Any,
+    age_seconds: Any,
+    max_age_minutes: int,
+    first_baseline_mean: Any,
+    baseline_age_seconds: Any,
+    ops: Any,
+) -> Any:
+    """Which statistics an event is compared with.
+
+    fresh: the device's recent window, at most `max_age` old at the event's time. baseline: the
+    recent window is stale or missing, and the device's long-term baseline stands in for it.
+    stale: the recent window is too old and there is no baseline; missing: neither exists.
+    Statistics whose window ended after the event are never used (training's point-in-time join
+    never lets an event see them; a replayed or late event meets the store's newest ones), and
+    the store returns null or NaN for what it does not have, depending on the path."""
+    no_recent = no_stats_time | ops.is_missing(first_mean) | (age_seconds < 0)
+    no_baseline = (
+        ops.is_missing(first_baseline_mean) | ops.is_missing(baseline_age_seconds) | (baseline_age_seconds < 0)
+    )
+    too_old = age_seconds > max_age_minutes * 60
+    return ops.choose(
+        [
+            (no_recent & no_baseline, MISSING),
+            (no_recent, BASELINE),
+            (too_old & no_baseline, STALE),
+            (too_old, BASELINE),
+        ],
+        FRESH,
+    )
+
+
+def stats_in_use(status: Any, recent: dict[str, Any], baseline: dict[str, Any], ops: Any) -> dict[str, Any]:
+    """The statistics (STATS_COLUMNS) the features compare readings with, by `feature_status`:
+    the recent window's when fresh, the baseline's in its place, none otherwise."""
+    return {
+        column: ops.pick([(status == FRESH, recent[column]), (status == BASELINE, baseline[f"baseline_{column}"])])
+        for column in STATS_COLUMNS
+    }
 
 
 def _scale(reading: Any, mean: Any, std: Any, ops: Any) -> Any:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features import formulas
-from features.formulas import FRESH, STATS_COLUMNS, STATS_TIME
+from features.formulas import BASELINE_COLUMNS, BASELINE_TIME, STATS_COLUMNS, STATS_TIME
 from features.schema import SENSOR_COLUMNS
 
 
@@ -39,23 +39,35 @@ class _NumpyOps:
         return np.isnan(value)
 
     @staticmethod
+    def pick(cases: list[tuple[Any, Any]]) -> Any:
+        return np.select([condition for condition, _ in cases], [value for _, value in cases], np.nan)
+
+    @staticmethod
     def choose(cases: list[tuple[Any, str]], default: str) -> Any:
         return np.select([condition for condition, _ in cases], [label for _, label in cases], default)
 
 
 def usable_stats(events: pd.DataFrame, max_age_minutes: int) -> pd.DataFrame:
-    """As `features.logic.usable_stats`: `feature_status`, and NaN for statistics not fresh."""
+    """As `features.logic.usable_stats`: `feature_status`, and in STATS_COLUMNS the statistics
+    each event is compared with (NaN for none)."""
+    ts = pd.to_datetime(events["ts"], utc=True)
     stats_time = pd.to_datetime(events[STATS_TIME], utc=True)
-    age_seconds = (pd.to_datetime(events["ts"], utc=True) - stats_time).dt.total_seconds().to_numpy()
-    first_mean = events[formulas.FIRST_MEAN].to_numpy(np.float64, na_value=np.nan)
-    status = formulas.feature_status(stats_time.isna().to_numpy(), first_mean, age_seconds, max_age_minutes, _NumpyOps)
-    events = events.assign(feature_status=status)
-    stale = status != FRESH
-    for column in STATS_COLUMNS:
-        values = events[column].to_numpy(np.float64, na_value=np.nan).copy()
-        values[stale] = np.nan
-        events[column] = values
-    return events
+    status = formulas.feature_status(
+        stats_time.isna().to_numpy(),
+        events[formulas.FIRST_MEAN].to_numpy(np.float64, na_value=np.nan),
+        (ts - stats_time).dt.total_seconds().to_numpy(),
+        max_age_minutes,
+        events[formulas.FIRST_BASELINE_MEAN].to_numpy(np.float64, na_value=np.nan),
+        (ts - pd.to_datetime(events[BASELINE_TIME], utc=True)).dt.total_seconds().to_numpy(),
+        _NumpyOps,
+    )
+    chosen = formulas.stats_in_use(
+        status,
+        {c: events[c].to_numpy(np.float64, na_value=np.nan) for c in STATS_COLUMNS},
+        {c: events[c].to_numpy(np.float64, na_value=np.nan) for c in BASELINE_COLUMNS},
+        _NumpyOps,
+    )
+    return events.assign(feature_status=status, **chosen)
 
 
 def add_features(events: pd.DataFrame, earlier: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from features import formulas
-from features.formulas import FRESH, STATS_COLUMNS, STATS_TIME
+from features.formulas import BASELINE_COLUMNS, BASELINE_TIME, STATS_COLUMNS, STATS_TIME
 from features.schema import SENSOR_COLUMNS
 
 
@@ -40,6 +40,13 @@ class _SparkOps:
     @staticmethod
     def is_missing(value: Column) -> Column:
         return value.isNull() | F.isnan(value)
+
+    @staticmethod
+    def pick(cases: list[tuple[Column, Column]]) -> Column:
+        picked = F.when(*cases[0])
+        for condition, value in cases[1:]:
+            picked = picked.when(condition, value)
+        return picked
 
     @staticmethod
     def choose(cases: list[tuple[Column, str]], default: str) -> Column:
@@ -66,6 +73,35 @@ def window_stats(telemetry: DataFrame, window_minutes: int, step_minutes: int) -
     )
 
 
+# The baseline's quartiles: their middle is its mean, their spread its standard deviation (the
+# interquartile range of a normal distribution is 1.349 of them). A fault that lasts minutes moves
+# neither, where it would move a mean and a standard deviation over the same days.
+_QUARTILES = [0.25, 0.5, 0.75]
+_IQR_PER_STD = 1.349
+
+
+def baseline_stats(telemetry: DataFrame, days: int) -> DataFrame:
+    """Per device and midnight (UTC) `window_end`: each sensor's long-term normal over the
+    `days` days before it, as BASELINE_COLUMNS: robust mean (median) and standard deviation
+    (interquartile range / 1.349)."""
+    window = F.window("ts", f"{days} days", "1 day")
+    quartiles = [F.percentile_approx(sensor, _QUARTILES, 1000).alias(f"_q_{sensor}") for sensor in SENSOR_COLUMNS]
+    grouped = telemetry.groupBy("device_id", window.alias("window")).agg(*quartiles)
+    robust = []
+    for sensor in SENSOR_COLUMNS:
+        q = F.col(f"_q_{sensor}")
+        robust += [
+            q[1].alias(f"baseline_mean_{sensor}"),
+            ((q[2] - q[0]) / _IQR_PER_STD).alias(f"baseline_std_{sensor}"),
+        ]
+    return grouped.select(
+        "device_id",
+        F.col("window.end").alias("window_end"),
+        F.col("window.end").alias(BASELINE_TIME),
+        *robust,
+    ).select("device_id", "window_end", BASELINE_TIME, *BASELINE_COLUMNS)
+
+
 def grid_floor(ts: Column, step_minutes: int) -> Column:
     """The grid point at or before `ts`: the latest statistics an event at `ts` may use."""
     step = step_minutes * 60
@@ -79,22 +115,35 @@ def grid_floor(ts: Column, step_minutes: int) -> Column:
 @functools.cache
 def _status(max_age_minutes: int) -> Column:
     age_seconds = F.unix_timestamp("ts") - F.unix_timestamp(STATS_TIME)
+    baseline_age_seconds = F.unix_timestamp("ts") - F.unix_timestamp(BASELINE_TIME)
     status: Column = formulas.feature_status(
-        F.col(STATS_TIME).isNull(), F.col(formulas.FIRST_MEAN), age_seconds, max_age_minutes, _SparkOps
+        F.col(STATS_TIME).isNull(),
+        F.col(formulas.FIRST_MEAN),
+        age_seconds,
+        max_age_minutes,
+        F.col(formulas.FIRST_BASELINE_MEAN),
+        baseline_age_seconds,
+        _SparkOps,
     )
     return status.alias("feature_status")
 
 
 @functools.cache
 def _fresh_stats() -> dict[str, Column]:
-    fresh = F.col("feature_status") == FRESH
-    return {c: F.when(fresh, F.col(c)).alias(c) for c in STATS_COLUMNS}
+    chosen = formulas.stats_in_use(
+        F.col("feature_status"),
+        {c: F.col(c) for c in STATS_COLUMNS},
+        {c: F.col(c) for c in BASELINE_COLUMNS},
+        _SparkOps,
+    )
+    return {c: value.alias(c) for c, value in chosen.items()}
 
 
 def usable_stats(events: DataFrame, max_age_minutes: int) -> DataFrame:
-    """Null the statistics that are missing or older than `max_age` at the event's time, and
-    say which in `feature_status` (fresh / stale / missing). Feast does not enforce a feature
-    view's TTL on online reads, so the age is checked here, for both paths."""
+    """Put in STATS_COLUMNS the statistics each event is compared with, and say which in
+    `feature_status` (`features.formulas.feature_status`: the recent window when fresh, the
+    device's baseline in its place, none when stale or missing). Feast does not enforce a
+    feature view's TTL on online reads, so the age is checked here, for both paths."""
     events = events.select(_all(), _status(max_age_minutes))
     return events.select(*_usable_columns(tuple(events.columns)))
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from features.formulas import STATS_COLUMNS, STATS_TIME
+from features.formulas import BASELINE_COLUMNS, BASELINE_TIME, STATS_COLUMNS, STATS_TIME
 from infra.logs import library_output
 from infra.settings import Settings
 
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 REPO_DIR = Path(__file__).parent / "repo"
 FEATURE_SERVICE = "anomaly_v1"
 _REGISTRY_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+# What `online_features` gives per device, in this order.
+ONLINE_COLUMNS = ["device_id", STATS_TIME, *STATS_COLUMNS, BASELINE_TIME, *BASELINE_COLUMNS, "device_type"]
+# The views whose rows are dated windows: each load takes those of the refreshed interval.
+_WINDOWED_VIEWS = ("device_stats", "device_baseline")
 
 
 def feature_store(settings: Settings) -> FeatureStore:
@@ -41,46 +45,51 @@ def apply_definitions(store: FeatureStore, settings: Settings) -> None:
     from features.repo import entities, feature_services, feature_views
 
     device_stats = feature_views.device_stats(settings)
+    device_baseline = feature_views.device_baseline(settings)
     device_metadata = feature_views.device_metadata(settings)
     store.apply(
         [
             entities.device,
             device_stats,
+            device_baseline,
             device_metadata,
-            feature_services.anomaly_v1(device_stats, device_metadata),
+            feature_services.anomaly_v1(device_stats, device_baseline, device_metadata),
         ]
     )
 
 
 def online_features(store: FeatureStore, device_ids: list[str]) -> pd.DataFrame:
-    """One batched online read for these devices: statistics, their window end, device type.
+    """One batched online read for these devices: statistics and baseline, the ends of their
+    windows, device type.
 
     Devices the store has never seen come back with nulls; no TTL is applied here
     (`usable_stats` of `features.logic` or `features.frames` decides what is fresh).
     """
     service = store.get_feature_service(FEATURE_SERVICE)
     response = store.get_online_features(features=service, entity_rows={"device_id": device_ids})
-    frame = response.to_df()[["device_id", STATS_TIME, *STATS_COLUMNS, "device_type"]]
-    frame[STATS_TIME] = pd.to_datetime(frame[STATS_TIME], utc=True)
+    frame = response.to_df()[ONLINE_COLUMNS]
+    for column in (STATS_TIME, BASELINE_TIME):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame.astype(object).where(frame.notna(), None)
 
 
 def materialize(store: FeatureStore, settings: Settings, start: datetime, end: datetime) -> None:
-    """Load the statistics of (start, end] into the online store, and on the first load every
-    device's newest statistics however old (Feast's own first incremental load reaches back only
-    one TTL from now: a device quiet for longer, or history replayed days later, would have no
-    online statistics at all). Feast's own lines and progress bars go to the libraries' log.
+    """Load the statistics and baselines of (start, end] into the online store, and on the first
+    load every device's newest ones however old (Feast's own first incremental load reaches back
+    only one TTL from now: a device quiet for longer, or history replayed days later, would have
+    nothing online at all). Feast's own lines and progress bars go to the libraries' log.
 
     The online store keeps whatever was written last, so an interval that ends before what is
-    already online is not loaded: its devices' newer statistics are there.
+    already online is not loaded: its devices' newer rows are there.
     """
-    loaded_up_to = store.get_feature_view("device_stats").most_recent_end_time
-    if loaded_up_to is not None and loaded_up_to.tzinfo is None:
-        loaded_up_to = loaded_up_to.replace(tzinfo=UTC)
     with library_output(settings):
-        if loaded_up_to is None or end >= loaded_up_to:
-            # From where the last load ended at the latest, so that no interval is skipped.
-            since = _REGISTRY_EPOCH if loaded_up_to is None else min(start, loaded_up_to)
-            store.materialize(start_date=since, end_date=end, feature_views=["device_stats"])
+        for name in _WINDOWED_VIEWS:
+            loaded_up_to = store.get_feature_view(name).most_recent_end_time
+            if loaded_up_to is not None and loaded_up_to.tzinfo is None:
+                loaded_up_to = loaded_up_to.replace(tzinfo=UTC)
+            if loaded_up_to is None or end >= loaded_up_to:
+                # From where the last load ended at the latest, so that no interval is skipped.
+                since = _REGISTRY_EPOCH if loaded_up_to is None else min(start, loaded_up_to)
+                store.materialize(start_date=since, end_date=end, feature_views=[name])
         # The registry never expires (ttl 0): load all of it, it is one row per device.
         store.materialize(start_date=_REGISTRY_EPOCH, end_date=end, feature_views=["device_metadata"])

@@ -169,6 +169,10 @@ class Settings(BaseSettings):
     feature_max_age_minutes: PositiveInt = Field(
         default=120, description="Online statistics older than this are stale and not used."
     )
+    feature_baseline_days: PositiveInt = Field(
+        default=7,
+        description="Days of history in a device's long-term baseline, which stands in for stale or missing statistics.",
+    )
 
     feast_config: Path | None = Field(
         default=None,

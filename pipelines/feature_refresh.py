@@ -1,4 +1,5 @@
-"""Feature refresh: rolling device statistics from the lake → Feast offline source → online store."""
+"""Feature refresh: rolling device statistics and daily baselines from the lake → Feast offline
+source → online store."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from features.logic import window_stats
+from features.logic import baseline_stats, window_stats
 from features.store import apply_definitions, feature_store, materialize
 from infra.lake import Lake
 from infra.progress import ProgressLine
@@ -16,6 +17,7 @@ from infra.settings import Settings
 from pipelines.history import read_events
 
 STATS_DATASET = "feast/device_stats"
+BASELINE_DATASET = "feast/device_baseline"
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class RefreshReport:
     end: datetime
     rows: int
     devices: int
+    baseline_rows: int
 
 
 def refresh_features(
@@ -53,12 +56,26 @@ def refresh_features(
         (F.col("window_end") > start) & (F.col("window_end") <= end)
     )
     table = stats.toArrow()
-    name = f"stats-{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}.parquet"
-    lake.write_file(table, STATS_DATASET, name)
-    progress.update(f"{table.num_rows:,} rows written; materializing", force=True)
+    interval = f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
+    lake.write_file(table, STATS_DATASET, f"stats-{interval}.parquet")
+    # Baselines end at midnight (UTC): only a refresh that crosses one has any to compute. The
+    # source gets a file either way, so that Feast finds one before the first midnight.
+    days = settings.feature_baseline_days
+    last_midnight = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = start - timedelta(days=days) if last_midnight > start else end
+    baselines = baseline_stats(history.where((F.col("ts") >= since) & (F.col("ts") < last_midnight)), days)
+    baseline_table = baselines.where((F.col("window_end") > start) & (F.col("window_end") <= end)).toArrow()
+    lake.write_file(baseline_table, BASELINE_DATASET, f"baseline-{interval}.parquet")
+    progress.update(
+        f"{table.num_rows:,} statistics and {baseline_table.num_rows:,} baseline rows written; materializing",
+        force=True,
+    )
     store = feature_store(settings)
     apply_definitions(store, settings)
     materialize(store, settings, start, end)
     devices = len(set(table.column("device_id").to_pylist()))
-    progress.done(f"{table.num_rows:,} statistics rows for {devices} devices, online up to {end:%Y-%m-%d %H:%M}")
-    return RefreshReport(start, end, table.num_rows, devices)
+    progress.done(
+        f"{table.num_rows:,} statistics rows for {devices} devices, {baseline_table.num_rows:,} daily baselines, "
+        f"online up to {end:%Y-%m-%d %H:%M}"
+    )
+    return RefreshReport(start, end, table.num_rows, devices, baseline_table.num_rows)

@@ -16,7 +16,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.formulas import FEATURE_COLUMNS, FRESH, MISSING, STALE, STATS_COLUMNS, STATS_TIME
+from features.formulas import BASELINE_COLUMNS, BASELINE_TIME, FEATURE_COLUMNS, STATS_COLUMNS, STATS_TIME, STATUSES
 from features.logic import EARLIER_FIELDS, add_features, earlier, usable_stats
 from features.schema import EVENT_FIELDS
 from infra.settings import Settings
@@ -43,6 +43,8 @@ _CONTEXT_SCHEMA = T.StructType(
         T.StructField("device_id", T.StringType()),
         T.StructField(STATS_TIME, T.TimestampType()),
         *(T.StructField(name, T.DoubleType()) for name in STATS_COLUMNS),
+        T.StructField(BASELINE_TIME, T.TimestampType()),
+        *(T.StructField(name, T.DoubleType()) for name in BASELINE_COLUMNS),
         T.StructField("device_type", T.StringType()),
         *(T.StructField(earlier(f), _READING_TYPES.get(f, T.DoubleType())) for f in EARLIER_FIELDS),
         T.StructField("met", T.BooleanType()),  # true on every row: an event without it has no row
@@ -401,7 +403,7 @@ def _summary_metrics(inline_max_rows: int) -> tuple[Column, ...]:
         F.percentile_approx(F.unix_millis("source_timestamp"), quantiles).alias("kafka_q"),
         # Bins of event times, for the latency histogram: a few numbers per batch, not an event each.
         F.histogram_numeric(F.unix_millis("ts"), F.lit(_LATENCY_BINS)).alias("ts_bins"),
-        *(F.sum((F.col("feature_status") == s).cast("int")).alias(s) for s in (FRESH, STALE, MISSING)),
+        *(F.sum((F.col("feature_status") == s).cast("int")).alias(s) for s in STATUSES),
         # collect_list skips nulls: only the alerts.
         F.collect_list(F.when(F.col("is_alert") & first_rows, alert)).alias("alert_list"),
     )
@@ -416,5 +418,5 @@ def _summarize(observed: dict[str, Any], metrics: BatchMetrics) -> int:
         metrics.latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, observed["ts_q"], strict=True)}
         metrics.kafka_latency_ms = {q: now_ms - t for q, t in zip(_QUANTILES, observed["kafka_q"], strict=True)}
         metrics.latency_bins_ms = [(max(now_ms - b["x"], 0.0), b["y"]) for b in observed["ts_bins"] or []]
-        metrics.feature_status = {s: int(observed[s] or 0) for s in (FRESH, STALE, MISSING)}
+        metrics.feature_status = {s: int(observed[s] or 0) for s in STATUSES}
     return int(observed["alerts"] or 0)

@@ -24,7 +24,7 @@ import orjson
 import pandas as pd
 
 from features import formulas, frames
-from features.formulas import FEATURE_COLUMNS, FRESH, STATS_COLUMNS, STATS_TIME
+from features.formulas import BASELINE_COLUMNS, BASELINE_TIME, FEATURE_COLUMNS, STATS_COLUMNS, STATS_TIME
 from features.schema import EVENT_FIELDS, SENSOR_BOUNDS, SENSOR_COLUMNS
 from infra.progress import ProgressLine
 from infra.settings import Settings
@@ -153,6 +153,10 @@ class _FloatOps:
     def choose(cases: list[tuple[bool, str]], default: str) -> str:
         return next((label for condition, label in cases if condition), default)
 
+    @staticmethod
+    def pick(cases: list[tuple[bool, float]]) -> float:
+        return next((value for condition, value in cases if condition), math.nan)
+
 
 class Scorer:
     """Scores valid events with the champion, each reading compared with its device's previous
@@ -190,11 +194,22 @@ class Scorer:
     def score_one(self, event: Event, stats: dict[str, Any]) -> Alert | None:
         """The alert for one event, or None: what `score` computes for a batch of one, on Python
         floats. `stats` is the device's row of `online_features`, as a dict."""
-        stats_time = stats[STATS_TIME]
-        age_seconds = (event["ts"] - stats_time).total_seconds() if stats_time is not None else math.nan
-        first_mean = _number(stats[formulas.FIRST_MEAN])
-        status = formulas.feature_status(stats_time is None, first_mean, age_seconds, self.max_age_minutes, _FloatOps)
-        usable = {c: _number(stats[c]) if status == FRESH else math.nan for c in STATS_COLUMNS}
+        stats_time, baseline_time = stats[STATS_TIME], stats[BASELINE_TIME]
+        status = formulas.feature_status(
+            stats_time is None,
+            _number(stats[formulas.FIRST_MEAN]),
+            (event["ts"] - stats_time).total_seconds() if stats_time is not None else math.nan,
+            self.max_age_minutes,
+            _number(stats[formulas.FIRST_BASELINE_MEAN]),
+            (event["ts"] - baseline_time).total_seconds() if baseline_time is not None else math.nan,
+            _FloatOps,
+        )
+        usable = formulas.stats_in_use(
+            status,
+            {c: _number(stats[c]) for c in STATS_COLUMNS},
+            {c: _number(stats[c]) for c in BASELINE_COLUMNS},
+            _FloatOps,
+        )
         # As in `features.frames.add_features`: a reading is compared with an earlier one only.
         known = self.last.get(event["device_id"])
         order = (event["ts"], event["event_id"])

@@ -17,6 +17,17 @@ def device_stats_source(settings: Settings) -> FileSource:
     )
 
 
+def device_baseline_source(settings: Settings) -> FileSource:
+    return FileSource(
+        name="device_baseline_source",
+        path=Lake(settings).offline_url("feast/device_baseline"),
+        timestamp_field="window_end",
+        description="Per-device long-term sensor baselines, one row per device and day.",
+        owner="streamwarden",
+        tags={"written_by": "pipelines.feature_refresh"},
+    )
+
+
 def device_metadata_source(settings: Settings) -> FileSource:
     return FileSource(
         name="device_metadata_source",

@@ -5,8 +5,8 @@ from datetime import timedelta
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String, UnixTimestamp
 
-from features.formulas import STATS_COLUMNS, STATS_TIME
-from features.repo.data_sources import device_metadata_source, device_stats_source
+from features.formulas import BASELINE_COLUMNS, BASELINE_TIME, STATS_COLUMNS, STATS_TIME
+from features.repo.data_sources import device_baseline_source, device_metadata_source, device_stats_source
 from features.repo.entities import device
 from infra.settings import Settings
 
@@ -30,6 +30,25 @@ def device_stats(settings: Settings) -> FeatureView:
             "window_minutes": str(settings.feature_window_minutes),
             "step_minutes": str(settings.feature_step_minutes),
         },
+    )
+
+
+def device_baseline(settings: Settings) -> FeatureView:
+    return FeatureView(
+        name="device_baseline",
+        entities=[device],
+        # A device's normal does not expire: it is what its features fall back on when its recent
+        # window is stale or missing, however long it was quiet.
+        ttl=timedelta(0),
+        schema=[
+            Field(name=BASELINE_TIME, dtype=UnixTimestamp, description="End of the days this baseline covers."),
+            *(Field(name=name, dtype=Float64) for name in BASELINE_COLUMNS),
+        ],
+        source=device_baseline_source(settings),
+        online=True,
+        description=f"Robust mean and standard deviation of each sensor over the last {settings.feature_baseline_days} days.",
+        owner="streamwarden",
+        tags={"days": str(settings.feature_baseline_days)},
     )
 
 

@@ -10,10 +10,22 @@ import pandas as pd
 import pytest
 
 from features import frames, logic
-from features.formulas import FEATURE_COLUMNS, FRESH, MISSING, NO_PREVIOUS, STALE, STATS_COLUMNS, STATS_TIME
+from features.formulas import (
+    BASELINE,
+    BASELINE_COLUMNS,
+    BASELINE_TIME,
+    FEATURE_COLUMNS,
+    FRESH,
+    MISSING,
+    NO_PREVIOUS,
+    STALE,
+    STATS_COLUMNS,
+    STATS_TIME,
+)
 from features.schema import SENSOR_COLUMNS
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+_NO_BASELINE: dict[str, object] = {c: np.nan for c in BASELINE_COLUMNS} | {BASELINE_TIME: pd.NaT}
 
 
 def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -35,7 +47,36 @@ def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
             stats[STATS_TIME] = T0 - timedelta(hours=3)  # stale
         if device == "dev-00002":
             stats[STATS_TIME] = T0 + timedelta(seconds=60)  # after the device's first events: their future
-        rows.append({"event_id": f"e-{i:03d}", "device_id": device, "ts": ts, **reading, **stats})
+        rows.append({"event_id": f"e-{i:03d}", "device_id": device, "ts": ts, **reading, **stats, **_NO_BASELINE})
+    # Devices whose long-term baseline stands in, or not: with a stale recent window, with none,
+    # and with none and only a baseline of days that ended after the events.
+    recent = {
+        "dev-00004": T0 - timedelta(hours=30),
+        "dev-00005": pd.NaT,
+        "dev-00006": pd.NaT,
+    }
+    baseline_end = {
+        "dev-00004": T0 - timedelta(hours=12),
+        "dev-00005": T0 - timedelta(days=3),
+        "dev-00006": T0 + timedelta(hours=1),
+    }
+    for n, device in enumerate(recent):
+        for k in range(5):
+            reading = {s: float(rng.normal(50, 5)) for s in SENSOR_COLUMNS}
+            stats = {c: float(rng.uniform(0.5, 60)) if recent[device] is not pd.NaT else np.nan for c in STATS_COLUMNS}
+            baseline = {c: float(rng.uniform(0.5, 60)) for c in BASELINE_COLUMNS}
+            rows.append(
+                {
+                    "event_id": f"e-b{n}{k}",
+                    "device_id": device,
+                    "ts": T0 + timedelta(seconds=10 * k),
+                    **reading,
+                    **stats,
+                    STATS_TIME: recent[device],
+                    **baseline,
+                    BASELINE_TIME: baseline_end[device],
+                }
+            )
     earlier = pd.DataFrame(
         [
             {
@@ -76,6 +117,15 @@ def test_spark_and_pandas_compute_the_same_features(spark) -> None:  # type: ign
 
     by_device = expected.groupby("device_id")["feature_status"].unique()
     assert list(by_device["dev-00001"]) == [STALE] and list(by_device["dev-00003"]) == [MISSING]
+    # A stale or missing recent window falls back on the device's baseline, never on one from
+    # the event's future; the readings are then compared with the baseline, not with nothing.
+    assert list(by_device["dev-00004"]) == [BASELINE] and list(by_device["dev-00005"]) == [BASELINE]
+    assert list(by_device["dev-00006"]) == [MISSING]
+    on_baseline = events.set_index("event_id").loc[expected.index[expected["feature_status"] == BASELINE]]
+    z = (on_baseline["temperature"] - on_baseline["baseline_mean_temperature"]) / np.maximum(
+        on_baseline["baseline_std_temperature"], np.abs(on_baseline["baseline_mean_temperature"]) * 0.001 + 1e-3
+    )
+    np.testing.assert_allclose(expected.loc[on_baseline.index, "z_temperature"], z, rtol=1e-12)
     # An event never uses statistics of a window that ended after it: they are not there for it.
     future = expected[expected["device_id"] == "dev-00002"]
     before = future["ts"] < T0 + timedelta(seconds=60)

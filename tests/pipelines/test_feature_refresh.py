@@ -1,4 +1,5 @@
-"""Feature refresh: a fleet's history, however old, puts every device's statistics online."""
+"""Feature refresh: a fleet's history, however old, puts every device's statistics and baseline
+online, and a stream started long after it compares readings with them, not with nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from features.formulas import STATS_COLUMNS, STATS_TIME
+from features import frames
+from features.formulas import BASELINE, BASELINE_COLUMNS, BASELINE_TIME, MISSING, STATS_COLUMNS, STATS_TIME
+from features.schema import SENSOR_COLUMNS
 from features.store import feature_store, online_features
 from infra.settings import load_settings
 from pipelines.backfill import BackfillParams, backfill
@@ -35,10 +38,23 @@ def test_history_days_old_is_online_for_every_device_after_the_first_refresh(
         step, window = (timedelta(minutes=m) for m in (settings.feature_step_minutes, settings.feature_window_minutes))
         assert newest - step < online.loc[device, STATS_TIME] <= newest + window, online.loc[device, STATS_TIME]
         assert online.loc[device, "device_type"] is not None
+        # The daily baseline: the newest midnight whose days hold the history.
+        assert online.loc[device, BASELINE_COLUMNS[0]] is not None, device
+        assert newest <= online.loc[device, BASELINE_TIME] <= pd.Timestamp(datetime.now(UTC)), device
     assert online.loc["dev-never-seen", STATS_COLUMNS[0]] is None
+
+    # An event now: its device's recent window is days old, its baseline stands in.
+    now = pd.Timestamp(datetime.now(UTC))
+    events = online.reset_index().assign(ts=now, event_id="e", **{sensor: 10.0 for sensor in SENSOR_COLUMNS})
+    used = frames.usable_stats(events, settings.feature_max_age_minutes).set_index("device_id")
+    assert list(used.loc[DEVICES, "feature_status"]) == [BASELINE] * len(DEVICES)
+    for column in STATS_COLUMNS:
+        assert list(used.loc[DEVICES, column]) == list(online.loc[DEVICES, f"baseline_{column}"]), column
+    assert used.loc["dev-never-seen", "feature_status"] == MISSING
 
     # A refresh of an interval older than what is online (a retraining of a past window) leaves
     # the newer statistics online: the online store keeps what is written last.
     refresh_features(settings, spark, history_end - timedelta(hours=12), history_end - timedelta(hours=13))
     again = online_features(feature_store(settings), DEVICES).set_index("device_id")
-    pd.testing.assert_series_equal(again[STATS_TIME], online.loc[DEVICES, STATS_TIME])
+    for column in (STATS_TIME, BASELINE_TIME):
+        pd.testing.assert_series_equal(again[column], online.loc[DEVICES, column])

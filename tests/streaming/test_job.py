@@ -228,13 +228,14 @@ def test_champion_moves_without_restart_and_broken_models_are_refused(
     assert info.kind == "xgboost"
 
 
-def test_stale_and_missing_features_are_scored_and_counted(
+def test_stale_statistics_fall_back_on_the_baseline_and_unknown_devices_are_missing(
     env: dict[str, str], settings_of: Settings, stream: dict
 ) -> None:
     settings = settings_of
     running: WardenProcess = stream["running"]
     before = set(scored(settings)["event_id"])
-    # Devices the store has never seen (missing), then readings hours after the last statistics (stale).
+    # Devices the store has never seen (missing), then readings hours after the last statistics:
+    # their recent window is stale, and the devices' daily baseline stands in.
     run_warden(env, "simulate", "--devices", str(DEVICES + 20), "--events", "600", "--rate", "3000", "--seed", "10")
     later = pd.Timestamp.now("UTC") + pd.Timedelta(hours=5)
     run_warden(
@@ -256,7 +257,7 @@ def test_stale_and_missing_features_are_scored_and_counted(
     new = rows[~rows["event_id"].isin(before)]
     statuses = new["feature_status"].value_counts().to_dict()
     assert statuses.get("missing", 0) >= 400  # 20 of 30 devices have no statistics
-    assert statuses.get("stale", 0) >= 300
+    assert statuses.get("baseline", 0) >= 300
     assert new["score"].notna().all()
     unknown = new[new["device_id"] >= f"dev-{DEVICES:05d}"]
     assert (unknown["feature_status"] == "missing").all()
