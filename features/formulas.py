@@ -21,13 +21,15 @@ FIRST_MEAN = f"mean_{SENSOR_COLUMNS[0]}"
 BASELINE_COLUMNS: tuple[str, ...] = tuple(f"baseline_{column}" for column in STATS_COLUMNS)
 BASELINE_TIME = "baseline_window_end"
 FIRST_BASELINE_MEAN = BASELINE_COLUMNS[0]
+# Whose baseline a device's row holds: its own, or its device type's (a device without history yet).
+BASELINE_OF, OWN, OF_TYPE = "baseline_of", "device", "device_type"
 Z_COLUMNS: tuple[str, ...] = tuple(f"z_{sensor}" for sensor in SENSOR_COLUMNS)
 DELTA_COLUMNS: tuple[str, ...] = tuple(f"delta_{sensor}" for sensor in SENSOR_COLUMNS)
 FEATURE_COLUMNS: tuple[str, ...] = (*SENSOR_COLUMNS, *Z_COLUMNS, *DELTA_COLUMNS, "max_abs_z", "min_delta")
 
 # Statistics state: what the stream counts and what each scored row records.
-FRESH, BASELINE, STALE, MISSING = "fresh", "baseline", "stale", "missing"
-STATUSES = (FRESH, BASELINE, STALE, MISSING)
+FRESH, BASELINE, TYPE_BASELINE, STALE, MISSING = "fresh", "baseline", "type_baseline", "stale", "missing"
+STATUSES = (FRESH, BASELINE, TYPE_BASELINE, STALE, MISSING)
 # "No previous reading of this device": a value no real delta takes (deltas are >= 0).
 NO_PREVIOUS = -1.0
 
@@ -39,13 +41,15 @@ def feature_status(
     max_age_minutes: int,
     first_baseline_mean: Any,
     baseline_age_seconds: Any,
+    baseline_of_type: Any,
     ops: Any,
 ) -> Any:
     """Which statistics an event is compared with.
 
     fresh: the device's recent window, at most `max_age` old at the event's time. baseline: the
-    recent window is stale or missing, and the device's long-term baseline stands in for it.
-    stale: the recent window is too old and there is no baseline; missing: neither exists.
+    recent window is stale or missing, and the device's long-term baseline stands in for it;
+    type_baseline: the same with its device type's baseline, for a device without history of its
+    own. stale: the recent window is too old and there is no baseline; missing: nothing at all.
     Statistics whose window ended after the event are never used (training's point-in-time join
     never lets an event see them; a replayed or late event meets the store's newest ones), and
     the store returns null or NaN for what it does not have, depending on the path."""
@@ -57,8 +61,10 @@ def feature_status(
     return ops.choose(
         [
             (no_recent & no_baseline, MISSING),
+            (no_recent & baseline_of_type, TYPE_BASELINE),
             (no_recent, BASELINE),
             (too_old & no_baseline, STALE),
+            (too_old & baseline_of_type, TYPE_BASELINE),
             (too_old, BASELINE),
         ],
         FRESH,
@@ -68,8 +74,9 @@ def feature_status(
 def stats_in_use(status: Any, recent: dict[str, Any], baseline: dict[str, Any], ops: Any) -> dict[str, Any]:
     """The statistics (STATS_COLUMNS) the features compare readings with, by `feature_status`:
     the recent window's when fresh, the baseline's in its place, none otherwise."""
+    on_baseline = (status == BASELINE) | (status == TYPE_BASELINE)
     return {
-        column: ops.pick([(status == FRESH, recent[column]), (status == BASELINE, baseline[f"baseline_{column}"])])
+        column: ops.pick([(status == FRESH, recent[column]), (on_baseline, baseline[f"baseline_{column}"])])
         for column in STATS_COLUMNS
     }
 

@@ -59,6 +59,7 @@ def usable_stats(events: pd.DataFrame, max_age_minutes: int) -> pd.DataFrame:
         max_age_minutes,
         events[formulas.FIRST_BASELINE_MEAN].to_numpy(np.float64, na_value=np.nan),
         (ts - pd.to_datetime(events[BASELINE_TIME], utc=True)).dt.total_seconds().to_numpy(),
+        events[formulas.BASELINE_OF].to_numpy(object) == formulas.OF_TYPE,
         _NumpyOps,
     )
     chosen = formulas.stats_in_use(

@@ -80,13 +80,13 @@ _QUARTILES = [0.25, 0.5, 0.75]
 _IQR_PER_STD = 1.349
 
 
-def baseline_stats(telemetry: DataFrame, days: int) -> DataFrame:
-    """Per device and midnight (UTC) `window_end`: each sensor's long-term normal over the
-    `days` days before it, as BASELINE_COLUMNS: robust mean (median) and standard deviation
-    (interquartile range / 1.349)."""
+def baseline_stats(telemetry: DataFrame, days: int, key: str = "device_id") -> DataFrame:
+    """Per `key` (a device, or a device type) and midnight (UTC) `window_end`: each sensor's
+    long-term normal over the `days` days before it, as BASELINE_COLUMNS: robust mean (median)
+    and standard deviation (interquartile range / 1.349)."""
     window = F.window("ts", f"{days} days", "1 day")
     quartiles = [F.percentile_approx(sensor, _QUARTILES, 1000).alias(f"_q_{sensor}") for sensor in SENSOR_COLUMNS]
-    grouped = telemetry.groupBy("device_id", window.alias("window")).agg(*quartiles)
+    grouped = telemetry.groupBy(key, window.alias("window")).agg(*quartiles)
     robust = []
     for sensor in SENSOR_COLUMNS:
         q = F.col(f"_q_{sensor}")
@@ -95,11 +95,11 @@ def baseline_stats(telemetry: DataFrame, days: int) -> DataFrame:
             ((q[2] - q[0]) / _IQR_PER_STD).alias(f"baseline_std_{sensor}"),
         ]
     return grouped.select(
-        "device_id",
+        key,
         F.col("window.end").alias("window_end"),
         F.col("window.end").alias(BASELINE_TIME),
         *robust,
-    ).select("device_id", "window_end", BASELINE_TIME, *BASELINE_COLUMNS)
+    ).select(key, "window_end", BASELINE_TIME, *BASELINE_COLUMNS)
 
 
 def grid_floor(ts: Column, step_minutes: int) -> Column:
@@ -123,6 +123,7 @@ def _status(max_age_minutes: int) -> Column:
         max_age_minutes,
         F.col(formulas.FIRST_BASELINE_MEAN),
         baseline_age_seconds,
+        F.col(formulas.BASELINE_OF) == F.lit(formulas.OF_TYPE),
         _SparkOps,
     )
     return status.alias("feature_status")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from features.formulas import BASELINE_COLUMNS, BASELINE_TIME, STATS_COLUMNS, STATS_TIME
+from features.formulas import BASELINE_COLUMNS, BASELINE_OF, BASELINE_TIME, STATS_COLUMNS, STATS_TIME
 from infra.logs import library_output
 from infra.settings import Settings
 
@@ -20,7 +20,7 @@ REPO_DIR = Path(__file__).parent / "repo"
 FEATURE_SERVICE = "anomaly_v1"
 _REGISTRY_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # What `online_features` gives per device, in this order.
-ONLINE_COLUMNS = ["device_id", STATS_TIME, *STATS_COLUMNS, BASELINE_TIME, *BASELINE_COLUMNS, "device_type"]
+ONLINE_COLUMNS = ["device_id", STATS_TIME, *STATS_COLUMNS, BASELINE_TIME, *BASELINE_COLUMNS, BASELINE_OF, "device_type"]
 # The views whose rows are dated windows: each load takes those of the refreshed interval.
 _WINDOWED_VIEWS = ("device_stats", "device_baseline")
 

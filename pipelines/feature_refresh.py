@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pyspark.sql import SparkSession
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from features.formulas import BASELINE_COLUMNS, BASELINE_OF, BASELINE_TIME, OF_TYPE, OWN
 from features.logic import baseline_stats, window_stats
 from features.store import apply_definitions, feature_store, materialize
 from infra.lake import Lake
@@ -58,13 +60,8 @@ def refresh_features(
     table = stats.toArrow()
     interval = f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
     lake.write_file(table, STATS_DATASET, f"stats-{interval}.parquet")
-    # Baselines end at midnight (UTC): only a refresh that crosses one has any to compute. The
-    # source gets a file either way, so that Feast finds one before the first midnight.
-    days = settings.feature_baseline_days
-    last_midnight = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    since = start - timedelta(days=days) if last_midnight > start else end
-    baselines = baseline_stats(history.where((F.col("ts") >= since) & (F.col("ts") < last_midnight)), days)
-    baseline_table = baselines.where((F.col("window_end") > start) & (F.col("window_end") <= end)).toArrow()
+    # The source gets a file even without a midnight in the interval, so that Feast finds one.
+    baseline_table = daily_baselines(spark, lake, history, settings.feature_baseline_days, start, end).toArrow()
     lake.write_file(baseline_table, BASELINE_DATASET, f"baseline-{interval}.parquet")
     progress.update(
         f"{table.num_rows:,} statistics and {baseline_table.num_rows:,} baseline rows written; materializing",
@@ -79,3 +76,41 @@ def refresh_features(
         f"online up to {end:%Y-%m-%d %H:%M}"
     )
     return RefreshReport(start, end, table.num_rows, devices, baseline_table.num_rows)
+
+
+def daily_baselines(
+    spark: SparkSession, lake: Lake, history: DataFrame, days: int, start: datetime, end: datetime
+) -> DataFrame:
+    """The baselines of each midnight (UTC) in (start, end]: each device's own, over its readings
+    of the `days` days before; and for a registered device without any reading before that
+    midnight, its type's, over the readings of its type's devices in those days. A device quiet
+    for longer than `days` gets no row: the online store keeps its last one.
+
+    Only a refresh that crosses a midnight has any to compute; the others read nothing."""
+    last_midnight = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    crosses_midnight = last_midnight > start
+    since = start - timedelta(days=days) if crosses_midnight else end
+    recent = history.where((F.col("ts") >= since) & (F.col("ts") < last_midnight))
+    in_interval = (F.col("window_end") > start) & (F.col("window_end") <= end)
+    columns = ["device_id", "window_end", BASELINE_TIME, *BASELINE_COLUMNS, BASELINE_OF]
+    own = baseline_stats(recent, days).where(in_interval).withColumn(BASELINE_OF, F.lit(OWN)).select(*columns)
+    if not crosses_midnight:
+        return own
+    try:
+        registered = spark.read.parquet(lake.url("devices"))
+    except AnalysisException:  # no device registry: no types to fall back on
+        return own
+    # A device registered more than once: its first registration, its latest type.
+    fleet = registered.groupBy("device_id").agg(
+        F.min("registered_at").alias("registered_at"), F.max_by("device_type", "registered_at").alias("device_type")
+    )
+    of_type = baseline_stats(recent.join(fleet, "device_id"), days, "device_type").where(in_interval)
+    first_seen = history.groupBy("device_id").agg(F.min("ts").alias("_first_seen"))
+    newcomers = (
+        fleet.join(of_type, "device_type")
+        .where(F.col("registered_at") <= F.col("window_end"))
+        .join(first_seen, "device_id", "left")
+        .where(F.col("_first_seen").isNull() | (F.col("_first_seen") >= F.col("window_end")))
+        .withColumn(BASELINE_OF, F.lit(OF_TYPE))
+    )
+    return own.unionByName(newcomers.select(*columns))

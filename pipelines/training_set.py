@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import pyarrow as pa
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
@@ -59,21 +60,33 @@ def labeled_events(settings: Settings, spark: SparkSession, window: Window) -> D
 
 
 def point_in_time_stats(settings: Settings, spark: SparkSession, events: DataFrame) -> DataFrame:
-    """Join each event with the newest device statistics whose window ended at or before it.
+    """Join each event with the newest device statistics whose window ended at or before it
+    (and the newest baseline and registry row, the other views of the feature service).
 
     Statistics exist only on the grid, so the newest row at or before `ts` is the newest at or
     before grid_floor(ts): Feast is asked once per (device, grid point), not once per event.
     That also keeps two events of one device in the same instant from being collapsed into one
     (Feast's file store drops entity rows that share a key and a timestamp, feast-dev/feast#6787).
+    Feast is asked once per view: asked for several at once, its file store drops an entity row
+    that any one of them has no row for, with the other views' values (a device's first day,
+    before its first baseline, lost its statistics that way).
     """
     step = settings.feature_step_minutes
     keyed = events.withColumn("_grid", grid_floor(F.col("ts"), step))
     entity_df = keyed.select("device_id", F.col("_grid").alias("event_timestamp")).distinct().toPandas()
     store = feature_store(settings)
-    service = store.get_feature_service(FEATURE_SERVICE)
-    historical = store.get_historical_features(entity_df=entity_df, features=service).to_df()
-    stats = spark.createDataFrame(historical.rename(columns={"event_timestamp": "_grid"}))
-    return keyed.join(stats, ["device_id", "_grid"], "left").drop("_grid")
+    for view in store.get_feature_service(FEATURE_SERVICE).feature_view_projections:
+        features = [f"{view.name}:{field.name}" for field in view.features]
+        found = store.get_historical_features(entity_df=entity_df, features=features).to_arrow()
+        # An empty answer has no type for the key: it is still a string.
+        found = found.set_column(
+            found.schema.get_field_index("device_id"), "device_id", found["device_id"].cast(pa.string())
+        )
+        stats = spark.createDataFrame(
+            found.rename_columns(["_grid" if c == "event_timestamp" else c for c in found.column_names])
+        )
+        keyed = keyed.join(stats, ["device_id", "_grid"], "left")
+    return keyed.drop("_grid")
 
 
 def build_training_set(settings: Settings, spark: SparkSession, window: Window) -> DataFrame:

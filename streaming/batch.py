@@ -16,7 +16,15 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from features.formulas import BASELINE_COLUMNS, BASELINE_TIME, FEATURE_COLUMNS, STATS_COLUMNS, STATS_TIME, STATUSES
+from features.formulas import (
+    BASELINE_COLUMNS,
+    BASELINE_OF,
+    BASELINE_TIME,
+    FEATURE_COLUMNS,
+    STATS_COLUMNS,
+    STATS_TIME,
+    STATUSES,
+)
 from features.logic import EARLIER_FIELDS, add_features, earlier, usable_stats
 from features.schema import EVENT_FIELDS
 from infra.settings import Settings
@@ -45,6 +53,7 @@ _CONTEXT_SCHEMA = T.StructType(
         *(T.StructField(name, T.DoubleType()) for name in STATS_COLUMNS),
         T.StructField(BASELINE_TIME, T.TimestampType()),
         *(T.StructField(name, T.DoubleType()) for name in BASELINE_COLUMNS),
+        T.StructField(BASELINE_OF, T.StringType()),
         T.StructField("device_type", T.StringType()),
         *(T.StructField(earlier(f), _READING_TYPES.get(f, T.DoubleType())) for f in EARLIER_FIELDS),
         T.StructField("met", T.BooleanType()),  # true on every row: an event without it has no row

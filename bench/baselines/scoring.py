@@ -202,6 +202,7 @@ class Scorer:
             self.max_age_minutes,
             _number(stats[formulas.FIRST_BASELINE_MEAN]),
             (event["ts"] - baseline_time).total_seconds() if baseline_time is not None else math.nan,
+            stats[formulas.BASELINE_OF] == formulas.OF_TYPE,
             _FloatOps,
         )
         usable = formulas.stats_in_use(

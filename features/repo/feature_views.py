@@ -5,7 +5,7 @@ from datetime import timedelta
 from feast import FeatureView, Field
 from feast.types import Float64, Int64, String, UnixTimestamp
 
-from features.formulas import BASELINE_COLUMNS, BASELINE_TIME, STATS_COLUMNS, STATS_TIME
+from features.formulas import BASELINE_COLUMNS, BASELINE_OF, BASELINE_TIME, OF_TYPE, OWN, STATS_COLUMNS, STATS_TIME
 from features.repo.data_sources import device_baseline_source, device_metadata_source, device_stats_source
 from features.repo.entities import device
 from infra.settings import Settings
@@ -43,10 +43,16 @@ def device_baseline(settings: Settings) -> FeatureView:
         schema=[
             Field(name=BASELINE_TIME, dtype=UnixTimestamp, description="End of the days this baseline covers."),
             *(Field(name=name, dtype=Float64) for name in BASELINE_COLUMNS),
+            Field(
+                name=BASELINE_OF,
+                dtype=String,
+                description=f"'{OWN}': the device's own history; '{OF_TYPE}': its type's, for a device without history.",
+            ),
         ],
         source=device_baseline_source(settings),
         online=True,
-        description=f"Robust mean and standard deviation of each sensor over the last {settings.feature_baseline_days} days.",
+        description=f"Robust mean and standard deviation of each sensor over the last {settings.feature_baseline_days} days, "
+        "the device's own or, before it has history, its type's.",
         owner="streamwarden",
         tags={"days": str(settings.feature_baseline_days)},
     )

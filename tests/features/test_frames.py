@@ -13,6 +13,7 @@ from features import frames, logic
 from features.formulas import (
     BASELINE,
     BASELINE_COLUMNS,
+    BASELINE_OF,
     BASELINE_TIME,
     FEATURE_COLUMNS,
     FRESH,
@@ -21,11 +22,12 @@ from features.formulas import (
     STALE,
     STATS_COLUMNS,
     STATS_TIME,
+    TYPE_BASELINE,
 )
 from features.schema import SENSOR_COLUMNS
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-_NO_BASELINE: dict[str, object] = {c: np.nan for c in BASELINE_COLUMNS} | {BASELINE_TIME: pd.NaT}
+_NO_BASELINE: dict[str, object] = {c: np.nan for c in BASELINE_COLUMNS} | {BASELINE_TIME: pd.NaT, BASELINE_OF: None}
 
 
 def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -49,16 +51,19 @@ def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
             stats[STATS_TIME] = T0 + timedelta(seconds=60)  # after the device's first events: their future
         rows.append({"event_id": f"e-{i:03d}", "device_id": device, "ts": ts, **reading, **stats, **_NO_BASELINE})
     # Devices whose long-term baseline stands in, or not: with a stale recent window, with none,
-    # and with none and only a baseline of days that ended after the events.
+    # with none and only a baseline of days that ended after the events, and a device without
+    # history of its own, which its type's baseline stands in for.
     recent = {
         "dev-00004": T0 - timedelta(hours=30),
         "dev-00005": pd.NaT,
         "dev-00006": pd.NaT,
+        "dev-00007": pd.NaT,
     }
     baseline_end = {
         "dev-00004": T0 - timedelta(hours=12),
         "dev-00005": T0 - timedelta(days=3),
         "dev-00006": T0 + timedelta(hours=1),
+        "dev-00007": T0 - timedelta(hours=12),
     }
     for n, device in enumerate(recent):
         for k in range(5):
@@ -75,6 +80,7 @@ def _events() -> tuple[pd.DataFrame, pd.DataFrame]:
                     STATS_TIME: recent[device],
                     **baseline,
                     BASELINE_TIME: baseline_end[device],
+                    BASELINE_OF: "device_type" if device == "dev-00007" else "device",
                 }
             )
     earlier = pd.DataFrame(
@@ -120,8 +126,10 @@ def test_spark_and_pandas_compute_the_same_features(spark) -> None:  # type: ign
     # A stale or missing recent window falls back on the device's baseline, never on one from
     # the event's future; the readings are then compared with the baseline, not with nothing.
     assert list(by_device["dev-00004"]) == [BASELINE] and list(by_device["dev-00005"]) == [BASELINE]
-    assert list(by_device["dev-00006"]) == [MISSING]
-    on_baseline = events.set_index("event_id").loc[expected.index[expected["feature_status"] == BASELINE]]
+    assert list(by_device["dev-00006"]) == [MISSING] and list(by_device["dev-00007"]) == [TYPE_BASELINE]
+    on_baseline = events.set_index("event_id").loc[
+        expected.index[expected["feature_status"].isin([BASELINE, TYPE_BASELINE])]
+    ]
     z = (on_baseline["temperature"] - on_baseline["baseline_mean_temperature"]) / np.maximum(
         on_baseline["baseline_std_temperature"], np.abs(on_baseline["baseline_mean_temperature"]) * 0.001 + 1e-3
     )

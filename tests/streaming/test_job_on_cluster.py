@@ -70,7 +70,9 @@ def cluster_env(hdfs: dict[str, str], mlflow_server: Settings) -> Iterator[dict[
         for args in (
             ["backfill", "--days", "2", "--devices", str(DEVICES), "--interval", "120", "--seed", "1"],
             ["train", "--days", "2", "--kind", "xgboost"],
-            ["promote", "--version", "1", "--approve", "--reason", "cluster test", "--by", "pytest"],
+            # The module checks the cluster and the lake on HDFS, not the model: this small one may
+            # not beat the per-device z-score, and is approved over the gate, explicitly.
+            ["promote", "--version", "1", "--approve", "--override-gate", "--reason", "cluster test", "--by", "pytest"],
         ):
             result = run_warden(env, *args, timeout=900)
             assert result.returncode == 0, result.stdout + result.stderr
