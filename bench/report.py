@@ -130,6 +130,7 @@ def markdown(result: dict) -> str:
             + " |" * (len(names) - 1)
             + f" {PAPER['quality']} |"
         )
+    lines += _realistic(result.get("realistic"))
     lines += _batch_breakdown(systems)
     fixed_runs = result.get("fixed_cost", {}).get("runs", [])
     lines += _spark_queries(fixed_runs[0].get("spark_stages") if fixed_runs else None, "the first fixed-cost run")
@@ -139,6 +140,28 @@ def markdown(result: dict) -> str:
     )
     lines += _profiles(systems)
     return "\n".join(lines)
+
+
+def _realistic(realistic: dict | None) -> list[str]:
+    """The realistic scenario: the model beside the per-device z-score floor, overall and per kind."""
+    if realistic is None:
+        return []
+    model, history = realistic["model"], realistic["history"]
+    lines = [
+        "",
+        f"Realistic scenario (`--scenarios realistic`): {model['kind']} v{model['version']} trained on "
+        f"{history['days']} days of {history['devices']} devices (seed {history['seed']}), judged on a held-out "
+        f"day (seed {history['held_out_seed']}); gate: {realistic['gate']}",
+        "",
+        "| | model | per-device z-score floor |",
+        "|---|---|---|",
+    ]
+    for label, key in (("precision", "precision"), ("recall", "recall"), ("F1", "f1"), ("PR-AUC", "pr_auc")):
+        lines.append(f"| {label} | {realistic[key]:.3f} | {realistic[f'floor_{key}']:.3f} |")
+    for name in sorted(k[len("recall_") :] for k in realistic if k.startswith("recall_")):
+        floor = realistic.get(f"floor_recall_{name}", float("nan"))
+        lines.append(f"| recall, {name} | {realistic[f'recall_{name}']:.3f} | {floor:.3f} |")
+    return lines
 
 
 def _profiles(systems: dict) -> list[str]:

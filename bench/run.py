@@ -42,14 +42,16 @@ from pipelines.feature_refresh import refresh_features
 from pipelines.promotion import decide
 from pipelines.retrain import retrain, window_ending
 from pipelines.training import git_commit
-from quality import held_out_quality
+from quality import held_out_quality, realistic_quality
 from report import markdown, plot
 from scenarios import backlog_throughput, fixed_cost, latency, recovery, spark_floor, sustained
 from streaming.simulation import SimulationParams, simulate
 from systems import Streamwarden, System, systems
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-SCENARIOS = ("fixedcost", "throughput", "latency", "recovery", "quality")
+SCENARIOS = ("fixedcost", "throughput", "latency", "recovery", "quality", "realistic")
+# What needs the bench's stream, its history and its champion; `realistic` trains its own model.
+_ON_THE_CHAMPION = frozenset(SCENARIOS) - {"realistic"}
 
 
 def scratch_settings(settings: Settings, home: Path) -> Settings:
@@ -193,50 +195,11 @@ def main() -> None:
     }
     topics: list[str] = []
     try:
-        prepare(bench, args.devices)
-        bench, champion = bench_champion(settings, bench)
-        result["champion"] = {"name": champion.name, "version": champion.version, "kind": champion.kind}
-        under_test = systems(bench, names)
-        topics = [bench.topic_telemetry, bench.topic_alerts, bench.topic_dlq]
-        topics += [t for s in under_test for t in (s.alerts_topic, s.settings.topic_dlq)]
-        if "throughput" in args.scenarios:
-            simulate(
-                bench,
-                SimulationParams(devices=args.devices, rate=300_000, events=args.backlog),
-                ProgressLine("backlog"),
-            )
-        ours = next((s for s in under_test if isinstance(s, Streamwarden)), None)
-        if ours is not None and "fixedcost" in args.scenarios:
-            runs = [fixed_cost(ours, bench, args.devices, spark_log=n == 0) for n in range(args.runs)]
-            floors = [spark_floor(bench, args.devices) for _ in range(args.runs)]
-            result["fixed_cost"] = {
-                "runs": runs,
-                "seconds": summary([r["seconds"] for r in runs if r["count"]] or [float("nan")]),
-                "floor_runs": floors,
-                "floor_seconds": {
-                    body: summary([f[body]["seconds"] for f in floors if f[body]["count"]] or [float("nan")])
-                    for body in floors[0]
-                },
-            }
+        if "realistic" in args.scenarios:
+            result["realistic"] = realistic_quality(bench, devices=50, days=3, seed=7, held_out_seed=99)
             save(result, stem)
-        for system in under_test:
-            result["systems"][system.name] = measure(system, bench, args, stem)
-            save(result, stem)  # a long run interrupted later keeps what it measured
-        if "streamwarden" in names and "recovery" in args.scenarios:
-            ours = result["systems"]["streamwarden"]
-            rate = 0.5 * ours["latency_base_per_second"]
-            runs = [recovery(bench, n + 1, rate, max(args.seconds, 30.0), args.devices) for n in range(args.runs)]
-            topics += [f"{bench.topic_telemetry}_recovery_{n + 1}" for n in range(args.runs)]
-            result["recovery"] = {
-                "offered_per_second": rate,
-                "runs": runs,
-                "recovery_s": summary([r["recovery_s"] for r in runs]),
-                "lost": sum(r["lost"] for r in runs),
-                "duplicated": sum(r["duplicated_scored"] + r["duplicated_alerts"] for r in runs),
-            }
-        if "quality" in args.scenarios:
-            # Fixed seed and model: repeated within the hour, it gives the same figures.
-            result["quality"] = held_out_quality(bench, days=1, devices=50, seed=99)
+        if args.scenarios & _ON_THE_CHAMPION:
+            bench = on_the_champion(settings, bench, args, names, result, stem, topics)
     finally:
         if topics:
             admin_client(bench).delete_topics(topics)
@@ -245,6 +208,64 @@ def main() -> None:
     plot(result, RESULTS / f"{stem}-latency.png")
     print("\n" + markdown(result))
     print(f"\nwritten: bench/results/{stem}.json and {stem}-latency.png")
+
+
+def on_the_champion(
+    settings: Settings,
+    bench: Settings,
+    args: argparse.Namespace,
+    names: list[str],
+    result: dict,
+    stem: str,
+    topics: list[str],
+) -> Settings:
+    """The scenarios on the bench's stream and champion, into `result`; the bench's settings
+    (for the champion's model). Topics it creates are added to `topics`."""
+    prepare(bench, args.devices)
+    bench, champion = bench_champion(settings, bench)
+    result["champion"] = {"name": champion.name, "version": champion.version, "kind": champion.kind}
+    under_test = systems(bench, names)
+    topics += [bench.topic_telemetry, bench.topic_alerts, bench.topic_dlq]
+    topics += [t for s in under_test for t in (s.alerts_topic, s.settings.topic_dlq)]
+    if "throughput" in args.scenarios:
+        simulate(
+            bench,
+            SimulationParams(devices=args.devices, rate=300_000, events=args.backlog),
+            ProgressLine("backlog"),
+        )
+    ours = next((s for s in under_test if isinstance(s, Streamwarden)), None)
+    if ours is not None and "fixedcost" in args.scenarios:
+        runs = [fixed_cost(ours, bench, args.devices, spark_log=n == 0) for n in range(args.runs)]
+        floors = [spark_floor(bench, args.devices) for _ in range(args.runs)]
+        result["fixed_cost"] = {
+            "runs": runs,
+            "seconds": summary([r["seconds"] for r in runs if r["count"]] or [float("nan")]),
+            "floor_runs": floors,
+            "floor_seconds": {
+                body: summary([f[body]["seconds"] for f in floors if f[body]["count"]] or [float("nan")])
+                for body in floors[0]
+            },
+        }
+        save(result, stem)
+    for system in under_test:
+        result["systems"][system.name] = measure(system, bench, args, stem)
+        save(result, stem)  # a long run interrupted later keeps what it measured
+    if "streamwarden" in names and "recovery" in args.scenarios:
+        ours = result["systems"]["streamwarden"]
+        rate = 0.5 * ours["latency_base_per_second"]
+        runs = [recovery(bench, n + 1, rate, max(args.seconds, 30.0), args.devices) for n in range(args.runs)]
+        topics += [f"{bench.topic_telemetry}_recovery_{n + 1}" for n in range(args.runs)]
+        result["recovery"] = {
+            "offered_per_second": rate,
+            "runs": runs,
+            "recovery_s": summary([r["recovery_s"] for r in runs]),
+            "lost": sum(r["lost"] for r in runs),
+            "duplicated": sum(r["duplicated_scored"] + r["duplicated_alerts"] for r in runs),
+        }
+    if "quality" in args.scenarios:
+        # Fixed seed and model: repeated within the hour, it gives the same figures.
+        result["quality"] = held_out_quality(bench, days=1, devices=50, seed=99)
+    return bench
 
 
 def save(result: dict, stem: str) -> None:

@@ -23,6 +23,7 @@ class BackfillParams:
     anomaly_rate: float = 0.02
     seed: int = 0
     end: datetime | None = None  # exclusive; default: the start of the current hour, UTC
+    scenario: str = "steady"  # streaming.simulator.SCENARIOS
 
 
 @dataclass
@@ -56,6 +57,7 @@ def backfill(settings: Settings, params: BackfillParams, progress: ProgressLine 
         interval_s=params.interval_s,
         anomaly_rate=params.anomaly_rate,
         id_prefix="b",
+        scenario=params.scenario,
     )
     lake.write_file(fleet_registry(generator.fleet), "devices", f"fleet-{params.devices}.parquet")
     rounds_per_day = round(86_400 / params.interval_s)

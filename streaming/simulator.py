@@ -3,7 +3,13 @@
 A fleet of devices of a few types; each reading follows the device's baseline, a daily cycle,
 correlated sensor noise and a slow drift. Anomalies are episodes that last one or more readings:
 a spike, a stuck sensor, a drift away from normal, a dropout (the sensor reads 0) and a
-correlated multi-sensor failure. The output is columnar (numpy), so that a million events
+correlated multi-sensor failure.
+
+Two scenarios. `steady`: every device sends every round, all in one regime per type, faults of
+a few readings. `realistic` (`FieldConditions`), what a fleet in the field does (issue 21):
+devices start recording one after another, go silent for hours and come back cold (a warm-up
+drift), run in operating regimes that differ between devices and shift over time, and their
+faults last minutes to an hour. The output is columnar (numpy), so that a million events
 cost well under a second to make.
 
 Determinism: a device's type and baseline depend only on its index (a fleet keeps its devices
@@ -48,7 +54,15 @@ _CHOLESKY = np.linalg.cholesky(_CORRELATION)
 _DAILY_AMPLITUDE = np.array([1.5, -1.2, 0.0, 0.6, -0.3])
 # Episode length range (readings) per anomaly kind, in the order of ANOMALY_KINDS.
 _EPISODE_LENGTH = {"spike": (1, 1), "stuck": (8, 30), "drift": (10, 40), "dropout": (3, 12), "correlated": (4, 15)}
-_MEAN_EPISODE = float(np.mean([(lo + hi) / 2 for lo, hi in _EPISODE_LENGTH.values()]))
+# In the field, a fault lasts minutes to an hour (at a reading a minute).
+_FIELD_EPISODE_LENGTH = {
+    "spike": (1, 1),
+    "stuck": (15, 60),
+    "drift": (20, 90),
+    "dropout": (5, 30),
+    "correlated": (10, 60),
+}
+SCENARIOS = ("steady", "realistic")
 _TEMPERATURE, _HUMIDITY, _PRESSURE, _VIBRATION, _VOLTAGE = range(5)
 _NON_NEGATIVE = [_PRESSURE, _VIBRATION, _VOLTAGE]
 _FLEET_SEED = 20_240_917
@@ -178,8 +192,59 @@ class Chunk:
         return [device_id.encode() for device_id in device_ids], values
 
 
+class FieldConditions:
+    """The realistic scenario's devices: when each one records, its regime and its warm-up.
+
+    Regimes and shifts are normal operation (labeled normal): a model must not flag a device
+    for running in its own regime, nor for warming up after a silence."""
+
+    FIRST_START_HOURS = 6.0  # devices start recording one after another over the first hours
+    SESSION_HOURS = 10.0  # mean time a device records before it goes silent
+    SILENCE_HOURS = (1.0, 8.0)
+    REGIME_SPREAD = 3.0  # standard deviations between devices' operating points, per sensor
+    SHIFT_HOURS = 12.0  # mean time between changes of a device's operating point
+    SHIFT_SIZE = 1.5  # standard deviations, per sensor
+    SHIFT_READINGS = 30.0  # a shift is approached over about this many readings
+    # A cold start: cool, damp, low pressure, shaky, in standard deviations, fading over ~15 readings.
+    WARMUP = np.array([-4.0, 2.0, -1.5, 2.5, 0.0])
+    WARMUP_READINGS = 15.0
+
+    def __init__(self, fleet: Fleet, rng: np.random.Generator, interval_us: int) -> None:
+        n = len(fleet)
+        self.hours_per_round = interval_us / 3.6e9
+        # A device's regime depends on its index only, as its baseline does: the same fleet.
+        self.regime = np.array(
+            [np.random.default_rng([_FLEET_SEED, i, 1]).normal(0.0, self.REGIME_SPREAD, 5) for i in range(n)]
+        )
+        self.silent_left = self._rounds(rng.uniform(0.0, self.FIRST_START_HOURS, n))
+        self.since_start = np.zeros(n)
+        self.shift = np.zeros((n, 5))
+        self.shift_target = np.zeros((n, 5))
+
+    def _rounds(self, hours: np.ndarray) -> np.ndarray:
+        return np.ceil(hours / self.hours_per_round).astype(np.int64)
+
+    def step(self, reading: np.ndarray, stds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Move the devices' regimes and warm-ups on by one round, in `reading`; which devices send."""
+        n = len(reading)
+        silent = self.silent_left > 0
+        self.silent_left[silent] -= 1
+        self.since_start[silent] = 0.0
+        leaving = ~silent & (rng.random(n) < self.hours_per_round / self.SESSION_HOURS)
+        self.silent_left[leaving] = self._rounds(rng.uniform(*self.SILENCE_HOURS, int(leaving.sum())))
+        shifting = rng.random(n) < self.hours_per_round / self.SHIFT_HOURS
+        self.shift_target[shifting] = rng.normal(0.0, self.SHIFT_SIZE, (int(shifting.sum()), 5))
+        self.shift += (self.shift_target - self.shift) / self.SHIFT_READINGS
+        warmup = self.WARMUP * np.exp(-self.since_start / self.WARMUP_READINGS)[:, None]
+        reading += stds * (self.regime + self.shift + warmup)
+        sends = ~silent & ~leaving
+        self.since_start[sends] += 1.0
+        return sends
+
+
 class TelemetryGenerator:
-    """Emits rounds of readings: in each round every device sends one event."""
+    """Emits rounds of readings: in each round every device that records sends one event (in the
+    steady scenario, every device)."""
 
     def __init__(
         self,
@@ -190,19 +255,25 @@ class TelemetryGenerator:
         interval_s: float,
         anomaly_rate: float,
         id_prefix: str,
+        scenario: str = "steady",
     ) -> None:
         if devices < 1:
             raise ValueError("devices must be at least 1")
         if not 0.0 <= anomaly_rate < 0.5:
             raise ValueError("anomaly rate must be in [0, 0.5)")
+        if scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
         self.fleet = Fleet.of_size(devices)
         self.rng = np.random.default_rng(seed)
         self.start_us = int(start.astimezone(UTC).timestamp() * 1_000_000)
         self.interval_us = max(1, round(interval_s * 1_000_000))
         self.id_prefix = f"{id_prefix}{seed}.{self.start_us // 1_000_000}."
+        self.episode_length = _FIELD_EPISODE_LENGTH if scenario == "realistic" else _EPISODE_LENGTH
+        self.field = FieldConditions(self.fleet, self.rng, self.interval_us) if scenario == "realistic" else None
         # Probability that a device not in an episode starts one, so that the expected share of
         # anomalous readings is `anomaly_rate`: p·L / (1 + p·L) = rate.
-        self.p_start = anomaly_rate / (_MEAN_EPISODE * (1.0 - anomaly_rate)) if anomaly_rate else 0.0
+        mean_episode = float(np.mean([(lo + hi) / 2 for lo, hi in self.episode_length.values()]))
+        self.p_start = anomaly_rate / (mean_episode * (1.0 - anomaly_rate)) if anomaly_rate else 0.0
         self.offset_us = self.rng.integers(0, self.interval_us, size=devices)
         self.rounds_done = 0
         self.seq = 0
@@ -225,23 +296,25 @@ class TelemetryGenerator:
         ts = np.empty((rounds, n), dtype=np.int64)
         values = np.empty((rounds, n, len(SENSOR_COLUMNS)))
         kinds = np.empty((rounds, n), dtype=np.int8)
+        sends = np.empty((rounds, n), dtype=bool)
         for r in range(rounds):
             ts[r] = self.start_us + (self.rounds_done + r) * self.interval_us + self.offset_us
-            values[r], kinds[r] = self._round(ts[r])
+            values[r], kinds[r], sends[r] = self._round(ts[r])
         self.rounds_done += rounds
-        count = rounds * n
+        sent = sends.reshape(rounds * n)
+        count = int(sent.sum())
         seq = np.arange(self.seq, self.seq + count)
         self.seq += count
         event_ids = np.char.add(self.id_prefix, seq.astype(str))
         return Chunk(
             event_ids.astype(object),
-            np.tile(np.arange(n), rounds),
-            ts.reshape(count),
-            values.reshape(count, len(SENSOR_COLUMNS)),
-            kinds.reshape(count),
+            np.tile(np.arange(n), rounds)[sent],
+            ts.reshape(rounds * n)[sent],
+            values.reshape(rounds * n, len(SENSOR_COLUMNS))[sent],
+            kinds.reshape(rounds * n)[sent],
         )
 
-    def _round(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _round(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fleet, rng = self.fleet, self.rng
         n = len(fleet)
         day_fraction = ((ts + fleet.phase_us) % _US_PER_DAY) / _US_PER_DAY
@@ -250,6 +323,7 @@ class TelemetryGenerator:
         days = (ts - self.start_us)[:, None] / _US_PER_DAY
         noise = rng.standard_normal((n, 5)) @ _CHOLESKY.T
         reading = fleet.means + fleet.stds * (noise + cycle + fleet.drift_per_day * days)
+        sends = np.ones(n, dtype=bool) if self.field is None else self.field.step(reading, fleet.stds, rng)
 
         # New episodes on devices that are not in one.
         starting = (self.episode_left == 0) & (rng.random(n) < self.p_start)
@@ -262,7 +336,7 @@ class TelemetryGenerator:
             self.episode_sign[idx] = rng.choice([-1.0, 1.0], size=idx.size)
             for kind_index, name in enumerate(ANOMALY_KINDS):
                 of_kind = idx[kinds == kind_index]
-                lo, hi = _EPISODE_LENGTH[name]
+                lo, hi = self.episode_length[name]
                 self.episode_left[of_kind] = rng.integers(lo, hi + 1, size=of_kind.size)
             self.stuck_value[idx] = self.last[idx, self.episode_sensor[idx]]
 
@@ -276,7 +350,7 @@ class TelemetryGenerator:
         np.clip(reading[:, _HUMIDITY], 0.0, 100.0, out=reading[:, _HUMIDITY])
         reading[:, _NON_NEGATIVE] = np.maximum(reading[:, _NON_NEGATIVE], 0.0)
         self.last = reading
-        return reading, kind
+        return reading, kind, sends
 
     def _apply_episodes(self, reading: np.ndarray, kind: np.ndarray) -> None:
         stds = self.fleet.stds

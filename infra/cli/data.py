@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import click
 
 from infra.settings import get_settings
+from streaming.simulator import SCENARIOS
 
 _POSITIVE = click.FloatRange(min=0, min_open=True)
 _RATE = click.FloatRange(min=0.0, max=0.5, max_open=True)
@@ -81,7 +82,14 @@ def simulate_command(
 )
 @click.option("--anomaly-rate", type=_RATE, default=0.02, help="Share of anomalous readings, in [0, 0.5).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed for noise and anomalies.")
-def backfill_command(days: int, devices: int, interval: float, anomaly_rate: float, seed: int) -> None:
+@click.option(
+    "--scenario",
+    type=click.Choice(SCENARIOS),
+    default=SCENARIOS[0],
+    help="steady: every device sends every round, short faults; realistic: devices start one after another, "
+    "go silent and come back cold, run in regimes of their own that shift, and faults last minutes to an hour.",
+)
+def backfill_command(days: int, devices: int, interval: float, anomaly_rate: float, seed: int, scenario: str) -> None:
     """Write simulated history to the lake (the telemetry Delta table, labels/ Parquet, by date).
 
     Also writes the fleet's device registry (devices/). Re-running replaces earlier backfill
@@ -89,7 +97,7 @@ def backfill_command(days: int, devices: int, interval: float, anomaly_rate: flo
     """
     from pipelines.backfill import BackfillParams, backfill
 
-    report = backfill(get_settings(), BackfillParams(days, devices, interval, anomaly_rate, seed))
+    report = backfill(get_settings(), BackfillParams(days, devices, interval, anomaly_rate, seed, scenario=scenario))
     click.echo(
         f"wrote {report.events:,} events ({sum(report.anomalies.values()):,} anomalous) for "
         f"{report.start:%Y-%m-%d}..{report.end:%Y-%m-%d} (end exclusive) to {report.lake}"

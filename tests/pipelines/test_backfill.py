@@ -55,3 +55,16 @@ def test_unwritable_lake_is_one_line(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path, lake_root=str(blocker / "lake"))
     with pytest.raises(LakeError, match="not writable"):
         backfill(settings, BackfillParams(days=1, devices=1))
+
+
+def test_a_realistic_backfill_has_silent_devices_and_labels_for_every_event(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, lake_root=str(tmp_path / "lake"))
+    steady = backfill(settings, BackfillParams(days=2, devices=5, interval_s=300, end=END, seed=4))
+    realistic = backfill(
+        settings, BackfillParams(days=2, devices=5, interval_s=300, end=END, seed=4, scenario="realistic")
+    )
+    # The rerun replaced the steady history: only the realistic one is left, with its silences.
+    lake = Lake(settings)
+    assert lake.read_table("telemetry").num_rows == realistic.events < steady.events == 2 * 5 * 288
+    labels = lake.read("labels").to_pandas()
+    assert len(labels) == realistic.events and labels["is_anomaly"].sum() == sum(realistic.anomalies.values())

@@ -112,3 +112,62 @@ def test_device_types_are_mixed() -> None:
 def test_bad_anomaly_rate(rate: float) -> None:
     with pytest.raises(ValueError, match="anomaly rate"):
         generator(anomaly_rate=rate)
+
+
+def realistic(seed: int = 5, devices: int = 20) -> TelemetryGenerator:
+    return TelemetryGenerator(
+        devices, seed=seed, start=START, interval_s=60.0, anomaly_rate=0.02, id_prefix="r", scenario="realistic"
+    )
+
+
+def _readings_of(chunk, device: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: ANN001
+    own = chunk.device_index == device
+    order = np.argsort(chunk.ts_us[own], kind="stable")
+    return chunk.ts_us[own][order], chunk.values[own][order], chunk.kind[own][order]
+
+
+def test_realistic_devices_start_one_after_another_and_go_silent_and_come_back() -> None:
+    chunk = realistic().next_chunk(2 * 1440)  # two days, a reading a minute
+    assert len(chunk) < 20 * 2 * 1440
+    first_hours = []
+    for device in range(20):
+        ts, _, _ = _readings_of(chunk, device)
+        first_hours.append((ts[0] - START.timestamp() * 1e6) / 3.6e9)
+        gaps_hours = np.diff(ts) / 3.6e9
+        # A gap of an hour or more between two readings: the device went silent and came back.
+        assert (gaps_hours >= 1.0).any(), f"device {device} never went silent"
+    assert max(first_hours) - min(first_hours) > 2.0, "devices start recording hours apart"
+
+
+def test_realistic_devices_warm_up_after_a_silence_run_in_their_own_regimes_and_faults_last_minutes() -> None:
+    gen = realistic()
+    chunk = gen.next_chunk(2 * 1440)
+    temperature = SENSOR_COLUMNS.index("temperature")
+    cold, regimes = [], []
+    for device in range(20):
+        ts, values, kinds = _readings_of(chunk, device)
+        mean, std = gen.fleet.means[device, temperature], gen.fleet.stds[device, temperature]
+        z = (values[:, temperature] - mean) / std - gen.field.regime[device, temperature]
+        starts = np.flatnonzero(np.diff(ts, prepend=0) > 3.6e9)  # first readings after a silence
+        cold += [z[start] - np.median(z) for start in starts if kinds[start] == -1]
+        regimes.append(np.median((values[:, temperature] - mean) / std))
+    # A cold start reads about 4 standard deviations low, and it is normal operation.
+    assert np.median(cold) < -2.5
+    # Devices of one type run at operating points standard deviations apart.
+    assert np.std(regimes) > 1.5
+    lengths = []
+    for device in range(20):
+        _, _, kinds = _readings_of(chunk, device)
+        edges = np.flatnonzero(np.diff(np.r_[-1, kinds, -1]) != 0)
+        lengths += [
+            e - s for s, e in zip(edges[:-1], edges[1:], strict=True) if kinds[s] == ANOMALY_KINDS.index("correlated")
+        ]
+    assert np.mean(lengths) >= 10, "a correlated fault lasts ten readings or more"
+
+
+def test_realistic_is_deterministic_and_keeps_the_fleet() -> None:
+    a, b = realistic(seed=3).next_chunk(600), realistic(seed=3).next_chunk(600)
+    assert a.event_ids.tolist() == b.event_ids.tolist() and np.array_equal(a.values, b.values)
+    assert np.array_equal(realistic(seed=3).field.regime, realistic(seed=4).field.regime)
+    with pytest.raises(ValueError, match="unknown scenario 'lab'"):
+        TelemetryGenerator(1, seed=0, start=START, interval_s=1.0, anomaly_rate=0.0, id_prefix="x", scenario="lab")
