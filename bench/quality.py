@@ -5,10 +5,10 @@ the steady scenario (another seed: other noise, other anomaly episodes, same fle
 scratch lake and Feast store of its own, featurized by the same pipeline as training and scored
 with the champion's own threshold: precision, recall, F1 and PR-AUC, overall and per kind.
 
-`realistic_quality` (the `realistic` scenario): a model trained as `warden train` trains one, on
+`trained_quality` (the `realistic` scenario): a model trained as `warden train` trains one, on
 the realistic scenario's history (devices that start one after another, go silent and come back
-cold, regimes of their own that shift, faults that last minutes), judged on a held-out day of the
-same fleet beside the per-device z-score floor, fitted on the same training history (issue 21).
+cold, regimes of their own that shift, faults that last minutes), judged on the day after its
+window beside the per-device z-score floor, fitted on the same training history (issue 21).
 """
 
 from __future__ import annotations
@@ -88,42 +88,38 @@ def held_out_quality(settings: Settings, days: int, devices: int, seed: int) -> 
     }
 
 
-def realistic_quality(settings: Settings, devices: int, days: int, seed: int, held_out_seed: int) -> dict:
-    """Train both kinds on `days` of the realistic scenario's history and judge the gate's pick on
-    a held-out day of the same fleet (`held_out_seed`), beside the per-device z-score floor."""
-    scratch = Path(tempfile.mkdtemp(prefix="warden-realistic-"))
-    password = SecretStr(mlflow_password(settings))
+def trained_quality(settings: Settings, scenario: str, devices: int, days: int, seed: int) -> dict:
+    """Backfill `days` + 1 days of `scenario` (streaming.simulator.SCENARIOS), train both kinds on the first `days`
+    as `warden train` does, and judge the gate's pick on the last day, which it never saw, with
+    the features the stream would have had (statistics and baselines of the days before), beside
+    the per-device z-score floor fitted on the same training history."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"warden-{scenario}-"))
     trained = settings.model_copy(
         update={
-            "home": scratch / "train",
-            "lake_root": str(scratch / "train" / "lake"),
-            "mlflow_password": password,
-            "model_name": f"{settings.model_name}-realistic",
+            "home": scratch,
+            "lake_root": str(scratch / "lake"),
+            "mlflow_password": SecretStr(mlflow_password(settings)),
+            "model_name": f"{settings.model_name}-{scenario}",
             "training_window_days": days,
         }
     )
-    held_out = trained.model_copy(
-        update={"home": scratch / "held-out", "lake_root": str(scratch / "held-out" / "lake")}
-    )
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    held_out = Window(end - timedelta(days=1), end)
     try:
-        backfill(trained, BackfillParams(days=days, devices=devices, seed=seed, end=end, scenario="realistic"))
-        spark = spark_session(trained, "warden-quality-realistic", with_kafka=False)
+        backfill(trained, BackfillParams(days=days + 1, devices=devices, seed=seed, end=end, scenario=scenario))
+        spark = spark_session(trained, f"warden-quality-{scenario}", with_kafka=False)
         try:
-            report = retrain(trained, spark, Window(end - timedelta(days=days), end), MODEL_KINDS, 0)
+            report = retrain(trained, spark, Window(held_out.start - timedelta(days=days), held_out.start), MODEL_KINDS)
             assert report.version is not None and report.verdict is not None  # noqa: S101 - narrows the type
             version = report.version
             train_split = read_training_set(spark, report.training_set).where("split = 'train'")
-            window = Window(end - timedelta(days=1), end)
-            backfill(
-                held_out, BackfillParams(days=1, devices=devices, seed=held_out_seed, end=end, scenario="realistic")
-            )
-            refresh_features(held_out, spark, window.end, None, ProgressLine("features"))
+            start = held_out.start - timedelta(minutes=trained.feature_window_minutes)
+            refresh_features(trained, spark, held_out.end, start, ProgressLine("features"))
             progress = ProgressLine("quality")
             progress.update(
                 f"scoring the held-out day with {trained.model_name} v{version.version} ({version.kind})", force=True
             )
-            held = build_training_set(held_out, spark, window).cache()
+            held = build_training_set(trained, spark, held_out).cache()
             scored = load_version(spark, version).score(held).select("label", SCORE, "anomaly_type").toPandas()
             floor = zscore_floor(train_split, held)
             held.unpersist()
@@ -146,7 +142,7 @@ def realistic_quality(settings: Settings, devices: int, days: int, seed: int, he
             "kind": version.kind,
             "threshold": version.threshold,
         },
-        "history": {"days": days, "devices": devices, "seed": seed, "held_out_seed": held_out_seed},
+        "history": {"scenario": scenario, "days": days, "devices": devices, "seed": seed},
         "gate": report.verdict.summary(),
         "test_split": {**best.quality.as_metrics(prefix=""), **_floor_metrics(best.floor)},
         **quality.as_metrics(prefix=""),

@@ -4,7 +4,8 @@ no other copy of a formula exists.
 
 `ops` provides `abs`, `greatest` and `least` (both skip missing values), `coalesce(value,
 fallback)`, `is_missing(value)`, `choose([(condition, label), ...], default)` and
-`pick([(condition, value), ...])` (the first value whose condition holds, else missing);
+`pick([(condition, value), ...])` (the first value whose condition holds, else missing) and
+`unless(condition, value)` (missing where the condition holds);
 arithmetic uses the engine's own operators, and a missing value propagates through it.
 """
 
@@ -24,8 +25,22 @@ FIRST_BASELINE_MEAN = BASELINE_COLUMNS[0]
 # Whose baseline a device's row holds: its own, or its device type's (a device without history yet).
 BASELINE_OF, OWN, OF_TYPE = "baseline_of", "device", "device_type"
 Z_COLUMNS: tuple[str, ...] = tuple(f"z_{sensor}" for sensor in SENSOR_COLUMNS)
+BASELINE_Z_COLUMNS: tuple[str, ...] = tuple(f"zb_{sensor}" for sensor in SENSOR_COLUMNS)
 DELTA_COLUMNS: tuple[str, ...] = tuple(f"delta_{sensor}" for sensor in SENSOR_COLUMNS)
-FEATURE_COLUMNS: tuple[str, ...] = (*SENSOR_COLUMNS, *Z_COLUMNS, *DELTA_COLUMNS, "max_abs_z", "min_delta")
+_DERIVED_COLUMNS: tuple[str, ...] = (
+    *Z_COLUMNS,
+    *BASELINE_Z_COLUMNS,
+    *DELTA_COLUMNS,
+    "max_abs_z",
+    "max_abs_zb",
+    "min_delta",
+)
+# The model's inputs: every reading against the device itself. Raw readings are not among them:
+# devices run in regimes of their own, and a model that learns the regimes it trained on misses
+# a device in another (issue 21; bench/README.md has the measurements with and without them).
+FEATURE_COLUMNS: tuple[str, ...] = _DERIVED_COLUMNS
+# What a scored row and an alert show of an event: its readings, then the model's inputs.
+REPORTED_COLUMNS: tuple[str, ...] = (*SENSOR_COLUMNS, *FEATURE_COLUMNS)
 
 # Statistics state: what the stream counts and what each scored row records.
 FRESH, BASELINE, TYPE_BASELINE, STALE, MISSING = "fresh", "baseline", "type_baseline", "stale", "missing"
@@ -54,9 +69,7 @@ def feature_status(
     never lets an event see them; a replayed or late event meets the store's newest ones), and
     the store returns null or NaN for what it does not have, depending on the path."""
     no_recent = no_stats_time | ops.is_missing(first_mean) | (age_seconds < 0)
-    no_baseline = (
-        ops.is_missing(first_baseline_mean) | ops.is_missing(baseline_age_seconds) | (baseline_age_seconds < 0)
-    )
+    no_baseline = baseline_unusable(first_baseline_mean, baseline_age_seconds, ops)
     too_old = age_seconds > max_age_minutes * 60
     return ops.choose(
         [
@@ -71,14 +84,23 @@ def feature_status(
     )
 
 
-def stats_in_use(status: Any, recent: dict[str, Any], baseline: dict[str, Any], ops: Any) -> dict[str, Any]:
-    """The statistics (STATS_COLUMNS) the features compare readings with, by `feature_status`:
-    the recent window's when fresh, the baseline's in its place, none otherwise."""
+def baseline_unusable(first_baseline_mean: Any, baseline_age_seconds: Any, ops: Any) -> Any:
+    """No baseline, or only one whose days ended after the event."""
+    return ops.is_missing(first_baseline_mean) | ops.is_missing(baseline_age_seconds) | (baseline_age_seconds < 0)
+
+
+def stats_in_use(
+    status: Any, no_baseline: Any, recent: dict[str, Any], baseline: dict[str, Any], ops: Any
+) -> dict[str, Any]:
+    """The statistics the features compare readings with: in STATS_COLUMNS, by `feature_status`,
+    the recent window's when fresh, the baseline's in its place, none otherwise; in
+    BASELINE_COLUMNS, the baseline unless it is unusable (`baseline_unusable`)."""
     on_baseline = (status == BASELINE) | (status == TYPE_BASELINE)
-    return {
+    chosen = {
         column: ops.pick([(status == FRESH, recent[column]), (on_baseline, baseline[f"baseline_{column}"])])
         for column in STATS_COLUMNS
     }
+    return chosen | {column: ops.unless(no_baseline, baseline[column]) for column in BASELINE_COLUMNS}
 
 
 def _scale(reading: Any, mean: Any, std: Any, ops: Any) -> Any:
@@ -87,19 +109,25 @@ def _scale(reading: Any, mean: Any, std: Any, ops: Any) -> Any:
     return ops.greatest(ops.coalesce(std, floor), floor)
 
 
-def model_inputs(readings: dict[str, Any], previous: dict[str, Any], stats: dict[str, Any], ops: Any) -> dict[str, Any]:
-    """The feature columns beyond the raw readings, by name, in FEATURE_COLUMNS order.
+def model_inputs(
+    readings: dict[str, Any], previous: dict[str, Any], stats: dict[str, Any], baseline: dict[str, Any], ops: Any
+) -> dict[str, Any]:
+    """The model's inputs (FEATURE_COLUMNS), by name, in that order.
 
     z: distance from the device's recent mean, in its recent standard deviations (0 without
-    usable statistics); delta: how far the reading moved since the device's previous one, in
-    the same scale (NO_PREVIOUS without a previous reading)."""
+    usable statistics); zb: the same from the device's long-term baseline (0 without one), which
+    a fault that lasts longer than the recent window does not move; delta: how far the reading
+    moved since the device's previous one, in the recent scale (NO_PREVIOUS without a previous
+    reading)."""
     inputs: dict[str, Any] = {}
     for sensor in SENSOR_COLUMNS:
         reading, mean, std = readings[sensor], stats[f"mean_{sensor}"], stats[f"std_{sensor}"]
         scale = _scale(reading, mean, std, ops)
         inputs[f"z_{sensor}"] = ops.coalesce((reading - mean) / scale, 0.0)
         inputs[f"delta_{sensor}"] = ops.coalesce(ops.abs(reading - previous[sensor]) / scale, NO_PREVIOUS)
+        base_mean, base_std = baseline[f"baseline_mean_{sensor}"], baseline[f"baseline_std_{sensor}"]
+        inputs[f"zb_{sensor}"] = ops.coalesce((reading - base_mean) / _scale(reading, base_mean, base_std, ops), 0.0)
     inputs["max_abs_z"] = ops.greatest(*(ops.abs(inputs[c]) for c in Z_COLUMNS))
+    inputs["max_abs_zb"] = ops.greatest(*(ops.abs(inputs[c]) for c in BASELINE_Z_COLUMNS))
     inputs["min_delta"] = ops.least(*(inputs[c] for c in DELTA_COLUMNS))
-    ordered = (*Z_COLUMNS, *DELTA_COLUMNS, "max_abs_z", "min_delta")
-    return {name: inputs[name] for name in ordered}
+    return {name: inputs[name] for name in _DERIVED_COLUMNS}

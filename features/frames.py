@@ -39,6 +39,10 @@ class _NumpyOps:
         return np.isnan(value)
 
     @staticmethod
+    def unless(condition: Any, value: Any) -> Any:
+        return np.where(condition, np.nan, value)
+
+    @staticmethod
     def pick(cases: list[tuple[Any, Any]]) -> Any:
         return np.select([condition for condition, _ in cases], [value for _, value in cases], np.nan)
 
@@ -52,18 +56,21 @@ def usable_stats(events: pd.DataFrame, max_age_minutes: int) -> pd.DataFrame:
     each event is compared with (NaN for none)."""
     ts = pd.to_datetime(events["ts"], utc=True)
     stats_time = pd.to_datetime(events[STATS_TIME], utc=True)
+    first_baseline_mean = events[formulas.FIRST_BASELINE_MEAN].to_numpy(np.float64, na_value=np.nan)
+    baseline_age_seconds = (ts - pd.to_datetime(events[BASELINE_TIME], utc=True)).dt.total_seconds().to_numpy()
     status = formulas.feature_status(
         stats_time.isna().to_numpy(),
         events[formulas.FIRST_MEAN].to_numpy(np.float64, na_value=np.nan),
         (ts - stats_time).dt.total_seconds().to_numpy(),
         max_age_minutes,
-        events[formulas.FIRST_BASELINE_MEAN].to_numpy(np.float64, na_value=np.nan),
-        (ts - pd.to_datetime(events[BASELINE_TIME], utc=True)).dt.total_seconds().to_numpy(),
+        first_baseline_mean,
+        baseline_age_seconds,
         events[formulas.BASELINE_OF].to_numpy(object) == formulas.OF_TYPE,
         _NumpyOps,
     )
     chosen = formulas.stats_in_use(
         status,
+        formulas.baseline_unusable(first_baseline_mean, baseline_age_seconds, _NumpyOps),
         {c: events[c].to_numpy(np.float64, na_value=np.nan) for c in STATS_COLUMNS},
         {c: events[c].to_numpy(np.float64, na_value=np.nan) for c in BASELINE_COLUMNS},
         _NumpyOps,
@@ -84,6 +91,7 @@ def add_features(events: pd.DataFrame, earlier: pd.DataFrame | None = None) -> p
         {s: frame[s].to_numpy(np.float64) for s in SENSOR_COLUMNS},
         {s: previous[s].to_numpy(np.float64, na_value=np.nan) for s in SENSOR_COLUMNS},
         {c: frame[c].to_numpy(np.float64, na_value=np.nan) for c in STATS_COLUMNS},
+        {c: frame[c].to_numpy(np.float64, na_value=np.nan) for c in BASELINE_COLUMNS},
         _NumpyOps,
     )
     frame = frame.assign(**inputs)

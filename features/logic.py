@@ -42,6 +42,10 @@ class _SparkOps:
         return value.isNull() | F.isnan(value)
 
     @staticmethod
+    def unless(condition: Column, value: Column) -> Column:
+        return F.when(~condition, value)
+
+    @staticmethod
     def pick(cases: list[tuple[Column, Column]]) -> Column:
         picked = F.when(*cases[0])
         for condition, value in cases[1:]:
@@ -131,8 +135,10 @@ def _status(max_age_minutes: int) -> Column:
 
 @functools.cache
 def _fresh_stats() -> dict[str, Column]:
+    baseline_age_seconds = F.unix_timestamp("ts") - F.unix_timestamp(BASELINE_TIME)
     chosen = formulas.stats_in_use(
         F.col("feature_status"),
+        formulas.baseline_unusable(F.col(formulas.FIRST_BASELINE_MEAN), baseline_age_seconds, _SparkOps),
         {c: F.col(c) for c in STATS_COLUMNS},
         {c: F.col(c) for c in BASELINE_COLUMNS},
         _SparkOps,
@@ -184,6 +190,7 @@ def _model_inputs(with_earlier: bool) -> tuple[Column, ...]:
         {sensor: F.col(sensor) for sensor in SENSOR_COLUMNS},
         prior,
         {c: F.col(c) for c in STATS_COLUMNS},
+        {c: F.col(c) for c in BASELINE_COLUMNS},
         _SparkOps,
     )
     return tuple(column.alias(name) for name, column in inputs.items())

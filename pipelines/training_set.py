@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
 from pyspark.sql import functions as F
 
-from features.formulas import FEATURE_COLUMNS
+from features.formulas import REPORTED_COLUMNS
 from features.logic import add_features, grid_floor, usable_stats
 from features.schema import PARTITION_COLUMN
 from features.store import FEATURE_SERVICE, feature_store
@@ -111,7 +111,8 @@ def build_training_set(settings: Settings, spark: SparkSession, window: Window) 
         "ts",
         "anomaly_type",
         "feature_status",
-        *FEATURE_COLUMNS,
+        # The readings too: the unsupervised floor judges them.
+        *REPORTED_COLUMNS,
         LABEL,
         "split",
     )

@@ -21,6 +21,7 @@ from features.formulas import (
     BASELINE_OF,
     BASELINE_TIME,
     FEATURE_COLUMNS,
+    REPORTED_COLUMNS,
     STATS_COLUMNS,
     STATS_TIME,
     STATUSES,
@@ -255,7 +256,7 @@ def _model_inputs() -> tuple[Column, ...]:
         *(F.col(c) for c in EVENT_FIELDS),
         F.col("device_type"),
         F.col("feature_status"),
-        *(F.col(c) for c in FEATURE_COLUMNS if c not in EVENT_FIELDS),
+        *(F.col(c) for c in FEATURE_COLUMNS),
         F.col("partition").alias("source_partition"),
         F.col("offset").alias("source_offset"),
         F.col("kafka_ts").alias("source_timestamp"),
@@ -269,7 +270,7 @@ def _scored_columns(threshold: float, model_name: str, model_version: str) -> tu
     """The scored table's columns, in its order, for rows scored by one model version."""
     return (
         *(F.col(c) for c in (*EVENT_FIELDS, "device_type", "feature_status")),
-        *(F.col(c) for c in FEATURE_COLUMNS if c not in EVENT_FIELDS),
+        *(F.col(c) for c in FEATURE_COLUMNS),
         F.col(SCORE),
         F.lit(threshold).alias("threshold"),
         (F.col(SCORE) >= F.lit(threshold)).alias("is_alert"),
@@ -373,7 +374,7 @@ def _alert_payload() -> Column:
             "model_version",
             "device_type",
             "feature_status",
-            F.struct(*FEATURE_COLUMNS).alias("features"),
+            F.struct(*REPORTED_COLUMNS).alias("features"),
             "source_partition",
             "source_offset",
         )

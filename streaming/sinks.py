@@ -69,6 +69,9 @@ class DeltaBatchWriter:
             .partitionBy("date")
             .option("maxRecordsPerFile", ROWS_PER_FILE)
             .options(**table_properties(table))  # used only by the write that creates the table
+            # A new version of the model's inputs adds its columns to a table written before it
+            # (earlier rows read them as null), instead of failing every batch.
+            .option("mergeSchema", "true")
         )
         last = self._last_written.get(table)
         # Noted before the write: a write that fails, even after its commit, is retried as a replace.

@@ -24,7 +24,14 @@ import orjson
 import pandas as pd
 
 from features import formulas, frames
-from features.formulas import BASELINE_COLUMNS, BASELINE_TIME, FEATURE_COLUMNS, STATS_COLUMNS, STATS_TIME
+from features.formulas import (
+    BASELINE_COLUMNS,
+    BASELINE_TIME,
+    FEATURE_COLUMNS,
+    REPORTED_COLUMNS,
+    STATS_COLUMNS,
+    STATS_TIME,
+)
 from features.schema import EVENT_FIELDS, SENSOR_BOUNDS, SENSOR_COLUMNS
 from infra.progress import ProgressLine
 from infra.settings import Settings
@@ -154,6 +161,10 @@ class _FloatOps:
         return next((label for condition, label in cases if condition), default)
 
     @staticmethod
+    def unless(condition: bool, value: float) -> float:
+        return math.nan if condition else value
+
+    @staticmethod
     def pick(cases: list[tuple[bool, float]]) -> float:
         return next((value for condition, value in cases if condition), math.nan)
 
@@ -186,7 +197,7 @@ class Scorer:
             self._alert(row, features, scored_at)
             for row, features in zip(
                 hits.drop(columns=list(FEATURE_COLUMNS)).to_dict("records"),
-                hits[list(FEATURE_COLUMNS)].astype(np.float64).to_dict("records"),
+                hits[list(REPORTED_COLUMNS)].astype(np.float64).to_dict("records"),
                 strict=True,
             )
         ]
@@ -195,18 +206,21 @@ class Scorer:
         """The alert for one event, or None: what `score` computes for a batch of one, on Python
         floats. `stats` is the device's row of `online_features`, as a dict."""
         stats_time, baseline_time = stats[STATS_TIME], stats[BASELINE_TIME]
+        first_baseline_mean = _number(stats[formulas.FIRST_BASELINE_MEAN])
+        baseline_age_seconds = (event["ts"] - baseline_time).total_seconds() if baseline_time is not None else math.nan
         status = formulas.feature_status(
             stats_time is None,
             _number(stats[formulas.FIRST_MEAN]),
             (event["ts"] - stats_time).total_seconds() if stats_time is not None else math.nan,
             self.max_age_minutes,
-            _number(stats[formulas.FIRST_BASELINE_MEAN]),
-            (event["ts"] - baseline_time).total_seconds() if baseline_time is not None else math.nan,
+            first_baseline_mean,
+            baseline_age_seconds,
             stats[formulas.BASELINE_OF] == formulas.OF_TYPE,
             _FloatOps,
         )
         usable = formulas.stats_in_use(
             status,
+            formulas.baseline_unusable(first_baseline_mean, baseline_age_seconds, _FloatOps),
             {c: _number(stats[c]) for c in STATS_COLUMNS},
             {c: _number(stats[c]) for c in BASELINE_COLUMNS},
             _FloatOps,
@@ -217,7 +231,9 @@ class Scorer:
         previous = known[2:] if known is not None and known[:2] < order else (math.nan,) * len(SENSOR_COLUMNS)
         if known is None or order > known[:2]:
             self.last[event["device_id"]] = (*order, *(event[s] for s in SENSOR_COLUMNS))
-        inputs = formulas.model_inputs(event, dict(zip(SENSOR_COLUMNS, previous, strict=True)), usable, _FloatOps)
+        inputs = formulas.model_inputs(
+            event, dict(zip(SENSOR_COLUMNS, previous, strict=True)), usable, usable, _FloatOps
+        )
         features = {**{s: event[s] for s in SENSOR_COLUMNS}, **inputs}
         matrix = np.array([[features[c] for c in FEATURE_COLUMNS]], dtype=np.float32)
         score = float(self.champion.booster.inplace_predict(matrix)[0])
