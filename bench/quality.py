@@ -89,7 +89,7 @@ def held_out_quality(settings: Settings, days: int, devices: int, seed: int) -> 
 
 
 def trained_quality(settings: Settings, scenario: str, devices: int, days: int, seed: int) -> dict:
-    """Backfill `days` + 1 days of `scenario` (streaming.simulator.SCENARIOS), train both kinds on the first `days`
+    """Backfill `days` + 1 days of `scenario` (streaming.scenarios.SCENARIOS), train both kinds on the first `days`
     as `warden train` does, and judge the gate's pick on the last day, which it never saw, with
     the features the stream would have had (statistics and baselines of the days before), beside
     the per-device z-score floor fitted on the same training history."""

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from infra.logs import configure as configure_logging
 from infra.progress import ProgressLine
 from infra.settings import PROJECT_ROOT, Settings, get_settings
 from infra.spark import spark_session
@@ -45,8 +46,8 @@ from pipelines.training import git_commit
 from quality import held_out_quality, trained_quality
 from report import markdown, plot
 from scenarios import backlog_throughput, fixed_cost, latency, recovery, spark_floor, sustained
+from streaming.scenarios import SCENARIOS as SIMULATED
 from streaming.simulation import SimulationParams, simulate
-from streaming.simulator import SCENARIOS as SIMULATED
 from systems import Streamwarden, System, systems
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -175,6 +176,8 @@ def main() -> None:
         parser.error("latency and recovery without the throughput scenario need --max-rate")
 
     settings = get_settings()
+    # The console carries the bench's own lines; the libraries' go to the log, as with `warden`.
+    configure_logging(settings)
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
     started = datetime.now(UTC)
     stem = f"{started:%Y%m%d-%H%M}-{git_commit()[:8]}"

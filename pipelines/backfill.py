@@ -23,7 +23,7 @@ class BackfillParams:
     anomaly_rate: float = 0.02
     seed: int = 0
     end: datetime | None = None  # exclusive; default: the start of the current hour, UTC
-    scenario: str = "steady"  # streaming.simulator.SCENARIOS
+    scenario: str = "steady"  # streaming.scenarios.SCENARIOS
 
 
 @dataclass

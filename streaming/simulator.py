@@ -27,6 +27,7 @@ import orjson
 import pyarrow as pa
 
 from features.schema import ANOMALY_KINDS, LABEL_SCHEMA, SENSOR_COLUMNS, TELEMETRY_SCHEMA
+from streaming.scenarios import SCENARIOS
 
 # Baseline mean and noise (one standard deviation) per sensor, in the order of SENSOR_COLUMNS:
 # temperature °C, humidity %RH, pressure kPa, vibration mm/s RMS, voltage V.
@@ -62,7 +63,6 @@ _FIELD_EPISODE_LENGTH = {
     "dropout": (5, 30),
     "correlated": (10, 60),
 }
-SCENARIOS = ("steady", "realistic")
 _TEMPERATURE, _HUMIDITY, _PRESSURE, _VIBRATION, _VOLTAGE = range(5)
 _NON_NEGATIVE = [_PRESSURE, _VIBRATION, _VOLTAGE]
 _FLEET_SEED = 20_240_917
