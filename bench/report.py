@@ -52,6 +52,14 @@ def _spread(summary: dict) -> str:
 def markdown(result: dict) -> str:
     systems = result["systems"]
     names = list(systems)
+    if not names:  # a run of the trained-and-judged scenario only: no system was measured
+        machine = result["machine"]
+        return "\n".join(
+            [
+                f"Machine: {machine['cores']} cores, {machine['memory_gb']} GB; commit {result['commit'][:10]}.",
+                *_realistic(result.get("realistic")),
+            ]
+        )
     lines = [
         f"Machine: {result['machine']['cores']} cores, {result['machine']['memory_gb']} GB; commit {result['commit'][:10]}; "
         f"medians of {result['runs']} runs (min–max in brackets).",
