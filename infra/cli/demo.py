@@ -75,8 +75,10 @@ def _first_champion(settings: Settings, spark: SparkSession) -> str:
     return report.version.version
 
 
-def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str | None, str]:
-    """Retrain on the history including what the stream just scored; approve if the gate passed."""
+def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str, str]:
+    """Retrain on the history including what the stream just scored, and approve the candidate:
+    over the gate's refusal, explicitly and recorded, if it did not pass (the demo's next step
+    shows the swap; the gate's verdict is printed either way)."""
     from models.estimators import XGBOOST
     from pipelines.promotion import decide
     from pipelines.retrain import retrain
@@ -90,10 +92,13 @@ def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str |
     # default retraining fits both and keeps the better; the demo saves the minute that costs).
     report = retrain(settings, spark, window, (XGBOOST,), progress=ProgressLine("  retrain"))
     assert report.version is not None and report.verdict is not None  # noqa: S101 - retrain() always fills the report; this narrows its type
-    if not report.verdict.promotable:
-        return None, report.verdict.summary()
-    decide(settings, report.version.version, True, DEMO_USER, "retrained on the stream's history, approved by the demo")
-    return report.version.version, report.verdict.summary()
+    refused = not report.verdict.promotable
+    reason = "retrained on the stream's history, approved by the demo" + (
+        " over the gate's refusal, to show the swap" if refused else ""
+    )
+    decide(settings, report.version.version, True, DEMO_USER, reason, override_gate=refused)
+    summary = report.verdict.summary() + ("; approved over the gate by the demo, to show the swap" if refused else "")
+    return report.version.version, summary
 
 
 def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> None:
@@ -124,7 +129,7 @@ def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> N
         env={**os.environ, **settings.to_env()},
     )
     click.echo(f"  stream: `warden stream` started (pid {stream.pid}); it waits for a champion; log {log}")
-    swapped_to: str | None = None
+    swapped_to = ""
     try:
         steps.begin("2/8 backfill two days of history into the lake")
         history = backfill(settings, BackfillParams(days=2, devices=devices), ProgressLine("  backfill"))
@@ -142,14 +147,15 @@ def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> N
         after = end_offsets(settings, settings.topic_telemetry)
         live = _watch(settings, stream, cold.last_batch, live_run.events, log, "  stream")
         steps.begin(
-            "6/8 retrain (XGBoost) on the history the stream just wrote, approve the candidate if it passed the gate"
+            "6/8 retrain (XGBoost) on the history the stream just wrote, approve the candidate (over the gate, "
+            "explicitly, if it refused)"
         )
         swapped_to, verdict = _retrain_and_approve(settings, spark)
         click.echo(f"  gate: {verdict}")
         steps.begin(
             "7/8 the running stream follows the champion alias: live events until one is scored by the new version"
         )
-        second, swap_batch = _until_swapped(settings, stream, devices, rate, swapped_to or champion, log)
+        second, swap_batch = _until_swapped(settings, stream, devices, rate, swapped_to, log)
     finally:
         stream.send_signal(signal.SIGTERM)
         code = stream.wait(180)
@@ -160,11 +166,7 @@ def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> N
     verdict_line = (
         "all read back" if read_back == live_run.events else f"MISMATCH: {live_run.events - read_back} missing"
     )
-    swap = (
-        f"version {champion} → {swapped_to} from batch {swap_batch}, same query, no restart"
-        if swapped_to
-        else f"none: the retrained candidate did not pass the gate, version {champion} kept scoring"
-    )
+    swap = f"version {champion} → {swapped_to} from batch {swap_batch}, same query, no restart"
     click.echo(
         "\nSummary\n"
         f"  history   {history.events:,} events in {settings.lake_url}/telemetry (+ labels/, devices/)\n"
