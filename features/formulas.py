@@ -27,13 +27,22 @@ BASELINE_OF, OWN, OF_TYPE = "baseline_of", "device", "device_type"
 Z_COLUMNS: tuple[str, ...] = tuple(f"z_{sensor}" for sensor in SENSOR_COLUMNS)
 BASELINE_Z_COLUMNS: tuple[str, ...] = tuple(f"zb_{sensor}" for sensor in SENSOR_COLUMNS)
 DELTA_COLUMNS: tuple[str, ...] = tuple(f"delta_{sensor}" for sensor in SENSOR_COLUMNS)
+# The recent window against the baseline: a fault that outlasts part of the window moves the
+# window's mean and widens its spread, and with them shrinks the reading's own z.
+WINDOW_SHIFT_COLUMNS: tuple[str, ...] = tuple(f"shift_{sensor}" for sensor in SENSOR_COLUMNS)
+WINDOW_SPREAD_COLUMNS: tuple[str, ...] = tuple(f"spread_{sensor}" for sensor in SENSOR_COLUMNS)
 _DERIVED_COLUMNS: tuple[str, ...] = (
     *Z_COLUMNS,
     *BASELINE_Z_COLUMNS,
     *DELTA_COLUMNS,
+    *WINDOW_SHIFT_COLUMNS,
+    *WINDOW_SPREAD_COLUMNS,
     "max_abs_z",
     "max_abs_zb",
     "min_delta",
+    "max_abs_shift",
+    "max_spread",
+    "min_spread",
 )
 # The model's inputs: every reading against the device itself. Raw readings are not among them:
 # devices run in regimes of their own, and a model that learns the regimes it trained on misses
@@ -118,7 +127,8 @@ def model_inputs(
     usable statistics); zb: the same from the device's long-term baseline (0 without one), which
     a fault that lasts longer than the recent window does not move; delta: how far the reading
     moved since the device's previous one, in the recent scale (NO_PREVIOUS without a previous
-    reading)."""
+    reading); shift and spread: the recent window's mean and standard deviation against the
+    baseline (0 and 1 without both)."""
     inputs: dict[str, Any] = {}
     for sensor in SENSOR_COLUMNS:
         reading, mean, std = readings[sensor], stats[f"mean_{sensor}"], stats[f"std_{sensor}"]
@@ -126,8 +136,14 @@ def model_inputs(
         inputs[f"z_{sensor}"] = ops.coalesce((reading - mean) / scale, 0.0)
         inputs[f"delta_{sensor}"] = ops.coalesce(ops.abs(reading - previous[sensor]) / scale, NO_PREVIOUS)
         base_mean, base_std = baseline[f"baseline_mean_{sensor}"], baseline[f"baseline_std_{sensor}"]
-        inputs[f"zb_{sensor}"] = ops.coalesce((reading - base_mean) / _scale(reading, base_mean, base_std, ops), 0.0)
+        base_scale = _scale(reading, base_mean, base_std, ops)
+        inputs[f"zb_{sensor}"] = ops.coalesce((reading - base_mean) / base_scale, 0.0)
+        inputs[f"shift_{sensor}"] = ops.coalesce((mean - base_mean) / base_scale, 0.0)
+        inputs[f"spread_{sensor}"] = ops.coalesce(std / base_scale, 1.0)
     inputs["max_abs_z"] = ops.greatest(*(ops.abs(inputs[c]) for c in Z_COLUMNS))
     inputs["max_abs_zb"] = ops.greatest(*(ops.abs(inputs[c]) for c in BASELINE_Z_COLUMNS))
     inputs["min_delta"] = ops.least(*(inputs[c] for c in DELTA_COLUMNS))
+    inputs["max_abs_shift"] = ops.greatest(*(ops.abs(inputs[c]) for c in WINDOW_SHIFT_COLUMNS))
+    inputs["max_spread"] = ops.greatest(*(inputs[c] for c in WINDOW_SPREAD_COLUMNS))
+    inputs["min_spread"] = ops.least(*(inputs[c] for c in WINDOW_SPREAD_COLUMNS))
     return {name: inputs[name] for name in _DERIVED_COLUMNS}

@@ -99,6 +99,11 @@ class Lake:
             return f"webhdfs://{s.hdfs_user}@{s.hdfs_namenode[0]}:{s.hdfs_http_port}{self._path(dataset)}"
         return self.url(dataset)
 
+    def spark_url(self, offline_url: str) -> str:
+        """The inverse of `offline_url`: a location of the lake, as Spark addresses it."""
+        prefix = self.offline_url("")
+        return self.url(offline_url[len(prefix) :]) if offline_url.startswith(prefix) else offline_url
+
     def _path(self, dataset: str) -> str:
         return f"{self.base.rstrip('/')}/{dataset}"
 

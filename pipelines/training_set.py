@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import pyarrow as pa
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
@@ -13,6 +12,7 @@ from pyspark.sql import functions as F
 
 from features.formulas import REPORTED_COLUMNS
 from features.logic import add_features, grid_floor, usable_stats
+from features.point_in_time import historical_features
 from features.schema import PARTITION_COLUMN
 from features.store import FEATURE_SERVICE, feature_store
 from infra.exceptions import LakeError
@@ -22,6 +22,7 @@ from models.estimators import LABEL
 from pipelines.history import read_events
 
 SPLITS = ("train", "validation", "test")
+_GRID = "_grid"
 DATASET = "training_sets"
 
 
@@ -61,32 +62,16 @@ def labeled_events(settings: Settings, spark: SparkSession, window: Window) -> D
 
 def point_in_time_stats(settings: Settings, spark: SparkSession, events: DataFrame) -> DataFrame:
     """Join each event with the newest device statistics whose window ended at or before it
-    (and the newest baseline and registry row, the other views of the feature service).
+    (and the newest baseline and registry row, the other views of the feature service), in
+    Spark (`features.point_in_time`).
 
     Statistics exist only on the grid, so the newest row at or before `ts` is the newest at or
-    before grid_floor(ts): Feast is asked once per (device, grid point), not once per event.
-    That also keeps two events of one device in the same instant from being collapsed into one
-    (Feast's file store drops entity rows that share a key and a timestamp, feast-dev/feast#6787).
-    Feast is asked once per view: asked for several at once, its file store drops an entity row
-    that any one of them has no row for, with the other views' values (a device's first day,
-    before its first baseline, lost its statistics that way).
+    before grid_floor(ts): the join looks up each (device, grid point) once, not each event.
     """
-    step = settings.feature_step_minutes
-    keyed = events.withColumn("_grid", grid_floor(F.col("ts"), step))
-    entity_df = keyed.select("device_id", F.col("_grid").alias("event_timestamp")).distinct().toPandas()
+    keyed = events.withColumn(_GRID, grid_floor(F.col("ts"), settings.feature_step_minutes))
     store = feature_store(settings)
-    for view in store.get_feature_service(FEATURE_SERVICE).feature_view_projections:
-        features = [f"{view.name}:{field.name}" for field in view.features]
-        found = store.get_historical_features(entity_df=entity_df, features=features).to_arrow()
-        # An empty answer has no type for the key: it is still a string.
-        found = found.set_column(
-            found.schema.get_field_index("device_id"), "device_id", found["device_id"].cast(pa.string())
-        )
-        stats = spark.createDataFrame(
-            found.rename_columns(["_grid" if c == "event_timestamp" else c for c in found.column_names])
-        )
-        keyed = keyed.join(stats, ["device_id", "_grid"], "left")
-    return keyed.drop("_grid")
+    with_stats = historical_features(spark, store, FEATURE_SERVICE, keyed, _GRID, Lake(settings).spark_url)
+    return with_stats.drop(_GRID)
 
 
 def build_training_set(settings: Settings, spark: SparkSession, window: Window) -> DataFrame:
