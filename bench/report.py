@@ -58,6 +58,7 @@ def markdown(result: dict) -> str:
             [
                 f"Machine: {machine['cores']} cores, {machine['memory_gb']} GB; commit {result['commit'][:10]}.",
                 *_realistic(result.get("realistic")),
+                *_training(result.get("training")),
             ]
         )
     lines = [
@@ -139,6 +140,7 @@ def markdown(result: dict) -> str:
             + f" {PAPER['quality']} |"
         )
     lines += _realistic(result.get("realistic"))
+    lines += _training(result.get("training"))
     lines += _batch_breakdown(systems)
     fixed_runs = result.get("fixed_cost", {}).get("runs", [])
     lines += _spark_queries(fixed_runs[0].get("spark_stages") if fixed_runs else None, "the first fixed-cost run")
@@ -148,6 +150,34 @@ def markdown(result: dict) -> str:
     )
     lines += _profiles(systems)
     return "\n".join(lines)
+
+
+def _training(training: dict | None) -> list[str]:
+    """`warden train` on a fleet's history: each step's time and peak memory, and the quality."""
+    if not training:
+        return []
+    peak = training["peak_mb"]
+    lines = [
+        "",
+        f"Retraining at fleet scale (`--scenarios training`): `warden train` with the default settings on "
+        f"{training['devices']} devices x {training['days']} days ({training['events']:,} events): "
+        f"**{training['train_seconds'] / 60:.1f} min**, peak resident memory python {peak['python'] / 1024:.2f} GB, "
+        f"JVM {peak['child'] / 1024:.2f} GB (sampled every 0.25 s).",
+        "",
+        "| step | time | python peak | JVM peak |",
+        "|---|---|---|---|",
+    ]
+    for step, usage in training["steps"].items():
+        lines.append(
+            f"| {step} | {usage['seconds']:.0f} s | {usage['peak_rss_mb_python'] / 1024:.2f} GB "
+            f"| {usage['peak_rss_mb_child'] / 1024:.2f} GB |"
+        )
+    for kind, q in training["quality"].items():
+        lines.append(
+            f"- {kind}: test F1 {q['f1']:.3f}, PR-AUC {q['pr_auc']:.3f} on {q['rows']:,.0f} rows"
+            + (f"; XGBoost fitted on ~{q['xgb_rows_expected']:,.0f} rows" if q["xgb_rows_expected"] else "")
+        )
+    return lines
 
 
 def _realistic(realistic: dict | None) -> list[str]:

@@ -44,6 +44,7 @@ from pipelines.promotion import decide
 from pipelines.retrain import retrain, window_ending
 from pipelines.training import git_commit
 from quality import held_out_quality, trained_quality
+from training import fleet_training
 from report import markdown, plot
 from scenarios import backlog_throughput, fixed_cost, latency, recovery, spark_floor, sustained
 from streaming.scenarios import SCENARIOS as SIMULATED
@@ -51,9 +52,10 @@ from streaming.simulation import SimulationParams, simulate
 from systems import Streamwarden, System, systems
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-SCENARIOS = ("fixedcost", "throughput", "latency", "recovery", "quality", "realistic")
-# What needs the bench's stream, its history and its champion; `realistic` trains its own model.
-_ON_THE_CHAMPION = frozenset(SCENARIOS) - {"realistic"}
+SCENARIOS = ("fixedcost", "throughput", "latency", "recovery", "quality", "realistic", "training")
+# What needs the bench's stream, its history and its champion; `realistic` and `training` train
+# models of their own.
+_ON_THE_CHAMPION = frozenset(SCENARIOS) - {"realistic", "training"}
 
 
 def scratch_settings(settings: Settings, home: Path) -> Settings:
@@ -150,6 +152,12 @@ def main() -> None:
     # system sustains, so the search ends by falling behind rather than by running out of steps.
     parser.add_argument("--steps", type=int, default=5, help="rate steps of the sustained search (default 5)")
     parser.add_argument("--devices", type=int, default=200, help="devices in the fleet (default 200)")
+    parser.add_argument(
+        "--fleet-devices", type=int, default=200, help="devices of the training scenario's fleet (default 200)"
+    )
+    parser.add_argument(
+        "--fleet-days", type=int, default=7, help="days of history the training scenario trains on (default 7)"
+    )
     parser.add_argument("--quick", action="store_true", help="one run, a 1M backlog, 30 s loads: a smoke test")
     parser.add_argument(
         "--scenarios",
@@ -204,6 +212,9 @@ def main() -> None:
             result["realistic"] = {
                 scenario: trained_quality(bench, scenario, devices=50, days=3, seed=7) for scenario in SIMULATED
             }
+            save(result, stem)
+        if "training" in args.scenarios:
+            result["training"] = fleet_training(bench, args.fleet_devices, args.fleet_days)
             save(result, stem)
         if args.scenarios & _ON_THE_CHAMPION:
             bench = on_the_champion(settings, bench, args, names, result, stem, topics)

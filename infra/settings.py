@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     spark_worker_memory: str = Field(default="4g", description="Memory the embedded worker offers to executors.")
     spark_executor_memory: str = "2g"
     spark_driver_memory: str = "2g"
+    spark_driver_max_result_size: str = Field(
+        default="1g",
+        description="Most bytes one Spark job may hand back to Python: a step that tried to collect a "
+        "whole training window fails at this bound, rather than the process running out of memory.",
+    )
     spark_shuffle_partitions: PositiveInt = 2
 
     # The streaming job
@@ -186,6 +191,12 @@ class Settings(BaseSettings):
     rf_max_depth: PositiveInt = Field(default=10, le=30, description="Depth of each Random Forest tree.")
     xgb_num_rounds: PositiveInt = Field(default=200, description="Boosting rounds of XGBoost.")
     xgb_max_depth: PositiveInt = Field(default=6, le=20, description="Depth of each XGBoost tree.")
+    xgb_max_rows: PositiveInt = Field(
+        default=2_000_000,
+        description="Most training rows XGBoost fits on, in the training process's memory (about 0.3 GB a "
+        "million): a larger training split keeps every anomaly (up to half of these) and samples normal rows "
+        "to fill the rest, and the run records the fractions.",
+    )
 
     # Retraining, the evaluation gate and promotion (pipelines/, dags/)
     training_window_days: PositiveInt = Field(

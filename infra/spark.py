@@ -77,6 +77,7 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         .appName(app_name)
         .config("spark.driver.memory", settings.spark_driver_memory)
         .config("spark.executor.memory", settings.spark_executor_memory)
+        .config("spark.driver.maxResultSize", settings.spark_driver_max_result_size)
         # On a shared standalone cluster one long-running app (the stream) must not take every
         # core: a retraining job would wait for executors forever.
         .config("spark.cores.max", str(settings.spark_app_max_cores))

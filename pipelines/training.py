@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from features.formulas import FEATURE_COLUMNS
 from infra.exceptions import WardenError
+from infra.memory import MeasuredStep
 from infra.progress import ProgressLine
 from infra.settings import PROJECT_ROOT, Settings
 from models import registry
@@ -29,6 +30,7 @@ from models.estimators import LABEL, RANDOM_FOREST, fit_random_forest, fit_xgboo
 from models.evaluation import Quality, choose_threshold, evaluate
 from models.scoring import SCORE, Scorer, random_forest_scorer, xgboost_scorer
 from pipelines.split_coverage import split_coverage
+from pipelines.training_sample import xgboost_sample
 from pipelines.training_set import Window, read_training_set
 from pipelines.unsupervised_floor import METRIC_PREFIX as FLOOR_PREFIX
 from pipelines.unsupervised_floor import Z_LIMIT, zscore_floor
@@ -89,8 +91,10 @@ def git_commit() -> str:
 
 
 def scored_split(score: Scorer, frame: DataFrame) -> pd.DataFrame:
-    """Labels, scores and anomaly kinds of a split, scored by `score`."""
-    return score(frame).select(LABEL, SCORE, "anomaly_type").toPandas()
+    """Labels, scores and anomaly kinds of a split, scored by `score`: a byte, a float and a
+    reference to one of a few strings a row, whatever the split's size."""
+    scored = score(frame).select(F.col(LABEL).cast("byte"), F.col(SCORE).cast("float"), "anomaly_type")
+    return scored.toArrow().to_pandas(deduplicate_objects=True)
 
 
 def judge_on(score: Scorer, test: DataFrame, threshold: float) -> Quality:
@@ -154,31 +158,17 @@ def train_candidates(
                 progress.update(f"{kind}: already trained on this set (run {done[0].info.run_id})", force=True)
                 candidates.append(Candidate.of(done[0]))
                 continue
-            progress.update(f"{kind}: fitting on {counts['train'][0]:,} rows", force=True)
             with mlflow.start_run(run_name=f"{kind}-{window.id}") as run:
-                model: PipelineModel | xgb.Booster
-                if kind == RANDOM_FOREST:
-                    pos_weight = (counts["train"][0] - counts["train"][1]) / counts["train"][1]
-                    model = fit_random_forest(
-                        train_split,
-                        list(FEATURE_COLUMNS),
-                        pos_weight,
-                        seed,
-                        settings.rf_num_trees,
-                        settings.rf_max_depth,
-                    )
-                    score = random_forest_scorer(model)
-                else:
-                    frame: pd.DataFrame = train_split.select(*FEATURE_COLUMNS, LABEL).toPandas()
-                    weight = positive_weight(frame[LABEL].to_numpy())
-                    model = fit_xgboost(
-                        frame, list(FEATURE_COLUMNS), weight, seed, settings.xgb_num_rounds, settings.xgb_max_depth
-                    )
-                    score = xgboost_scorer(spark, model, list(FEATURE_COLUMNS))
+                with MeasuredStep() as fitting:
+                    model, score = _fit(settings, spark, kind, train_split, counts["train"], seed, progress)
+                progress.update(f"{kind}: fitted in {fitting.usage}", force=True)
                 progress.update(f"{kind}: choosing the threshold, judging on the test window", force=True)
-                val = scored_split(score, validation)
-                threshold = choose_threshold(val[LABEL].to_numpy(), val[SCORE].to_numpy())
-                quality = judge_on(score, test, threshold)
+                with MeasuredStep() as judging:
+                    val = scored_split(score, validation)
+                    threshold = choose_threshold(val[LABEL].to_numpy(), val[SCORE].to_numpy())
+                    del val
+                    quality = judge_on(score, test, threshold)
+                mlflow.log_metrics({**fitting.usage.as_metrics("fit_"), **judging.usage.as_metrics("judge_")})
                 model_uri = _log_run(
                     run.info.run_id,
                     kind,
@@ -201,6 +191,46 @@ def train_candidates(
         return candidates
     finally:
         data.unpersist()
+
+
+def _fit(
+    settings: Settings,
+    spark: SparkSession,
+    kind: str,
+    train: DataFrame,
+    counts: tuple[int, int],
+    seed: int,
+    progress: ProgressLine,
+) -> tuple[PipelineModel | xgb.Booster, Scorer]:
+    """The model of `kind` fitted on the training split ((rows, anomalies) = `counts`), and its scorer."""
+    if kind == RANDOM_FOREST:
+        rows, positives = counts
+        progress.update(f"{kind}: fitting on all {rows:,} rows, in Spark", force=True)
+        forest = fit_random_forest(
+            train,
+            list(FEATURE_COLUMNS),
+            (rows - positives) / positives,
+            seed,
+            settings.rf_num_trees,
+            settings.rf_max_depth,
+        )
+        return forest, random_forest_scorer(forest)
+    sample = xgboost_sample(counts, settings.xgb_max_rows)
+    import mlflow
+
+    mlflow.log_params(sample.as_params())
+    progress.update(f"{kind}: {sample}", force=True)
+    features, labels = sample.matrix(train, seed)
+    booster = fit_xgboost(
+        features,
+        labels,
+        list(FEATURE_COLUMNS),
+        positive_weight(labels),
+        seed,
+        settings.xgb_num_rounds,
+        settings.xgb_max_depth,
+    )
+    return booster, xgboost_scorer(spark, booster, list(FEATURE_COLUMNS))
 
 
 def hyperparameters(settings: Settings, kind: str) -> dict[str, int]:

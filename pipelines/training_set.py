@@ -103,14 +103,22 @@ def build_training_set(settings: Settings, spark: SparkSession, window: Window) 
     )
 
 
-def write_training_set(settings: Settings, spark: SparkSession, window: Window) -> str:
-    """Build the window's training set and write it to the lake; returns its location.
+@dataclass(frozen=True)
+class WrittenSet:
+    location: str
+    rows: int
+    files: int
+
+
+def write_training_set(settings: Settings, spark: SparkSession, window: Window) -> WrittenSet:
+    """Build the window's training set and write it to the lake, by Spark, never through Python.
 
     A re-run for the same window replaces it, so the step is safe to retry.
     """
     location = Lake(settings).url(f"{DATASET}/{window.id}")
     build_training_set(settings, spark, window).write.mode("overwrite").parquet(location)
-    return location
+    written = spark.read.parquet(location)
+    return WrittenSet(location, written.count(), len(written.inputFiles()))
 
 
 def read_training_set(spark: SparkSession, location: str) -> DataFrame:

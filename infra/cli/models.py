@@ -48,6 +48,9 @@ def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
     window = window_ending(settings, datetime.now(UTC))
     spark = spark_session(settings, "warden-train", with_kafka=False)
     report = retrain(settings, spark, window, kinds or MODEL_KINDS, seed, ProgressLine("train"))
+    click.echo(f"steps ({', '.join(report.usage)}), each its time and peak memory (sampled):")
+    for name, usage in report.usage.items():
+        click.echo(f"  {name:<14} {usage}")
     for candidate in report.candidates:
         q = candidate.quality
         click.echo(

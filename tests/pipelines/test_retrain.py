@@ -145,6 +145,46 @@ def test_a_retried_training_step_reuses_its_runs(retrained: registry.VersionInfo
     assert len(client.search_runs([experiment])) == before
 
 
+def test_a_window_too_large_to_collect_trains_in_bounded_memory_to_a_registered_version(
+    spark,  # noqa: ANN001
+    retrained: registry.VersionInfo,
+    session_env: dict[str, str],
+) -> None:
+    """`warden train` with a driver that may take at most 2 MB back from Spark in one job: the
+    training set is several times that, so a step that collected it (into pandas, or Feast's
+    point-in-time join in one process) would fail; XGBoost fits on a bounded sample."""
+    from features.formulas import FEATURE_COLUMNS
+
+    bounded = {
+        **session_env,
+        "WARDEN_MODEL_NAME": "iot-anomaly-bounded",
+        "WARDEN_SPARK_DRIVER_MEMORY": "1g",
+        "WARDEN_SPARK_DRIVER_MAX_RESULT_SIZE": "2m",
+        "WARDEN_XGB_MAX_ROWS": "4000",
+    }
+    result = run_warden(bounded, "train", "--kind", "xgboost")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "training set" in result.stdout and "peak memory" in result.stdout, result.stdout
+
+    client = _client()
+    experiment = client.get_experiment_by_name("iot-anomaly-bounded")
+    (built,) = client.search_runs([experiment.experiment_id], "tags.stage = 'training_set'")
+    rows = built.data.metrics["training_set_rows"]
+    # As float32 features alone, the training set is larger than the driver may collect.
+    assert rows * len(FEATURE_COLUMNS) * 4 > 2 * 1024 * 1024
+    assert spark.read.parquet(built.data.tags["location"]).count() == rows
+    (fitted,) = client.search_runs([experiment.experiment_id], "tags.kind = 'xgboost'")
+    params, metrics = fitted.data.params, fitted.data.metrics
+    assert int(params["xgb_rows_expected"]) == 4000 < int(params["rows_train"])
+    assert float(params["xgb_negative_fraction"]) < 1.0
+    # Each step's time and peak memory, for the process and the Spark driver's JVM beside it.
+    for prefix in ("fit_", "judge_"):
+        assert metrics[f"{prefix}peak_rss_mb_python"] > 0 and metrics[f"{prefix}peak_rss_mb_child"] > 0
+    assert built.data.metrics["build_peak_rss_mb_child"] > 0
+    versions = client.search_model_versions("name = 'iot-anomaly-bounded'")
+    assert [v.run_id for v in versions] == [fitted.info.run_id]
+
+
 def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotable(
     spark,  # noqa: ANN001
     retrained: registry.VersionInfo,
