@@ -44,12 +44,12 @@ from pipelines.promotion import decide
 from pipelines.retrain import retrain, window_ending
 from pipelines.training import git_commit
 from quality import held_out_quality, trained_quality
-from training import fleet_training
 from report import markdown, plot
 from scenarios import backlog_throughput, fixed_cost, latency, recovery, spark_floor, sustained
 from streaming.scenarios import SCENARIOS as SIMULATED
 from streaming.simulation import SimulationParams, simulate
 from systems import Streamwarden, System, systems
+from training import fleet_training
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 SCENARIOS = ("fixedcost", "throughput", "latency", "recovery", "quality", "realistic", "training")
