@@ -26,12 +26,12 @@ from infra.spark import spark_session
 from infra.stack.mlflow import mlflow_password
 from models import registry
 from models.estimators import MODEL_KINDS
-from models.evaluation import Quality, evaluate
+from models.evaluation import Quality
 from models.loader import load_version
-from models.scoring import SCORE
 from pipelines.backfill import BackfillParams, backfill
 from pipelines.feature_refresh import refresh_features
 from pipelines.retrain import retrain
+from pipelines.training import judge_on
 from pipelines.training_set import Window, build_training_set, read_training_set
 from pipelines.unsupervised_floor import zscore_floor
 
@@ -62,18 +62,11 @@ def held_out_quality(settings: Settings, days: int, devices: int, seed: int) -> 
                 f"scoring {window} with {settings.model_name} v{champion.version} ({champion.kind})", force=True
             )
             model = load_version(spark, champion)
-            scored = (
-                model.score(build_training_set(held_out, spark, window))
-                .select("label", SCORE, "anomaly_type")
-                .toPandas()
-            )
+            quality = judge_on(model.score, build_training_set(held_out, spark, window), champion.threshold)
         finally:
             spark.stop()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    quality = evaluate(
-        scored["label"].to_numpy(), scored[SCORE].to_numpy(), champion.threshold, scored["anomaly_type"].to_numpy()
-    )
     progress.done(f"{quality.rows:,} events, {quality.positives:,} anomalous")
     return {
         "model": {
@@ -120,16 +113,13 @@ def trained_quality(settings: Settings, scenario: str, devices: int, days: int, 
                 f"scoring the held-out day with {trained.model_name} v{version.version} ({version.kind})", force=True
             )
             held = build_training_set(trained, spark, held_out).cache()
-            scored = load_version(spark, version).score(held).select("label", SCORE, "anomaly_type").toPandas()
+            quality = judge_on(load_version(spark, version).score, held, version.threshold)
             floor = zscore_floor(train_split, held)
             held.unpersist()
         finally:
             spark.stop()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    quality = evaluate(
-        scored["label"].to_numpy(), scored[SCORE].to_numpy(), version.threshold, scored["anomaly_type"].to_numpy()
-    )
     progress.done(
         f"{quality.rows:,} events, {quality.positives:,} anomalous: F1 {quality.f1:.3f}, PR-AUC {quality.pr_auc:.3f} "
         f"(per-device z-score: {floor.f1:.3f}, {floor.pr_auc:.3f})"

@@ -105,6 +105,13 @@ def _recorded(settings: Settings) -> dict:
             quality[kind] = {
                 name: metrics[f"test_{name}"] for name in ("f1", "pr_auc", "precision", "recall", "rows")
             } | {"xgb_rows_expected": float(run.data.params.get("xgb_rows_expected", 0))}
+    order = [
+        "validate",
+        "features",
+        "training set",
+        *(f"{verb} {kind}" for kind in sorted(quality) for verb in ("fit", "judge")),
+    ]
+    steps = {name: steps[name] for name in order if name in steps}
     peak = {
         "python": max(step["peak_rss_mb_python"] for step in steps.values()),
         "child": max(step["peak_rss_mb_child"] for step in steps.values()),
