@@ -25,6 +25,7 @@ from infra.exceptions import WardenError
 from infra.memory import MeasuredStep
 from infra.progress import ProgressLine
 from infra.settings import PROJECT_ROOT, Settings
+from infra.spark_progress import spark_progress
 from models import registry
 from models.estimators import LABEL, RANDOM_FOREST, fit_random_forest, fit_xgboost, positive_weight
 from models.evaluation import Quality, choose_threshold, evaluate
@@ -159,11 +160,11 @@ def train_candidates(
                 candidates.append(Candidate.of(done[0]))
                 continue
             with mlflow.start_run(run_name=f"{kind}-{window.id}") as run:
-                with MeasuredStep() as fitting:
+                with MeasuredStep() as fitting, spark_progress(spark, progress, f"{kind}: fitting"):
                     model, score = _fit(settings, spark, kind, train_split, counts["train"], seed, progress)
                 progress.update(f"{kind}: fitted in {fitting.usage}", force=True)
                 progress.update(f"{kind}: choosing the threshold, judging on the test window", force=True)
-                with MeasuredStep() as judging:
+                with MeasuredStep() as judging, spark_progress(spark, progress, f"{kind}: judging"):
                     val = scored_split(score, validation)
                     threshold = choose_threshold(val[LABEL].to_numpy(), val[SCORE].to_numpy())
                     del val
