@@ -159,7 +159,8 @@ def _training(training: dict | None) -> list[str]:
     peak = training["peak_mb"]
     lines = [
         "",
-        f"Retraining at fleet scale (`--scenarios training`): `warden train` with the default settings on "
+        f"Retraining at fleet scale (`--scenarios training`): `warden train` with the default settings "
+        f"(Spark {training['settings']['spark_master']}, lake {training['settings']['lake']}) on "
         f"{training['devices']} devices x {training['days']} days ({training['events']:,} events): "
         f"**{training['train_seconds'] / 60:.1f} min**, peak resident memory python {peak['python'] / 1024:.2f} GB, "
         f"JVM {peak['child'] / 1024:.2f} GB (sampled every 0.25 s).",

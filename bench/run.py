@@ -214,7 +214,9 @@ def main() -> None:
             }
             save(result, stem)
         if "training" in args.scenarios:
-            result["training"] = fleet_training(bench, args.fleet_devices, args.fleet_days)
+            # A lake on HDFS stays there (a folder of its own); a local one goes to the scratch home.
+            on_hdfs = f"{settings.lake_url}/bench-fleet" if settings.lake_on_hdfs else None
+            result["training"] = fleet_training(bench, args.fleet_devices, args.fleet_days, on_hdfs)
             save(result, stem)
         if args.scenarios & _ON_THE_CHAMPION:
             bench = on_the_champion(settings, bench, args, names, result, stem, topics)

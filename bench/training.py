@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from infra.lake import Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from infra.stack.mlflow import mlflow_password
@@ -29,13 +30,16 @@ from pipelines.backfill import BackfillParams, backfill
 _USAGE = ("seconds", "peak_rss_mb_python", "peak_rss_mb_child")
 
 
-def fleet_training(settings: Settings, devices: int, days: int, seed: int = 11) -> dict:
-    """Backfill `days` of `devices`, run `warden train` on it; its time, memory and quality."""
+def fleet_training(settings: Settings, devices: int, days: int, lake_root: str | None = None, seed: int = 11) -> dict:
+    """Backfill `days` of `devices`, run `warden train` on it; its time, memory and quality.
+
+    The lake is a scratch folder, or `lake_root` (a folder of its own on HDFS, removed after);
+    the Spark master is the configured one (`local[*]` or the embedded cluster)."""
     scratch = Path(tempfile.mkdtemp(prefix="warden-training-"))
     fleet = settings.model_copy(
         update={
             "home": scratch,
-            "lake_root": str(scratch / "lake"),
+            "lake_root": lake_root or str(scratch / "lake"),
             "mlflow_password": SecretStr(mlflow_password(settings)),
             "model_name": f"{settings.model_name}-fleet-{devices}x{days}",
             "training_window_days": days,
@@ -69,6 +73,8 @@ def fleet_training(settings: Settings, devices: int, days: int, seed: int = 11) 
             "backfill_seconds": round(backfill_seconds, 1),
             "train_seconds": round(train_seconds, 1),
             "settings": {
+                "spark_master": fleet.spark_master,
+                "lake": fleet.lake_url,
                 "spark_driver_memory": fleet.spark_driver_memory,
                 "xgb_max_rows": fleet.xgb_max_rows,
                 "rf_num_trees": fleet.rf_num_trees,
@@ -76,6 +82,9 @@ def fleet_training(settings: Settings, devices: int, days: int, seed: int = 11) 
             **_recorded(fleet),
         }
     finally:
+        if lake_root is not None:
+            lake = Lake(fleet)
+            lake.fs.rm(lake.base, recursive=True)
         shutil.rmtree(scratch, ignore_errors=True)
     progress.done(
         f"{devices} devices x {days} days ({result['events']:,} events): warden train {train_seconds / 60:.1f} min, "

@@ -173,7 +173,7 @@ def test_a_window_too_large_to_collect_trains_in_bounded_memory_to_a_registered_
     # As float32 features alone, the training set is larger than the driver may collect.
     assert rows * len(FEATURE_COLUMNS) * 4 > 2 * 1024 * 1024
     assert spark.read.parquet(built.data.tags["location"]).count() == rows
-    (fitted,) = client.search_runs([experiment.experiment_id], "tags.kind = 'xgboost'")
+    (fitted,) = client.search_runs([experiment.experiment_id], f"tags.{registry.TAG_KIND} = 'xgboost'")
     params, metrics = fitted.data.params, fitted.data.metrics
     assert int(params["xgb_rows_expected"]) == 4000 < int(params["rows_train"])
     assert float(params["xgb_negative_fraction"]) < 1.0
