@@ -43,10 +43,11 @@ def historical_features(
     `spark_url` turns a source's path, as Feast's Python readers address it, into Spark's."""
     from feast import FileSource
 
-    joined = entities
+    key = key_of(store, service)
+    keys = entities.select(key, timestamp).distinct()
+    found = keys
     for projection in store.get_feature_service(service).feature_view_projections:
         view = store.get_feature_view(projection.name)
-        (key,) = view.join_keys
         features = [field.name for field in projection.features]
         source = view.batch_source
         if not isinstance(source, FileSource):
@@ -55,9 +56,21 @@ def historical_features(
             F.col(key), F.col(source.timestamp_field).alias(_TIME), *(F.col(name) for name in features)
         )
         ttl_seconds = int(view.ttl.total_seconds()) if view.ttl else 0
-        found = as_of(joined.select(key, timestamp).distinct(), rows, key, timestamp, features, ttl_seconds)
-        joined = joined.join(found, [key, timestamp], "left")
-    return joined
+        found = found.join(as_of(keys, rows, key, timestamp, features, ttl_seconds), [key, timestamp], "left")
+    # The views' answers meet on the distinct keys first: the entity rows are joined once.
+    return entities.join(found, [key, timestamp], "left")
+
+
+def key_of(store: FeatureStore, service: str) -> str:
+    """The one join key every view of the feature service shares (the device)."""
+    keys = {
+        key
+        for projection in store.get_feature_service(service).feature_view_projections
+        for key in store.get_feature_view(projection.name).join_keys
+    }
+    if len(keys) != 1:
+        raise ConfigError(f"the feature service {service} joins on {sorted(keys)}; the training join needs one key")
+    return keys.pop()
 
 
 def as_of(
