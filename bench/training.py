@@ -53,7 +53,7 @@ def fleet_training(settings: Settings, devices: int, days: int, lake_root: str |
         backfill_seconds = time.monotonic() - started
         log = scratch / "warden-train.log"
         progress.update(f"warden train on {events.events:,} events; its output in {log}", force=True)
-        started = time.monotonic()
+        started, started_ms = time.monotonic(), int(time.time() * 1000)
         with log.open("w") as out:
             finished = subprocess.run(  # noqa: S603 - our own command line
                 [str(Path(sys.executable).parent / "warden"), "train"],
@@ -79,7 +79,7 @@ def fleet_training(settings: Settings, devices: int, days: int, lake_root: str |
                 "xgb_max_rows": fleet.xgb_max_rows,
                 "rf_num_trees": fleet.rf_num_trees,
             },
-            **_recorded(fleet),
+            **_recorded(fleet, started_ms),
         }
     finally:
         if lake_root is not None:
@@ -93,11 +93,12 @@ def fleet_training(settings: Settings, devices: int, days: int, lake_root: str |
     return result
 
 
-def _recorded(settings: Settings) -> dict:
-    """Each step's time and peak memory, and the candidates' quality, as the run logged them."""
+def _recorded(settings: Settings, since_ms: int) -> dict:
+    """Each step's time and peak memory, and the candidates' quality, as the runs started since
+    `since_ms` (this training's; an earlier bench run logged to the same experiment) logged them."""
     client = registry.configure_mlflow(settings)
     experiment = client.get_experiment_by_name(settings.model_name)
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], f"attributes.start_time >= {since_ms}")
     steps: dict[str, dict[str, float]] = {}
     quality: dict[str, dict[str, float]] = {}
     for run in runs:
