@@ -149,6 +149,18 @@ class Settings(BaseSettings):
         description="A failed micro-batch restarts the query from its checkpoint, after 2, 4, 8… s (at most 30); "
         "this many failures in a row without a committed batch stop `warden stream`. 0 stops on the first.",
     )
+    stream_lease_seconds: float = Field(
+        default=10.0,
+        gt=1.0,
+        description="Every driver of the stream renews its record each second; a standby takes over from an "
+        "active driver silent for longer than this (hung, not dead: a dead one is taken over at once), after "
+        "killing its processes so that it never writes again.",
+    )
+    stream_standby: bool = Field(
+        default=False,
+        description="`warden up --service stream` also starts a standby driver beside the active one: it waits "
+        "ready (session built, champion loaded) and takes the query over within seconds if the active one dies.",
+    )
     stream_statistics_refresh_seconds: float = Field(
         default=30.0,
         gt=0,

@@ -27,6 +27,7 @@ from infra.spark import spark_session
 from models.loader import ChampionWatcher, ScoringModel
 from models.registry import VersionInfo, configure_mlflow
 from streaming.batch import BatchProcessor
+from streaming.drivers import Driver
 from streaming.kafka_io import require_broker
 from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
 from streaming.parse import parse_events
@@ -67,25 +68,41 @@ def run_stream(
     duration: float | None = None,
     progress: ProgressLine | None = None,
     stop: threading.Event | None = None,
+    standby: bool = False,
 ) -> StreamReport:
-    """Run until SIGTERM/SIGINT, `stop`, or `duration` seconds; finish the batch in flight, exit."""
+    """Run until SIGTERM/SIGINT, `stop`, or `duration` seconds; finish the batch in flight, exit.
+
+    A `standby` driver gets ready (session, champion, plan) and waits to take the query over
+    from the active one (`streaming.drivers`); without it, a query already running on the
+    checkpoint is an error."""
     progress = progress or ProgressLine("stream")
     stop = stop or threading.Event()
     require_broker(settings)
+    with Driver(settings) as driver:
+        if not standby:
+            driver.take_now()
+        return _drive(settings, driver, duration, progress, stop)
+
+
+def _drive(
+    settings: Settings, driver: Driver, duration: float | None, progress: ProgressLine, stop: threading.Event
+) -> StreamReport:
     report = StreamReport()
     started = time.monotonic()
-    metrics = StreamMetrics(settings)
+    metrics = StreamMetrics(settings, serve=driver.active)
 
     def swapped(old: ScoringModel | None, new: ScoringModel) -> None:
         report.swaps += 1
-        metrics.record_model_event(SWAP, new.version, old.version if old else "")
+        if driver.active:  # a standby follows the champion too, but the active driver tells of it
+            metrics.record_model_event(SWAP, new.version, old.version if old else "")
         progress.update(
             f"now scoring with version {new.version}" + (f" (was {old.version})" if old else ""), force=True
         )
 
     def refused(info: VersionInfo, why: str) -> None:
         report.refusals += 1
-        metrics.record_model_event(REFUSAL, info.version, reason=why)
+        if driver.active:
+            metrics.record_model_event(REFUSAL, info.version, reason=why)
         progress.update(f"refused version {info.version}: {why}", force=True)
 
     if threading.current_thread() is threading.main_thread():
@@ -125,7 +142,8 @@ def run_stream(
     sink: list[TransactionalKafkaSink] = []
 
     def kafka_sink() -> TransactionalKafkaSink:
-        # Created on the first batch, once the checkpoint (and so the query's id) exists.
+        # Created on the first batch, once the checkpoint (and so the query's id) exists; its
+        # `init_transactions` fences any earlier driver of the query on the alert topics.
         if not sink:
             sink.append(TransactionalKafkaSink(settings, _query_id(settings)))
         return sink[0]
@@ -154,6 +172,21 @@ def run_stream(
             .start()
         )
 
+    if not driver.active:
+        takeover = driver.wait_to_take_over(stop, progress)
+        if not driver.active:
+            watcher.stop()
+            statistics.stop()
+            report.exit_reason = "stopped as a standby"
+            return report
+        metrics.serve()
+        if takeover is not None:
+            metrics.record_takeover(takeover)
+            progress.update(
+                f"took the query over from driver pid {takeover.previous} ({takeover.cause}, last heard of "
+                f"{takeover.detected_at - takeover.last_heartbeat:.1f} s ago)",
+                force=True,
+            )
     query = start_query()
     failures = 0  # consecutive failed attempts; a committed batch resets it
     batches_at_start = 0
@@ -182,8 +215,10 @@ def run_stream(
                 f"(attempt {failures}/{settings.stream_max_restarts})",
                 force=True,
             )
-            if stop.wait(wait):
+            if stop.wait(wait) or not _wait_for_broker(settings, stop, progress):
                 break
+            if sink:  # a producer that lived through the failure may be unusable: a new one, fenced anew
+                sink.pop().close()
             batches_at_start = metrics.totals["batches"]
             query = start_query()
         # Let the batch in flight finish and commit its sinks, refuse to start another, stop.
@@ -204,6 +239,19 @@ def run_stream(
         report.alerts = metrics.totals["alerts"]
         report.dead_letters = metrics.totals["dead_letters"]
     return report
+
+
+def _wait_for_broker(settings: Settings, stop: threading.Event, progress: ProgressLine) -> bool:
+    """Until the broker answers again (a failed batch is often its absence: a restart must not
+    count against the job while it is away); False when the job is stopped first."""
+    while True:
+        try:
+            require_broker(settings)
+            return True
+        except ServiceError as exc:
+            progress.update(f"waiting for the broker before restarting the query: {exc}", force=True)
+        if stop.wait(2.0):
+            return False
 
 
 def stream_session(settings: Settings, app_name: str) -> SparkSession:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +22,7 @@ from prometheus_client.core import HistogramMetricFamily
 from pyspark.sql.streaming import StreamingQueryListener
 
 from infra.settings import Settings
+from streaming.drivers import Takeover
 
 
 @dataclass
@@ -50,6 +52,7 @@ prometheus_values.ValueClass = prometheus_values.MutexValue
 
 SWAP = "swap"
 REFUSAL = "refusal"
+TAKEOVER = "takeover"
 
 
 def metrics_file(settings: Settings) -> Path:
@@ -59,6 +62,23 @@ def metrics_file(settings: Settings) -> Path:
 def model_events_file(settings: Settings) -> Path:
     """Swaps and refusals of the champion, a JSON line each."""
     return settings.home / "stream" / "model-events.jsonl"
+
+
+def takeovers_file(settings: Settings) -> Path:
+    """Takeovers of the query by a standby driver, a JSON line each."""
+    return settings.home / "stream" / "takeovers.jsonl"
+
+
+def read_takeovers(settings: Settings) -> list[dict[str, Any]]:
+    """Every takeover recorded, oldest first."""
+    path = takeovers_file(settings)
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):  # a line being written
+            found.append(dict(json.loads(line)))
+    return found
 
 
 # Event time → sink, in seconds: micro-batches put the floor near a second, backlogs go far past it.
@@ -153,8 +173,37 @@ class StreamMetrics:
             ["model_name", "model_version"],
             registry=r,
         )
+        # The stream's takeovers, whichever driver made them: counted from their file, so the
+        # counter goes on rising when the driver that serves it changes.
+        self.takeovers_path = takeovers_file(settings)
+        earlier = read_takeovers(settings)
+        self.takeovers = Counter("warden_stream_takeovers", "Takeovers of the query by a standby driver.", registry=r)
+        self.takeovers.inc(len(earlier))
+        self.last_takeover = Gauge(
+            "warden_stream_last_takeover_timestamp_seconds",
+            "When a standby last took the query over (Unix time; 0: never).",
+            registry=r,
+        )
+        self.last_takeover_seconds = Gauge(
+            "warden_stream_last_takeover_duration_seconds",
+            "From the previous driver's last heartbeat to the first batch its standby committed.",
+            registry=r,
+        )
+        if earlier:
+            self.last_takeover.set(earlier[-1]["at"])
+            self.last_takeover_seconds.set(earlier[-1]["seconds"])
+        self._takeover: Takeover | None = None
+        self._port = settings.metrics_port
         if serve:
-            start_http_server(settings.metrics_port, addr="127.0.0.1", registry=r)
+            self.serve()
+
+    def serve(self) -> None:
+        """Serve the metrics on 127.0.0.1: only the active driver does, on the one port."""
+        start_http_server(self._port, addr="127.0.0.1", registry=self.registry)
+
+    def record_takeover(self, takeover: Takeover) -> None:
+        """This driver took the query over: recorded once its first batch has committed."""
+        self._takeover = takeover
 
     def record_model_event(self, kind: str, version: str, previous: str = "", reason: str = "") -> None:
         """A swap or a refusal, with its time: the markers of the dashboard's time axis."""
@@ -203,6 +252,7 @@ class StreamMetrics:
             "consumer_lag_records": float(sum(by_partition.values())),
             "max_partition_lag_records": lag,
             "lag_by_partition": by_partition,
+            "driver": os.getpid(),
             **(asdict(ours) if ours else {}),
         }
         for partition, behind in by_partition.items():
@@ -210,6 +260,31 @@ class StreamMetrics:
         self.batch_seconds.observe(float(record["batch_duration_ms"] or 0) / 1000)
         with self.path.open("a") as out:
             out.write(json.dumps(record) + "\n")
+        if self._takeover is not None:
+            self._finish_takeover(self._takeover, batch_id)
+
+    def _finish_takeover(self, takeover: Takeover, batch_id: int) -> None:
+        self._takeover = None
+        committed = time.time()
+        event = {
+            "at": takeover.detected_at,
+            "kind": TAKEOVER,
+            "driver": os.getpid(),
+            "previous": takeover.previous,
+            "cause": takeover.cause,
+            "fenced": takeover.fenced,
+            "last_heartbeat": takeover.last_heartbeat,
+            "first_batch": batch_id,
+            "first_batch_at": committed,
+            # From the previous driver's last sign of life: at most one heartbeat more than from its end.
+            "seconds": round(committed - takeover.last_heartbeat, 3),
+            "detection_seconds": round(takeover.detected_at - takeover.last_heartbeat, 3),
+        }
+        with self._lock, self.takeovers_path.open("a") as out:
+            out.write(json.dumps(event) + "\n")
+        self.takeovers.inc()
+        self.last_takeover.set(takeover.detected_at)
+        self.last_takeover_seconds.set(committed - takeover.last_heartbeat)
 
 
 def _lag_by_partition(source: dict[str, Any]) -> dict[str, int]:

@@ -31,6 +31,8 @@ import requests
 from infra.settings import PROJECT_ROOT, Settings, get_settings, load_settings
 from infra.spark import spark_session
 from infra.stack import manager
+from infra.stack.kafka import KafkaBroker
+from infra.stack.mlflow import mlflow_password
 from models import registry
 
 # Airflow in this process (DagBag, dag.test) reads its home once, at import: a private one,
@@ -332,6 +334,34 @@ def register_copies(settings: Settings, trained: Trained, kinds: Sequence[str]) 
 def copy_feature_store(session: Settings, home: Path) -> None:
     """The session's Feast registry and online store (the trained fleet's statistics) under `home`."""
     shutil.copytree(session.feast_dir, home / "feast")
+
+
+def stream_env(
+    trained: Trained, session: Settings, home: Path, name: str, overrides: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Settings for a `warden stream` of a test module: `home` and a lake of its own with the
+    session's online statistics, topics `<name>_telemetry|alerts|dlq` (the session's iot_stream
+    holds other tests' events), copies of the session's two trained runs as versions 1 (Random
+    Forest, the champion, promoted by `warden promote`) and 2 (XGBoost) of a model of its own."""
+    copy_feature_store(session, home)
+    env = {
+        "WARDEN_HOME": str(home),
+        "WARDEN_LAKE_ROOT": str(home / "lake"),
+        "MLFLOW_TRACKING_PASSWORD": mlflow_password(session),
+        "WARDEN_METRICS_PORT": str(free_port()),
+        "WARDEN_CHAMPION_POLL_SECONDS": "2",
+        "WARDEN_MODEL_NAME": f"{name.replace('_', '-')}-{os.getpid()}",
+        "WARDEN_TOPIC_TELEMETRY": f"{name}_telemetry",
+        "WARDEN_TOPIC_ALERTS": f"{name}_alerts",
+        "WARDEN_TOPIC_DLQ": f"{name}_dlq",
+        **(overrides or {}),
+    }
+    ours = settings_for(env)
+    KafkaBroker(ours).ensure_topics()
+    register_copies(ours, trained, ["random_forest", "xgboost"])
+    result = run_warden(env, "promote", "--version", "1", "--approve", "--reason", "test champion", "--by", "pytest")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return env
 
 
 class WardenProcess:

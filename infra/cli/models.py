@@ -105,15 +105,22 @@ def promote_command(version: str, approve: bool, reason: str, decided_by: str, o
     default=None,
     help="Stop after this many seconds. Default: run until SIGTERM or Ctrl-C.",
 )
-def stream_command(duration: float | None) -> None:
+@click.option(
+    "--standby",
+    is_flag=True,
+    help="Run as a standby driver: get ready (Spark session, champion loaded) and take the query over the "
+    "moment the active driver dies, or once it has been silent for WARDEN_STREAM_LEASE_SECONDS (it is killed "
+    "first). Without it, a query already running on the checkpoint is an error.",
+)
+def stream_command(duration: float | None, standby: bool) -> None:
     """Run the streaming job: Kafka → validate → features → champion model → alerts and lake.
 
     Waits for a champion model if there is none. SIGTERM finishes the batch in flight,
-    commits it and exits 0.
+    commits it and exits 0. One driver runs the query; `--standby` drivers wait beside it.
     """
     from streaming.job import run_stream
 
-    report = run_stream(get_settings(), duration=duration, progress=ProgressLine("stream"))
+    report = run_stream(get_settings(), duration=duration, progress=ProgressLine("stream"), standby=standby)
     click.echo(
         f"{report.exit_reason}: {report.batches} batches, {report.rows:,} events, {report.alerts:,} alerts, "
         f"{report.dead_letters:,} dead letters, {report.swaps} model swaps ({report.refusals} refused), "

@@ -102,6 +102,7 @@ def status(show_settings: bool) -> None:
         mark = "DOWN" if entry.health.state is State.DOWN else entry.health.state.value
         click.echo(f"{mark:<4} {entry.name:<9} {entry.url:<28} {entry.health.detail}")
     _show_stream(settings)
+    _show_drivers(settings)
     airflow_password = AirflowStack(settings).admin_password()
     click.echo(f"Airflow UI login: {ADMIN_USER} / {airflow_password or '(created on first start)'}")
     click.echo(f"MLflow login:     {settings.mlflow_username} / {mlflow_password(settings)}")
@@ -149,6 +150,28 @@ def _show_stream(settings: Settings) -> None:
         f"model {record.get('model_name', '?')} v{record.get('model_version', '?')}; "
         f"metrics http://127.0.0.1:{settings.metrics_port}/metrics"
     )
+
+
+def _show_drivers(settings: Settings) -> None:
+    """The stream's drivers (which one holds the checkpoint's lock) and its takeovers."""
+    from streaming.drivers import read_drivers
+    from streaming.metrics import read_takeovers
+
+    drivers = read_drivers(settings)
+    if drivers:
+        shown = [
+            driver.describe() + (f", silent {driver.silent_for():.0f} s" if driver.silent_for() > 3 else "")
+            for driver in drivers
+        ]
+        click.echo(f"              drivers: {'; '.join(shown)}")
+    takeovers = read_takeovers(settings)
+    if takeovers:
+        last = takeovers[-1]
+        click.echo(
+            f"              takeovers: {len(takeovers)}, the last at {time.strftime('%H:%M:%S', time.gmtime(last['at']))} "
+            f"UTC from pid {last['previous']} ({last['cause']}): first batch {last['seconds']:.1f} s after its last "
+            "heartbeat"
+        )
 
 
 @click.command()

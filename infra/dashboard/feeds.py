@@ -24,7 +24,8 @@ from infra.exceptions import ServiceError
 from infra.logs import KAFKA_CLIENT_LOG
 from infra.settings import Settings
 from infra.stack.process import port_is_open
-from streaming.metrics import metrics_file, model_events_file
+from streaming.drivers import read_drivers
+from streaming.metrics import metrics_file, model_events_file, takeovers_file
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class StreamFeed:
         self.settings = settings
         self.batches_file = JsonLinesTail(metrics_file(settings))
         self.events_file = JsonLinesTail(model_events_file(settings))
+        self.takeovers_file = JsonLinesTail(takeovers_file(settings))
+        self.takeovers: deque[dict[str, Any]] = deque(maxlen=200)
         self.batches: deque[dict[str, Any]] = deque(maxlen=keep)
         self.lag_by_partition: dict[str, int] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=200)
@@ -104,6 +107,10 @@ class StreamFeed:
         if replaced:
             self.events.clear()
         self.events.extend(events)
+        takeovers, replaced = self.takeovers_file.read()
+        if replaced:
+            self.takeovers.clear()
+        self.takeovers.extend(takeovers)
 
     def panel(self) -> dict[str, Any]:
         running = port_is_open("127.0.0.1", self.settings.metrics_port)
@@ -134,7 +141,13 @@ class StreamFeed:
             "dead_letters": dict(self.dead_letters.most_common()),
             "totals": dict(self.totals),
             "model": {"name": last["model_name"], "version": last["model_version"]} if last else None,
-            "markers": list(self.events),
+            # Model swaps and refusals, and takeovers by a standby driver: marks on the time axis.
+            "markers": sorted([*self.events, *self.takeovers], key=lambda event: float(event["at"])),
+            "drivers": [
+                {"pid": d.pid, "role": d.role, "since": d.since, "silent_s": round(d.silent_for(now), 1)}
+                for d in read_drivers(self.settings)
+            ],
+            "takeovers": len(self.takeovers),
         }
 
 

@@ -17,19 +17,8 @@ from confluent_kafka import Producer
 
 from infra.lake import Lake
 from infra.settings import Settings
-from infra.stack.kafka import KafkaBroker
-from infra.stack.mlflow import mlflow_password
 from models import registry
-from tests.conftest import (
-    DEVICES,
-    Trained,
-    WardenProcess,
-    copy_feature_store,
-    free_port,
-    register_copies,
-    run_warden,
-    settings_for,
-)
+from tests.conftest import DEVICES, Trained, WardenProcess, run_warden, settings_for, stream_env
 from tests.streaming.checks import read_committed, scored, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,32 +26,19 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def env(trained: Trained, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A home and lake of its own with the session's online statistics, and copies of the
-    session's two trained runs: version 1 (Random Forest) the champion, version 2 (XGBoost)."""
-    home = tmp_path_factory.mktemp("stream-home")
-    copy_feature_store(settings, home)
-    env = {
-        "WARDEN_HOME": str(home),
-        "WARDEN_LAKE_ROOT": str(home / "lake"),
-        "MLFLOW_TRACKING_PASSWORD": mlflow_password(settings),
-        "WARDEN_METRICS_PORT": str(free_port()),
-        "WARDEN_STREAM_MAX_OFFSETS_PER_TRIGGER": "1500",
-        # Batches of up to 1,500: full ones read their alerts back from the lake, smaller ones
-        # (the tail of a burst, live events) bring them with the scored write: both paths run.
-        "WARDEN_STREAM_INLINE_ALERTS_MAX_ROWS": "1200",
-        "WARDEN_CHAMPION_POLL_SECONDS": "2",
-        "WARDEN_MODEL_NAME": f"stream-test-{os.getpid()}",
-        # Topics of its own: the session's iot_stream holds other tests' events.
-        "WARDEN_TOPIC_TELEMETRY": "stream_test_telemetry",
-        "WARDEN_TOPIC_ALERTS": "stream_test_alerts",
-        "WARDEN_TOPIC_DLQ": "stream_test_dlq",
-    }
-    ours = settings_for(env)
-    KafkaBroker(ours).ensure_topics()
-    register_copies(ours, trained, ["random_forest", "xgboost"])
-    result = run_warden(env, "promote", "--version", "1", "--approve", "--reason", "test champion", "--by", "pytest")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return env
+    """A home, lake and topics of its own; the session's Random Forest the champion (version 1)."""
+    return stream_env(
+        trained,
+        settings,
+        tmp_path_factory.mktemp("stream-home"),
+        "stream_test",
+        {
+            "WARDEN_STREAM_MAX_OFFSETS_PER_TRIGGER": "1500",
+            # Batches of up to 1,500: full ones read their alerts back from the lake, smaller ones
+            # (the tail of a burst, live events) bring them with the scored write: both paths run.
+            "WARDEN_STREAM_INLINE_ALERTS_MAX_ROWS": "1200",
+        },
+    )
 
 
 @pytest.fixture(scope="module")

@@ -60,13 +60,25 @@ function lineChart(svg, series, markers, t0, t1, yFormat, yFloor = 0) {
   for (const m of markers.filter((m) => m.at >= t0)) {
     const g = el("g", {class: "marker-group"});
     g.append(el("line", {class: `marker ${m.kind}`, x1: x(m.at), x2: x(m.at), y1: top, y2: H - bottom}));
-    const label = m.kind === "swap" ? `v${m.version}` : `refused v${m.version}`;
-    g.append(el("text", {class: `marker-label ${m.kind}`, x: x(m.at) + 3, y: top + 10}, label));
-    g.append(el("title", {}, m.kind === "swap"
-      ? `${clock(m.at)} now scoring with version ${m.version}${m.previous ? ` (was ${m.previous})` : ""}`
-      : `${clock(m.at)} refused version ${m.version}: ${m.reason}`));
+    g.append(el("text", {class: `marker-label ${m.kind}`, x: x(m.at) + 3, y: top + 10}, markerLabel(m)));
+    g.append(el("title", {}, markerTitle(m)));
     svg.append(g);
   }
+}
+
+function markerLabel(m) {
+  if (m.kind === "takeover") return `takeover ${fmt(m.seconds, 1)} s`;
+  return m.kind === "swap" ? `v${m.version}` : `refused v${m.version}`;
+}
+
+function markerTitle(m) {
+  if (m.kind === "takeover") {
+    return `${clock(m.at)} driver ${m.driver} took the query over from driver ${m.previous} (${m.cause}); `
+      + `its first batch committed ${fmt(m.seconds, 1)} s after the previous driver's last heartbeat`;
+  }
+  return m.kind === "swap"
+    ? `${clock(m.at)} now scoring with version ${m.version}${m.previous ? ` (was ${m.previous})` : ""}`
+    : `${clock(m.at)} refused version ${m.version}: ${m.reason}`;
 }
 
 function barChart(svg, bars, labelEvery = 1) {
@@ -128,7 +140,14 @@ function renderStream(s, now) {
   rows($("dlq").querySelector("tbody"), letters.map(([reason, n]) => [reason, [fmt(n), "num"]]));
   if (!s.message && !letters.length) say("panel-dlq", "No dead letters: every event so far parsed and validated.", true);
 
-  $("model-events").replaceChildren(...s.markers.slice(-8).reverse().map((m) => el("li", {class: m.kind},
+  const drivers = s.drivers.map((d) => `${d.role} pid ${d.pid}${d.silent_s > 3 ? ` (silent ${fmt(d.silent_s, 0)} s)` : ""}`);
+  const takeovers = s.markers.filter((m) => m.kind === "takeover");
+  const last = takeovers[takeovers.length - 1];
+  $("stream-drivers").textContent = drivers.length || last
+    ? `drivers: ${drivers.join(", ") || "none"}${last ? ` · ${s.takeovers} takeovers, last ${clock(last.at)} in ${fmt(last.seconds, 1)} s` : ""}`
+    : "";
+  const modelEvents = s.markers.filter((m) => m.kind !== "takeover");
+  $("model-events").replaceChildren(...modelEvents.slice(-8).reverse().map((m) => el("li", {class: m.kind},
     m.kind === "swap" ? `${clock(m.at)} swapped to v${m.version}${m.previous ? ` (was v${m.previous})` : ""}`
       : `${clock(m.at)} refused v${m.version}: ${m.reason}`)));
 }
