@@ -2,7 +2,8 @@
 
 Scenarios (definitions in bench/scenarios.py), each repeated `--runs` times, medians quoted:
 backlog throughput, max sustained rate, event→alert latency at 25 % and 50 % of each system's
-max, recovery after a SIGKILL of the streaming driver, and detection quality on a held-out day.
+max, recovery after a SIGKILL of the streaming driver (a cold restart, and a warm standby's
+takeover, 20 kills and a broker bounce), and detection quality on a held-out day.
 Systems: streamwarden (`warden stream`), a hand-written confluent-kafka loop and a Quix Streams
 app, all scoring with the same champion and the same feature definitions.
 
@@ -49,10 +50,11 @@ from scenarios import backlog_throughput, fixed_cost, latency, recovery, spark_f
 from streaming.scenarios import SCENARIOS as SIMULATED
 from streaming.simulation import SimulationParams, simulate
 from systems import Streamwarden, System, systems
+from takeover import takeovers
 from training import fleet_training
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-SCENARIOS = ("fixedcost", "throughput", "latency", "recovery", "quality", "realistic", "training")
+SCENARIOS = ("fixedcost", "throughput", "latency", "recovery", "takeover", "quality", "realistic", "training")
 # What needs the bench's stream, its history and its champion; `realistic` and `training` train
 # models of their own.
 _ON_THE_CHAMPION = frozenset(SCENARIOS) - {"realistic", "training"}
@@ -157,6 +159,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--fleet-days", type=int, default=7, help="days of history the training scenario trains on (default 7)"
+    )
+    parser.add_argument(
+        "--kills", type=int, default=20, help="SIGKILLs of the active driver in the takeover scenario (default 20)"
+    )
+    parser.add_argument(
+        "--takeover-rate",
+        type=float,
+        default=3000.0,
+        help="events/s offered during the takeover scenario (default 3000)",
     )
     parser.add_argument("--quick", action="store_true", help="one run, a 1M backlog, 30 s loads: a smoke test")
     parser.add_argument(
@@ -284,6 +295,10 @@ def on_the_champion(
             "lost": sum(r["lost"] for r in runs),
             "duplicated": sum(r["duplicated_scored"] + r["duplicated_alerts"] for r in runs),
         }
+    if "streamwarden" in names and "takeover" in args.scenarios:
+        topics.append(f"{bench.topic_telemetry}_takeover")
+        result["takeover"] = takeovers(settings, bench, args.takeover_rate, args.kills, args.devices)
+        save(result, stem)
     if "quality" in args.scenarios:
         # Fixed seed and model: repeated within the hour, it gives the same figures.
         result["quality"] = held_out_quality(bench, days=1, devices=50, seed=99)

@@ -121,6 +121,12 @@ class Streamwarden(System):
         proc = self._spawn([warden, "stream"], {"WARDEN_STREAM_STARTING_OFFSETS": starting_offsets, **(env or {})}, log)
         return Running(self, proc, log)
 
+    def start_standby(self, number: int) -> Running:
+        """`warden stream --standby` on the same checkpoint: ready, waiting to take the query over."""
+        log = self.settings.home / f"{self.name}-standby-{number}.log"
+        warden = str(Path(sys.executable).with_name("warden"))
+        return Running(self, self._spawn([warden, "stream", "--standby"], {}, log), log)
+
     def batches(self) -> list[Batch]:
         path = metrics_file(self.settings)
         if not path.exists():

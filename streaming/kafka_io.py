@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from infra.exceptions import ServiceError
 from infra.logs import KAFKA_CLIENT_LOG
@@ -103,6 +104,44 @@ def end_offsets(settings: Settings, topic: str) -> Offsets:
         return offsets
     finally:
         consumer.close()
+
+
+Record = tuple[bytes | None, bytes, dict[str, bytes]]  # key, value, headers
+
+
+def committed_records(settings: Settings, topic: str, timeout: float = 120.0) -> list[Record]:
+    """Every record of `topic` up to its end as of the call, as a read_committed consumer reads
+    it: records of aborted transactions are not there, records of committed ones once."""
+    ends = end_offsets(settings, topic).by_partition
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "warden-readback",
+            "logger": KAFKA_CLIENT_LOG,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    pending = {partition for partition, end in ends.items() if end > 0}
+    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in pending])
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=10_000, timeout=0.5):
+                value = message.value()
+                if message.error() is None and value is not None:
+                    headers = dict(cast("list[tuple[str, bytes]]", message.headers() or []))
+                    records.append((message.key(), value, headers))
+            # Positions pass the transactions' control records too, which are never delivered.
+            for position in consumer.position([TopicPartition(topic, partition) for partition in pending]):
+                if position.offset >= ends[position.partition]:
+                    pending.discard(position.partition)
+    finally:
+        consumer.close()
+    if pending:
+        raise ServiceError(f"read-back of {topic} timed out with partitions {sorted(pending)} unfinished")
+    return records
 
 
 def count_records(settings: Settings, start: Offsets, end: Offsets, timeout: float = 60.0) -> dict[int, int]:

@@ -1,5 +1,5 @@
 """What the stream tests check the job's output with: the lake's `scored/` (local or HDFS, through
-`infra.lake`), the topics read as read_committed consumers see them, and a patient wait."""
+`infra.lake`) and a patient wait; the topics are read with `streaming.kafka_io.committed_records`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from collections.abc import Callable
 
 import pandas as pd
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from infra.exceptions import LakeError
 from infra.lake import Lake
 from infra.settings import Settings
-from streaming.kafka_io import end_offsets
 from tests.conftest import WardenProcess
 
 SCORED_COLUMNS = ["event_id", "device_id", "model_version", "is_alert", "feature_status", "score"]
@@ -40,23 +38,3 @@ def scored(settings: Settings) -> pd.DataFrame:
     except (LakeError, OSError):
         return pd.DataFrame(columns=SCORED_COLUMNS)
     return table.to_pandas()
-
-
-def read_committed(settings: Settings, topic: str) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"check-{time.monotonic_ns()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
-    ends = end_offsets(settings, topic).by_partition
-    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-    records, idle = [], 0
-    while idle < 5:
-        batch = consumer.consume(1000, timeout=1.0)
-        idle = 0 if batch else idle + 1
-        records += [(m.key(), m.value(), dict(m.headers() or [])) for m in batch if m.error() is None]
-    consumer.close()
-    return records

@@ -18,8 +18,9 @@ from confluent_kafka import Producer
 from infra.lake import Lake
 from infra.settings import Settings
 from models import registry
+from streaming.kafka_io import committed_records
 from tests.conftest import DEVICES, Trained, WardenProcess, run_warden, settings_for, stream_env
-from tests.streaming.checks import read_committed, scored, wait_for
+from tests.streaming.checks import scored, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -116,7 +117,7 @@ def test_exactly_once_through_a_sigkill(
     # statistics are read: no event of a device the store knows is scored without them.
     assert "missing" not in set(rows["feature_status"])
 
-    letters = read_committed(settings, settings.topic_dlq)
+    letters = committed_records(settings, settings.topic_dlq)
     assert sorted((value, headers["reason"].decode()) for _, value, headers in letters) == sorted(MALFORMED)
     for _, _, headers in letters:
         assert headers["source_topic"] == settings.topic_telemetry.encode()
@@ -127,7 +128,7 @@ def test_exactly_once_through_a_sigkill(
         MALFORMED
     )
 
-    alerts = read_committed(settings, settings.topic_alerts)
+    alerts = committed_records(settings, settings.topic_alerts)
     alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in alerts]
     assert len(alert_ids) == len(set(alert_ids)), "an alert was delivered twice"
     assert set(alert_ids) == set(rows.loc[rows["is_alert"], "event_id"])
@@ -268,7 +269,7 @@ def test_an_alert_storm_is_delivered_exactly_once(env: dict[str, str], settings_
     rows = rows[rows["event_id"].str.startswith("storm-")]
     assert len(rows) == 4000 and rows["is_alert"].mean() > 0.9
     time.sleep(3)  # the batch's transaction commits after its lake writes
-    alerts = [orjson.loads(value)["event_id"] for _, value, _ in read_committed(settings, settings.topic_alerts)]
+    alerts = [orjson.loads(value)["event_id"] for _, value, _ in committed_records(settings, settings.topic_alerts)]
     storm_alerts = [a for a in alerts if a.startswith("storm-")]
     assert len(storm_alerts) == len(set(storm_alerts))
     assert set(storm_alerts) == set(rows.loc[rows["is_alert"], "event_id"])

@@ -20,8 +20,9 @@ from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
 from infra.stack.mlflow import mlflow_password
 from models import registry
+from streaming.kafka_io import committed_records
 from tests.conftest import DEVICES, WardenProcess, free_port, run_warden, settings_for, spark_cluster_env
-from tests.streaming.checks import read_committed, scored, wait_for
+from tests.streaming.checks import scored, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -140,7 +141,7 @@ def test_exactly_once_on_the_cluster_through_a_sigkill_and_a_datanode_restart(
     rows = scored(settings)
     assert len(rows) == EVENTS
     assert rows["event_id"].is_unique
-    alerts = read_committed(settings, settings.topic_alerts)
+    alerts = committed_records(settings, settings.topic_alerts)
     alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in alerts]
     assert len(alert_ids) == len(set(alert_ids)), "an alert was delivered twice"
     assert set(alert_ids) == set(rows.loc[rows["is_alert"], "event_id"])

@@ -16,8 +16,8 @@ from pyspark.sql import functions as F
 from infra.lake import Lake
 from infra.settings import Settings, load_settings
 from infra.stack.kafka import admin_client
+from streaming.kafka_io import committed_records
 from streaming.sinks import DeltaBatchWriter, TransactionalKafkaSink
-from tests.streaming.checks import read_committed
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +50,10 @@ def test_a_batch_whose_records_fail_midway_is_written_once_by_its_retry(sink_set
         assert not sink.publish(0, alerts, [])  # written: a replay is skipped
     finally:
         sink.close()
-    assert sorted(value for _, value, _ in read_committed(sink_settings, sink_settings.topic_alerts)) == sorted(
+    assert sorted(value for _, value, _ in committed_records(sink_settings, sink_settings.topic_alerts)) == sorted(
         value for _, value in alerts
     )
-    assert [value for _, value, _ in read_committed(sink_settings, sink_settings.topic_dlq)] == [b"\xff\xfe"]
+    assert [value for _, value, _ in committed_records(sink_settings, sink_settings.topic_dlq)] == [b"\xff\xfe"]
 
 
 def _batch(spark: SparkSession, batch_id: int, rows: int, tag: str) -> DataFrame:

@@ -20,9 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra.settings import Settings
 from streaming.drivers import read_drivers
+from streaming.kafka_io import committed_records
 from streaming.metrics import batch_records, read_takeovers
 from tests.conftest import DEVICES, Trained, WardenProcess, run_warden, settings_for, stream_env
-from tests.streaming.checks import read_committed, scored, wait_for
+from tests.streaming.checks import scored, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -175,8 +176,8 @@ def _assert_exactly_once(drivers: Drivers) -> None:
     rows = scored(settings)
     assert len(rows) == drivers.offered, f"{len(rows)} scored rows for {drivers.offered} events offered"
     assert rows["event_id"].is_unique
-    alerts = [orjson.loads(value)["event_id"] for _, value, _ in read_committed(settings, settings.topic_alerts)]
+    alerts = [orjson.loads(value)["event_id"] for _, value, _ in committed_records(settings, settings.topic_alerts)]
     assert len(alerts) == len(set(alerts)), "an alert was delivered twice"
     assert set(alerts) == set(rows.loc[rows["is_alert"], "event_id"])
-    letters = sorted(value for _, value, _ in read_committed(settings, settings.topic_dlq))
+    letters = sorted(value for _, value, _ in committed_records(settings, settings.topic_dlq))
     assert letters == sorted(MALFORMED)

@@ -1,0 +1,207 @@
+"""The takeover scenario: `warden stream` with a warm standby under a steady load, its active
+driver SIGKILLed again and again and its broker once, and what landed counted exactly.
+
+Per kill: SIGKILL to the active driver's process group (the Python driver and its JVM) a moment
+after it committed a batch; the time from the kill to the first batch that the standby
+committed (each batch record names the driver that wrote it); then the killed driver started
+again, as the new standby, and waited for until it is ready: the next kill hits the other one.
+Half-way, the broker is SIGKILLed and started again by `warden up --service kafka` while the
+load and both drivers run; the time from its kill to the next batch with events.
+
+At the end, exact counts: the events offered against the distinct `event_id`s in `scored/`
+(lost) and its rows against them (duplicated); alerts and dead letters as read_committed
+consumers read them, against the scored rows flagged as alerts and the malformed records sent
+(one before each kill).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Producer
+
+from infra.lake import Lake
+from infra.progress import ProgressLine
+from infra.settings import Settings
+from infra.stack.kafka import KafkaBroker
+from scenarios import wait_for
+from streaming.drivers import read_drivers
+from streaming.kafka_io import committed_records
+from streaming.metrics import batch_records, read_takeovers
+from streaming.simulation import SimulationParams, simulate
+from systems import Running, Streamwarden
+
+# What a kill costs the scenario: the standby's takeover, then the killed driver's start as the
+# new standby (JVM, session, champion: 20-40 s here); the load lasts this long per kill.
+SECONDS_PER_KILL = 45.0
+
+
+def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devices: int) -> dict:
+    """`kills` SIGKILLs of the active driver and one broker bounce under `rate` events/s."""
+    scratch = bench.model_copy(
+        update={
+            "lake_root": str(bench.home / "takeover" / "lake"),
+            "topic_telemetry": f"{bench.topic_telemetry}_takeover",
+        }
+    )
+    system = Streamwarden(scratch)
+    progress = ProgressLine("takeover")
+    drivers: dict[int, Running] = {}
+    first = system.start("latest")
+    drivers[first.proc.pid] = first
+    offered: list[int] = []
+    malformed: list[bytes] = []
+    kills_measured: list[dict] = []
+    bounce: dict = {}
+    try:
+        wait_for(system.started, 300, first, "the stream to start")
+        standby = system.start_standby(0)
+        drivers[standby.proc.pid] = standby
+        wait_for(lambda: _role(scratch, standby) == "standby", 300, standby, "the standby to be ready")
+        seconds = kills * SECONDS_PER_KILL + 30
+        load = threading.Thread(
+            target=lambda: offered.append(
+                simulate(
+                    scratch,
+                    SimulationParams(devices=devices, rate=rate, duration=seconds, seed=23),
+                    ProgressLine("takeover load"),
+                ).events
+            ),
+            daemon=True,
+        )
+        load.start()
+        producer = Producer({"bootstrap.servers": scratch.kafka_bootstrap, "enable.idempotence": True})
+        for kill in range(1, kills + 1):
+            active = drivers[_active_pid(scratch)]
+            standby = next(r for pid, r in drivers.items() if pid != active.proc.pid and r.proc.poll() is None)
+            wait_for(lambda standby=standby: _role(scratch, standby) == "standby", 300, standby, "the standby")
+            since = time.time()
+            wait_for(
+                lambda since=since, active=active: _batch_after(scratch, active.proc.pid, since) is not None,
+                120,
+                active,
+                "a batch of the active driver",
+            )
+            letter = f"takeover bench: malformed {kill}".encode()
+            producer.produce(scratch.topic_telemetry, letter, b"dev-00001")
+            producer.flush(30)
+            malformed.append(letter)
+            time.sleep(0.5)  # into its next batch
+            active.kill()
+            killed = time.time()
+            wait_for(
+                lambda killed=killed, standby=standby: _batch_after(scratch, standby.proc.pid, killed) is not None,
+                300,
+                standby,
+                f"the standby's first batch after kill {kill}",
+            )
+            back = _batch_after(scratch, standby.proc.pid, killed)
+            record = read_takeovers(scratch)[-1]
+            kills_measured.append(
+                {
+                    "kill": kill,
+                    "seconds": back - killed,  # type: ignore[operator]
+                    "recorded_seconds": record["seconds"],
+                    "fenced": record["fenced"],
+                }
+            )
+            progress.update(f"kill {kill}/{kills}: the standby committed a batch {back - killed:.2f} s after it")  # type: ignore[operator]
+            comeback = system.start_standby(kill)
+            drivers[comeback.proc.pid] = comeback
+            if kill == kills // 2:
+                wait_for(lambda c=comeback: _role(scratch, c) == "standby", 300, comeback, "the new standby")
+                bounce = _bounce_broker(settings, scratch, progress)
+        load.join()
+        _wait_scored(scratch, offered[0])
+        time.sleep(3)  # a duplicate would land now
+        for running in drivers.values():
+            running.stop()
+    finally:
+        for running in drivers.values():
+            running.kill()
+    scored = Lake(scratch).read_table("scored", ["event_id", "is_alert"])
+    event_ids = scored.column("event_id").to_pylist()
+    flagged = {e for e, alert in zip(event_ids, scored.column("is_alert").to_pylist(), strict=True) if alert}
+    alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in committed_records(scratch, scratch.topic_alerts)]
+    letters = [value for _, value, _ in committed_records(scratch, scratch.topic_dlq)]
+    times = [k["seconds"] for k in kills_measured]
+    return {
+        "offered_per_second": rate,
+        "offered": offered[0],
+        "malformed": len(malformed),
+        "kills": kills_measured,
+        "takeover_s": {"min": min(times), "median": statistics.median(times), "max": max(times)},
+        "broker_bounce": bounce,
+        "scored_rows": len(event_ids),
+        "lost": offered[0] - len(set(event_ids)),
+        "duplicated_scored": len(event_ids) - len(set(event_ids)),
+        "alerts": len(alert_ids),
+        "duplicated_alerts": len(alert_ids) - len(set(alert_ids)),
+        "alerts_match_scored": set(alert_ids) == flagged,
+        "dead_letters": len(letters),
+        "dead_letters_match": sorted(letters) == sorted(malformed),
+    }
+
+
+def _bounce_broker(settings: Settings, scratch: Settings, progress: ProgressLine) -> dict:
+    """SIGKILL the embedded broker, start it again as a user would; how long the stream was away."""
+    broker = KafkaBroker(settings)
+    pid = broker.process.pid()
+    if pid is None:
+        raise SystemExit("error: the broker bounce needs the embedded broker (`warden up --service kafka`)")
+    os.killpg(pid, 9)
+    killed = time.time()
+    progress.update("broker SIGKILLed; `warden up --service kafka`", force=True)
+    warden = str(Path(sys.executable).with_name("warden"))
+    done = subprocess.run(  # noqa: S603
+        [warden, "up", "--service", "kafka"],
+        env={**os.environ, **settings.to_env()},
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode:
+        raise SystemExit(f"error: warden up --service kafka failed: {done.stderr.decode()[-500:]}")
+    restarted = time.time()
+    deadline = restarted + 600
+    while time.time() < deadline:
+        after = [r for r in batch_records(scratch) if (r.get("finished_at") or 0) > restarted and r.get("input_rows")]
+        if after:
+            back = min(r["finished_at"] for r in after)
+            progress.update(f"broker back in {restarted - killed:.1f} s, the stream {back - killed:.1f} s", force=True)
+            return {"broker_restart_s": restarted - killed, "stream_back_s": back - killed}
+        time.sleep(0.5)
+    raise SystemExit("error: the stream scored nothing in 600 s after the broker came back")
+
+
+def _role(settings: Settings, running: Running) -> str | None:
+    return next((d.role for d in read_drivers(settings) if d.pid == running.proc.pid), None)
+
+
+def _active_pid(settings: Settings) -> int:
+    return next(d.pid for d in read_drivers(settings) if d.role == "active")
+
+
+def _batch_after(settings: Settings, driver: int, since: float) -> float | None:
+    """When the first batch that `driver` committed after `since` finished, if any."""
+    ends = [
+        float(r["finished_at"])
+        for r in batch_records(settings)
+        if r.get("driver") == driver and (r.get("finished_at") or 0) > since
+    ]
+    return min(ends) if ends else None
+
+
+def _wait_scored(settings: Settings, offered: int) -> None:
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if len(Lake(settings).read_table("scored", ["event_id"])) >= offered:
+            return
+        time.sleep(5)
+    raise SystemExit(f"error: {offered:,} events not all scored 900 s after the load ended")
