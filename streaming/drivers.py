@@ -159,7 +159,8 @@ class Driver:
 
     def wait_to_take_over(self, stop: threading.Event, progress: ProgressLine) -> Takeover | None:
         """As a standby, wait for the lock: until the active driver exits or its lease runs out
-        (then fence it). None when `stop` was set first, or when no driver held the query before."""
+        (then fence it). None when `stop` was set first, or when no driver held the query while
+        this one waited."""
         self._become(Role.STANDBY)
         announced: int | None = None
         cause, fenced = Cause.EXITED, 0
@@ -189,7 +190,8 @@ class Driver:
             previous = self._previous_active()
             fenced += _fence(previous) if previous is not None else 0
             self._become(Role.ACTIVE)
-            if previous is None:
+            if previous is None or announced is None:
+                # Nobody ran the query while this driver waited: a start (after a crash, maybe), not a takeover.
                 return None
             return Takeover(previous.pid, cause, previous.heartbeat, detected, fenced)
         return None

@@ -18,12 +18,22 @@ from infra.stack.kafka import KafkaBroker
 from infra.stack.mlflow import MlflowServer
 from infra.stack.service import Health, Service
 from infra.stack.spark_cluster import SparkCluster
+from infra.stack.stream import StreamDrivers
 
-SERVICE_NAMES = ("hdfs", "kafka", "mlflow", "spark", "airflow", "dashboard")
+# In start order; `stream` (the streaming job's drivers) only when asked, once the others answer.
+SERVICE_NAMES = ("hdfs", "kafka", "mlflow", "spark", "airflow", "dashboard", "stream")
 # What the embedded stack runs by default; the HDFS and the Spark cluster when the settings point at them.
 CORE_SERVICES = ("kafka", "mlflow", "airflow", "dashboard")
 # Seconds to become healthy on a busy 2-core machine (Airflow migrates its DB on first start).
-_START_TIMEOUT = {"hdfs": 120.0, "kafka": 90.0, "mlflow": 120.0, "spark": 90.0, "airflow": 240.0, "dashboard": 60.0}
+_START_TIMEOUT = {
+    "hdfs": 120.0,
+    "kafka": 90.0,
+    "mlflow": 120.0,
+    "spark": 90.0,
+    "airflow": 240.0,
+    "dashboard": 60.0,
+    "stream": 120.0,
+}
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -52,6 +62,7 @@ def build_services(settings: Settings, names: Sequence[str] = SERVICE_NAMES) -> 
         "spark": SparkCluster,
         "airflow": AirflowStack,
         "dashboard": DashboardServer,
+        "stream": StreamDrivers,
     }
     unknown = sorted(set(names) - set(factories))
     if unknown:
@@ -67,14 +78,31 @@ class ServiceStatus:
 
 
 def up(settings: Settings, names: Sequence[str], progress: ProgressLine | None = None) -> list[ServiceStatus]:
-    """Start the services that are not running, wait until each is healthy, create the topics.
+    """Start the services that are not running, wait until each is healthy, create the topics;
+    then the stream's drivers, if asked, which need the broker and the registry answering.
 
     A service that is slow to answer is waited for, like one still starting. Idempotent: running
     services are left alone.
     """
     progress = progress or ProgressLine("up")
     settings.home.mkdir(parents=True, exist_ok=True)
-    services = build_services(settings, names)
+    started = time.monotonic()
+    services = build_services(settings, [name for name in names if name != "stream"])
+    healthy = _start_healthy(settings, services, progress)
+    if "kafka" in names:
+        broker = next(s for s in services if isinstance(s, KafkaBroker))
+        created = broker.ensure_topics()
+        if created:
+            progress.update(f"created topics {', '.join(created)}", force=True)
+    if "stream" in names:
+        stream = build_services(settings, ["stream"])
+        healthy.update(_start_healthy(settings, stream, progress))
+        services += stream
+    progress.done(f"{', '.join(s.name for s in services)} healthy in {time.monotonic() - started:.1f} s")
+    return [ServiceStatus(s.name, s.url, healthy[s.name]) for s in services]
+
+
+def _start_healthy(settings: Settings, services: list[Service], progress: ProgressLine) -> dict[str, Health]:
     for service in services:
         progress.update(f"starting {service.name}", force=True)
         service.start()
@@ -99,13 +127,7 @@ def up(settings: Settings, names: Sequence[str], progress: ProgressLine | None =
         progress.update(f"waiting for {', '.join(pending) or 'nothing'} ({waited:.0f} s)")
         if pending:
             time.sleep(0.5)
-    if "kafka" in names:
-        broker = next(s for s in services if isinstance(s, KafkaBroker))
-        created = broker.ensure_topics()
-        if created:
-            progress.update(f"created topics {', '.join(created)}", force=True)
-    progress.done(f"{', '.join(s.name for s in services)} healthy in {time.monotonic() - started:.1f} s")
-    return [ServiceStatus(s.name, s.url, healthy[s.name]) for s in services]
+    return healthy
 
 
 def down(settings: Settings, names: Sequence[str] = SERVICE_NAMES, *, purge: bool = False) -> list[str]:
@@ -136,7 +158,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
     probed = [
         s
         for s in build_services(settings)
-        if s.name in used or (isinstance(s, HdfsCluster | SparkCluster) and s.is_running())
+        if s.name in used or (isinstance(s, HdfsCluster | SparkCluster | StreamDrivers) and s.is_running())
     ]
     # All at once: a slow service takes its probe's whole patience, and must not add it to the others'.
     with ThreadPoolExecutor(len(probed)) as pool:

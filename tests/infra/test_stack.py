@@ -190,7 +190,7 @@ def test_purging_kafka_forgets_the_streams_offsets(tmp_path: Path) -> None:
     [
         ("", "local[*]", manager.CORE_SERVICES),
         ("hdfs://127.0.0.1:8020/warden", "local[*]", ("hdfs", *manager.CORE_SERVICES)),
-        ("hdfs://127.0.0.1:8020/warden", "spark://127.0.0.1:7077", manager.SERVICE_NAMES),
+        ("hdfs://127.0.0.1:8020/warden", "spark://127.0.0.1:7077", ("hdfs", "spark", *manager.CORE_SERVICES)),
         # Somebody else's cluster: nothing of it to start here.
         ("hdfs://namenode.prod:8020/warden", "spark://spark-master.prod:7077", manager.CORE_SERVICES),
     ],

@@ -4,6 +4,8 @@ events that the dashboard reads."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,17 +13,21 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.settings import Settings, load_settings
+from streaming.drivers import Takeover
 from streaming.metrics import (
     LATENCY_BUCKETS_S,
     REFUSAL,
     SWAP,
+    TAKEOVER,
     BatchMetrics,
     StreamMetrics,
     last_batch,
+    metrics_file,
     model_events_file,
+    read_takeovers,
 )
 
-UNITS = ("_seconds", "_records", "_info", "_alerts", "_batches", "_swaps", "_refusals", "_letters")
+UNITS = ("_seconds", "_records", "_info", "_alerts", "_batches", "_swaps", "_refusals", "_letters", "_takeovers")
 
 
 @pytest.fixture
@@ -129,3 +135,39 @@ def test_swaps_and_refusals_are_counted_and_kept_with_their_time(metrics: tuple[
     events = [json.loads(line) for line in model_events_file(settings).read_text().splitlines()]
     assert [(e["kind"], e["version"], e["previous"]) for e in events] == [(SWAP, "2", "1"), (REFUSAL, "3", "")]
     assert "failed to load" in events[1]["reason"] and events[0]["at"] <= events[1]["at"]
+
+
+def test_a_takeover_is_recorded_with_its_first_batch_and_counted_across_drivers(
+    metrics: tuple[StreamMetrics, Settings],
+) -> None:
+    stream, settings = metrics
+    now = time.time()
+    stream.record_takeover(
+        Takeover(previous=4242, cause="exited", last_heartbeat=now - 3, detected_at=now - 2, fenced=1)
+    )
+    stream.record_batch(_batch(7))
+    stream.record_progress(_progress(7, {"0": 10}, {"0": 10}))
+    stream.record_batch(_batch(8))
+    stream.record_progress(_progress(8, {"0": 10}, {"0": 10}))  # recorded once, with the first batch
+    [takeover] = read_takeovers(settings)
+    assert takeover["previous"] == 4242 and takeover["driver"] == os.getpid() and takeover["first_batch"] == 7
+    assert takeover["kind"] == TAKEOVER and takeover["cause"] == "exited" and takeover["fenced"] == 1
+    assert takeover["detection_seconds"] == pytest.approx(1.0, abs=0.01)
+    assert 3.0 <= takeover["seconds"] < 60
+    [record] = [r for r in last_records(settings) if r["batch_id"] == 8]
+    assert record["driver"] == os.getpid()
+
+    # The next driver's endpoint goes on counting from the file: a counter that never goes back.
+    successor = StreamMetrics(settings, serve=False)
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(generate_latest(successor.registry).decode())
+        for s in family.samples
+    }
+    assert samples["warden_stream_takeovers_total"] == 1
+    assert samples["warden_stream_last_takeover_timestamp_seconds"] == pytest.approx(now - 2)
+    assert samples["warden_stream_last_takeover_duration_seconds"] == pytest.approx(takeover["seconds"], abs=0.01)
+
+
+def last_records(settings: Settings) -> list[dict]:
+    return [json.loads(line) for line in metrics_file(settings).read_text().splitlines()]

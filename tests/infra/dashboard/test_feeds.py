@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from infra.dashboard.feeds import RATE_WINDOW_S, JsonLinesTail, StreamFeed
 from infra.settings import load_settings
-from streaming.metrics import metrics_file, model_events_file
+from streaming.drivers import Driver
+from streaming.metrics import metrics_file, model_events_file, takeovers_file
 from tests.conftest import free_port
 
 
@@ -97,3 +99,27 @@ def test_the_scored_rate_of_a_batch_is_its_own_not_diluted_by_the_wait_before_it
     feed = StreamFeed(settings)
     feed.poll()
     assert [point["scored_per_s"] for point in feed.panel()["series"]] == [10_000.0, 5_000.0]
+
+
+def test_takeovers_are_marks_on_the_time_axis_and_the_drivers_are_listed(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, metrics_port=free_port())
+    now = time.time()
+    _append(
+        model_events_file(settings), {"at": now - 30, "kind": "swap", "version": "3", "previous": "2", "reason": ""}
+    )
+    _append(
+        takeovers_file(settings),
+        {"at": now - 60, "kind": "takeover", "driver": 2, "previous": 1, "cause": "exited", "seconds": 2.5},
+        {"at": now - 10, "kind": "takeover", "driver": 1, "previous": 2, "cause": "unresponsive", "seconds": 12.0},
+    )
+    feed = StreamFeed(settings)
+    with Driver(settings):  # this process, as a driver building its session
+        feed.poll()
+        panel = feed.panel()
+    assert [(m["kind"], m.get("previous")) for m in panel["markers"]] == [
+        ("takeover", 1),
+        ("swap", "2"),
+        ("takeover", 2),
+    ]
+    assert panel["takeovers"] == 2
+    assert [(d["pid"], d["role"]) for d in panel["drivers"]] == [(os.getpid(), "starting")]
