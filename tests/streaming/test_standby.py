@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.settings import Settings
+from infra.stack.kafka import KafkaBroker
 from streaming.drivers import read_drivers
 from streaming.kafka_io import committed_records
 from streaming.metrics import batch_records, read_takeovers
@@ -67,15 +68,24 @@ class Drivers:
         record = next(d for d in read_drivers(self.settings) if d.role == "active")
         return self.processes[record.pid]
 
-    def load(self) -> WardenProcess:
-        """A burst of simulated telemetry, produced in the background."""
+    def load(self, events: int = BURST) -> WardenProcess:
+        """A burst of simulated telemetry at BURST_RATE, produced in the background."""
         self.rounds += 1
-        self.offered += BURST
+        self.offered += events
         return WardenProcess(
             self.env,
             self.logs / f"load-{self.rounds}.log",
             "simulate",
-            *("--devices", str(DEVICES), "--events", str(BURST), "--rate", str(BURST_RATE), "--seed", str(self.rounds)),
+            *(
+                "--devices",
+                str(DEVICES),
+                "--events",
+                str(events),
+                "--rate",
+                str(BURST_RATE),
+                "--seed",
+                str(self.rounds),
+            ),
         )
 
 
@@ -171,6 +181,28 @@ def test_a_hung_driver_is_fenced_and_never_commits_after_the_takeover(drivers: D
     assert late == []
 
 
+def test_the_stream_rides_out_a_broker_killed_and_started_again(drivers: Drivers, kafka: Settings) -> None:
+    settings = drivers.settings
+    active = drivers.active()
+    before = len(scored(settings))
+    load = drivers.load(events=8000)
+    wait_for(lambda: len(scored(settings)) > before, 120, "a batch of the burst", active)
+    broker = KafkaBroker(kafka)
+    pid = broker.process.pid()
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    time.sleep(2)
+    up = run_warden({}, "up", "--service", "kafka", timeout=300)  # the session's stack, as its user restarts it
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert load.proc.wait(180) == 0, load.output()  # the producer waited for the broker
+    wait_for(lambda: len(scored(settings)) >= drivers.offered, 300, f"all {drivers.offered:,} events scored", active)
+    time.sleep(3)
+    _assert_exactly_once(drivers)
+    assert drivers.active() is active, "the broker's absence is not a reason for a takeover"
+    standby = [p for p in drivers.processes.values() if drivers.role_of(p) == "standby"]
+    assert active.proc.poll() is None and len(standby) == 1 and standby[0].proc.poll() is None
+
+
 def _assert_exactly_once(drivers: Drivers) -> None:
     settings = drivers.settings
     rows = scored(settings)
@@ -181,3 +213,27 @@ def _assert_exactly_once(drivers: Drivers) -> None:
     assert set(alerts) == set(rows.loc[rows["is_alert"], "event_id"])
     letters = sorted(value for _, value, _ in committed_records(settings, settings.topic_dlq))
     assert letters == sorted(MALFORMED)
+
+
+def test_warden_up_runs_a_driver_and_its_standby_and_starts_again_the_one_that_died(drivers: Drivers) -> None:
+    for process in drivers.processes.values():
+        if process.proc.poll() is None:
+            os.kill(process.proc.pid, signal.SIGTERM)
+            assert process.proc.wait(180) == 0, process.output()[-2000:]
+    env = {**drivers.env, "WARDEN_STREAM_STANDBY": "true"}
+    up = run_warden(env, "up", "--service", "stream", timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        wait_for(lambda: sorted(d.role for d in read_drivers(drivers.settings)) == ["active", "standby"], 300, "roles")
+        active = next(d for d in read_drivers(drivers.settings) if d.role == "active")
+        os.killpg(active.pid, signal.SIGKILL)
+        wait_for(lambda: [d.role for d in read_drivers(drivers.settings)] == ["active"], 120, "the takeover")
+        again = run_warden(env, "up", "--service", "stream", timeout=600)  # the dead slot, as the new standby
+        assert again.returncode == 0, again.stdout + again.stderr
+        wait_for(lambda: sorted(d.role for d in read_drivers(drivers.settings)) == ["active", "standby"], 300, "roles")
+        status = run_warden(env, "status", "--no-settings", timeout=120)
+        assert "active since" in status.stdout and "standby since" in status.stdout, status.stdout
+    finally:
+        down = run_warden(env, "down", "--service", "stream", timeout=600)
+    assert down.returncode == 0 and "stream" in down.stdout, down.stdout + down.stderr
+    assert read_drivers(drivers.settings) == []
