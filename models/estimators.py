@@ -28,10 +28,9 @@ LABEL = "label"
 WEIGHT = "weight"
 
 
-def positive_weight(labels: np.ndarray) -> float:
+def positive_weight(rows: int, positives: int) -> float:
     """Weight of a positive row so that both classes weigh the same in total."""
-    positives = float(labels.sum())
-    return (len(labels) - positives) / positives if positives else 1.0
+    return (rows - positives) / positives if positives else 1.0
 
 
 def fit_random_forest(

@@ -8,15 +8,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from models.estimators import RANDOM_FOREST, XGBOOST
+from models.estimators import LABEL, RANDOM_FOREST, XGBOOST
 
 if TYPE_CHECKING:
+    import pandas as pd
     import xgboost as xgb
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
 Scorer = Callable[["DataFrame"], "DataFrame"]
 SCORE = "score"
+
+
+def judged_columns(scored: DataFrame) -> pd.DataFrame:
+    """A scored split's labels, scores and anomaly kinds on the driver, to judge them: a byte, a
+    float and a reference to one of a few strings a row, whatever the split's size."""
+    from pyspark.sql import functions as F
+
+    compact = scored.select(F.col(LABEL).cast("byte"), F.col(SCORE).cast("float"), "anomaly_type")
+    return compact.toArrow().to_pandas(deduplicate_objects=True)
 
 
 def random_forest_scorer(model: PipelineModel) -> Scorer:

@@ -29,7 +29,7 @@ from infra.spark_progress import spark_progress
 from models import registry
 from models.estimators import LABEL, RANDOM_FOREST, fit_random_forest, fit_xgboost, positive_weight
 from models.evaluation import Quality, choose_threshold, evaluate
-from models.scoring import SCORE, Scorer, random_forest_scorer, xgboost_scorer
+from models.scoring import SCORE, Scorer, judged_columns, random_forest_scorer, xgboost_scorer
 from pipelines.split_coverage import split_coverage
 from pipelines.training_sample import xgboost_sample
 from pipelines.training_set import Window, read_training_set
@@ -91,15 +91,8 @@ def git_commit() -> str:
     return out.stdout.strip()
 
 
-def scored_split(score: Scorer, frame: DataFrame) -> pd.DataFrame:
-    """Labels, scores and anomaly kinds of a split, scored by `score`: a byte, a float and a
-    reference to one of a few strings a row, whatever the split's size."""
-    scored = score(frame).select(F.col(LABEL).cast("byte"), F.col(SCORE).cast("float"), "anomaly_type")
-    return scored.toArrow().to_pandas(deduplicate_objects=True)
-
-
 def judge_on(score: Scorer, test: DataFrame, threshold: float) -> Quality:
-    tested = scored_split(score, test)
+    tested = judged_columns(score(test))
     return evaluate(tested[LABEL].to_numpy(), tested[SCORE].to_numpy(), threshold, tested["anomaly_type"].to_numpy())
 
 
@@ -165,7 +158,7 @@ def train_candidates(
                 progress.update(f"{kind}: fitted in {fitting.usage}", force=True)
                 progress.update(f"{kind}: choosing the threshold, judging on the test window", force=True)
                 with MeasuredStep() as judging, spark_progress(spark, progress, f"{kind}: judging"):
-                    val = scored_split(score, validation)
+                    val = judged_columns(score(validation))
                     threshold = choose_threshold(val[LABEL].to_numpy(), val[SCORE].to_numpy())
                     del val
                     quality = judge_on(score, test, threshold)
@@ -210,7 +203,7 @@ def _fit(
         forest = fit_random_forest(
             train,
             list(FEATURE_COLUMNS),
-            (rows - positives) / positives,
+            positive_weight(rows, positives),
             seed,
             settings.rf_num_trees,
             settings.rf_max_depth,
@@ -226,7 +219,7 @@ def _fit(
         features,
         labels,
         list(FEATURE_COLUMNS),
-        positive_weight(labels),
+        positive_weight(len(labels), int(labels.sum())),
         seed,
         settings.xgb_num_rounds,
         settings.xgb_max_depth,

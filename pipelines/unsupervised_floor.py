@@ -9,14 +9,13 @@ fleets it has beaten a model trained on pooled raw readings (issue 21).
 
 from __future__ import annotations
 
-import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from features.schema import SENSOR_COLUMNS
 from models.estimators import LABEL
 from models.evaluation import Quality, evaluate
-from models.scoring import SCORE
+from models.scoring import SCORE, judged_columns
 
 Z_LIMIT = 3.0
 # Its metrics on a candidate's run: floor_test_f1, floor_test_pr_auc, ...
@@ -31,11 +30,7 @@ def zscore_floor(train: DataFrame, test: DataFrame) -> Quality:
     baseline = train.where(F.col(LABEL) == 0).groupBy("device_id").agg(*aggregates)
     # A sensor that never moved in normal operation: any change is far out, not a division by zero.
     z = [F.abs(F.col(s) - F.col(f"_mean_{s}")) / F.greatest(F.col(f"_std_{s}"), F.lit(1e-6)) for s in SENSOR_COLUMNS]
-    scored = test.join(baseline, "device_id", "left").select(
-        F.col(LABEL).cast("byte"), "anomaly_type", F.greatest(*z).cast("float").alias(SCORE)
-    )
-    # A byte, a float and a reference to one of a few strings a row, whatever the split's size.
-    frame: pd.DataFrame = scored.toArrow().to_pandas(deduplicate_objects=True)
+    frame = judged_columns(test.join(baseline, "device_id", "left").withColumn(SCORE, F.greatest(*z)))
     # A device without normal training history has no baseline: it scores 0 and is never flagged.
     scores = frame[SCORE].fillna(0.0).to_numpy(float)
     return evaluate(frame[LABEL].to_numpy(), scores, Z_LIMIT, frame["anomaly_type"].to_numpy())
