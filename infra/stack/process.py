@@ -105,12 +105,17 @@ class ManagedProcess:
             return "no log"
         return " | ".join(lines[-3:]) if lines else "no output"
 
-    def stop(self, timeout: float = 20.0) -> bool:
-        """SIGTERM the process group, SIGKILL it after `timeout`; True if something was stopped."""
+    def stop(self, timeout: float = 20.0, *, main_only: bool = False) -> bool:
+        """SIGTERM the process group (or only its main process, which then stops its children
+        in order), SIGKILL the group after `timeout`; True if something was stopped."""
         pid = self.pid()
         if pid is None:
             return False
-        _signal_group(pid, signal.SIGTERM)
+        if main_only:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        else:
+            _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _group_alive(pid):
             time.sleep(0.1)

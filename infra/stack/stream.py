@@ -15,7 +15,7 @@ from pathlib import Path
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess
 from infra.stack.service import Health, State
-from streaming.drivers import read_drivers
+from streaming.drivers import Role, read_drivers
 
 
 class StreamDrivers:
@@ -56,5 +56,8 @@ class StreamDrivers:
         return next((why for process in self.processes if (why := process.exited_early()) is not None), None)
 
     def stop(self) -> bool:
-        # The standby first: stopping the active one first would hand it the query.
-        return any([process.stop(timeout=180) for process in reversed(self.processes)])
+        # The standby first: stopping the active one first would hand it the query. Each driver's
+        # main process only: it finishes the batch in flight, then stops its JVM.
+        roles = {record.pid: record.role for record in read_drivers(self.settings)}
+        ordered = sorted(self.processes, key=lambda process: roles.get(process.pid() or 0) == Role.ACTIVE)
+        return any([process.stop(timeout=180, main_only=True) for process in ordered])
