@@ -173,12 +173,8 @@ class StreamMetrics:
             ["model_name", "model_version"],
             registry=r,
         )
-        # The stream's takeovers, whichever driver made them: counted from their file, so the
-        # counter goes on rising when the driver that serves it changes.
         self.takeovers_path = takeovers_file(settings)
-        earlier = read_takeovers(settings)
         self.takeovers = Counter("warden_stream_takeovers", "Takeovers of the query by a standby driver.", registry=r)
-        self.takeovers.inc(len(earlier))
         self.last_takeover = Gauge(
             "warden_stream_last_takeover_timestamp_seconds",
             "When a standby last took the query over (Unix time; 0: never).",
@@ -189,17 +185,22 @@ class StreamMetrics:
             "From the previous driver's last heartbeat to the first batch its standby committed.",
             registry=r,
         )
-        if earlier:
-            self.last_takeover.set(earlier[-1]["at"])
-            self.last_takeover_seconds.set(earlier[-1]["seconds"])
         self._takeover: Takeover | None = None
-        self._port = settings.metrics_port
+        self._settings = settings
         if serve:
             self.serve()
 
     def serve(self) -> None:
-        """Serve the metrics on 127.0.0.1: only the active driver does, on the one port."""
-        start_http_server(self._port, addr="127.0.0.1", registry=self.registry)
+        """Serve the metrics on 127.0.0.1: only the active driver does, on the one port.
+
+        The stream's takeovers so far, whichever drivers made them, are counted from their file
+        first: the counter goes on rising when the driver that serves it changes."""
+        earlier = read_takeovers(self._settings)
+        self.takeovers.inc(len(earlier))
+        if earlier:
+            self.last_takeover.set(earlier[-1]["at"])
+            self.last_takeover_seconds.set(earlier[-1]["seconds"])
+        start_http_server(self._settings.metrics_port, addr="127.0.0.1", registry=self.registry)
 
     def record_takeover(self, takeover: Takeover) -> None:
         """This driver took the query over: recorded once its first batch has committed."""

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,6 +27,7 @@ from streaming.metrics import (
     model_events_file,
     read_takeovers,
 )
+from tests.conftest import free_port
 
 UNITS = ("_seconds", "_records", "_info", "_alerts", "_batches", "_swaps", "_refusals", "_letters", "_takeovers")
 
@@ -158,10 +160,13 @@ def test_a_takeover_is_recorded_with_its_first_batch_and_counted_across_drivers(
     assert record["driver"] == os.getpid()
 
     # The next driver's endpoint goes on counting from the file: a counter that never goes back.
-    successor = StreamMetrics(settings, serve=False)
+    port = free_port()
+    successor = StreamMetrics(settings.model_copy(update={"metrics_port": port}))
     samples = {
         s.name: s.value
-        for family in text_string_to_metric_families(generate_latest(successor.registry).decode())
+        for family in text_string_to_metric_families(
+            requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        )
         for s in family.samples
     }
     assert samples["warden_stream_takeovers_total"] == 1

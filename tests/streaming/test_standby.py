@@ -216,10 +216,10 @@ def _assert_exactly_once(drivers: Drivers) -> None:
 
 
 def test_warden_up_runs_a_driver_and_its_standby_and_starts_again_the_one_that_died(drivers: Drivers) -> None:
-    for process in drivers.processes.values():
-        if process.proc.poll() is None:
-            os.kill(process.proc.pid, signal.SIGTERM)
-            assert process.proc.wait(180) == 0, process.output()[-2000:]
+    running = [p for p in drivers.processes.values() if p.proc.poll() is None]
+    for process in sorted(running, key=lambda p: drivers.role_of(p) == "active"):  # the standby first
+        os.kill(process.proc.pid, signal.SIGTERM)
+        assert process.proc.wait(180) == 0, process.output()[-2000:]
     env = {**drivers.env, "WARDEN_STREAM_STANDBY": "true"}
     up = run_warden(env, "up", "--service", "stream", timeout=600)
     assert up.returncode == 0, up.stdout + up.stderr
