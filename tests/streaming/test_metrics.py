@@ -161,12 +161,10 @@ def test_a_takeover_is_recorded_with_its_first_batch_and_counted_across_drivers(
 
     # The next driver's endpoint goes on counting from the file: a counter that never goes back.
     port = free_port()
-    successor = StreamMetrics(settings.model_copy(update={"metrics_port": port}))
+    StreamMetrics(settings.model_copy(update={"metrics_port": port}))  # the next driver, serving
     samples = {
         s.name: s.value
-        for family in text_string_to_metric_families(
-            requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-        )
+        for family in text_string_to_metric_families(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
         for s in family.samples
     }
     assert samples["warden_stream_takeovers_total"] == 1
