@@ -102,6 +102,19 @@ def lock_path(settings: Settings) -> Path:
     return settings.checkpoint_dir.with_name(f"{settings.checkpoint_dir.name}.lock")
 
 
+def active_driver(settings: Settings) -> DriverRecord | None:
+    """The driver running the query, if one is alive and has renewed its lease: the stream's
+    liveness, from its heartbeat."""
+    return next(
+        (
+            record
+            for record in read_drivers(settings)
+            if record.role == Role.ACTIVE and record.silent_for() <= settings.stream_lease_seconds
+        ),
+        None,
+    )
+
+
 def read_drivers(settings: Settings) -> list[DriverRecord]:
     """The records of the drivers alive now (running or hung), the active one first."""
     found = [record for record in _records(settings) if record.alive]

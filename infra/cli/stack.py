@@ -11,7 +11,6 @@ from infra.settings import Settings, get_settings
 from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
 from infra.stack.mlflow import mlflow_password
-from infra.stack.process import port_is_open
 from infra.stack.service import State
 
 _SERVICES = click.Choice(manager.SERVICE_NAMES)
@@ -133,6 +132,7 @@ def _show_schedules(settings: Settings) -> None:
 
 def _show_stream(settings: Settings) -> None:
     """The streaming job's newest batch record: rate, lag, latency, model."""
+    from streaming.drivers import active_driver
     from streaming.metrics import last_batch
 
     record = last_batch(settings)
@@ -140,9 +140,8 @@ def _show_stream(settings: Settings) -> None:
         click.echo("     stream   no batch recorded yet (start it with `warden stream`)")
         return
     age = time.time() - float(record.get("finished_at") or 0)
-    # The running job serves its Prometheus endpoint: that is what tells it is up.
-    running = port_is_open("127.0.0.1", settings.metrics_port)
-    state = "running" if running else f"not running (last batch {age / 60:.0f} min ago)"
+    # A running job renews its driver's record every second: that is what tells it is up.
+    state = "running" if active_driver(settings) else f"not running (last batch {age / 60:.0f} min ago)"
     latency = record.get("latency_ms") or {}
     click.echo(
         f"     stream   {state}: batch {record['batch_id']}, {record.get('processed_rows_per_second', 0):,.0f} events/s, "

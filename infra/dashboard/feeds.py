@@ -23,8 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from infra.exceptions import ServiceError
 from infra.logs import KAFKA_CLIENT_LOG
 from infra.settings import Settings
-from infra.stack.process import port_is_open
-from streaming.drivers import read_drivers
+from streaming.drivers import active_driver, read_drivers
 from streaming.metrics import metrics_file, model_events_file, takeovers_file
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,7 @@ class StreamFeed:
         self.takeovers.extend(takeovers)
 
     def panel(self) -> dict[str, Any]:
-        running = port_is_open("127.0.0.1", self.settings.metrics_port)
+        running = active_driver(self.settings) is not None
         last = self.batches[-1] if self.batches else None
         if running:
             state, message = "running", ""

@@ -42,7 +42,7 @@ def test_a_replaced_file_is_read_from_its_start(tmp_path: Path) -> None:
 
 
 def test_the_stream_panel_adds_up_batches_and_starts_over_with_a_new_query(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path, metrics_port=free_port())  # a port nothing serves: no stream runs
+    settings = load_settings(home=tmp_path, metrics_port=free_port())  # no driver renews its record: no stream runs
     feed = StreamFeed(settings)
     now = time.time()
     batch = {
