@@ -28,9 +28,11 @@ import subprocess
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeGuard
 
 from pydantic import SecretStr
 
+from features.formulas import FEATURE_COLUMNS
 from infra.logs import configure as configure_logging
 from infra.progress import ProgressLine
 from infra.settings import PROJECT_ROOT, Settings, get_settings
@@ -88,11 +90,11 @@ def bench_champion(settings: Settings, bench: Settings) -> tuple[Settings, regis
     bench trains on its own history (the baselines cannot score a Spark MLlib forest)."""
     client = registry.configure_mlflow(settings)
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
-    if champion is not None and champion.kind == XGBOOST:
+    if _scores_today(champion):
         return bench, champion
     bench = bench.model_copy(update={"model_name": f"{settings.model_name}-bench", "training_window_days": 1})
     champion = registry.version_by_alias(client, bench.model_name, registry.CHAMPION)
-    if champion is None:
+    if not _scores_today(champion):
         spark = spark_session(bench, "warden-bench-train", with_kafka=False)
         try:
             report = retrain(
@@ -107,6 +109,11 @@ def bench_champion(settings: Settings, bench: Settings) -> tuple[Settings, regis
             bench, report.version.version, True, "bench/run.py", "the benchmark's own model", override_gate=True
         )
     return bench, champion
+
+
+def _scores_today(champion: registry.VersionInfo | None) -> TypeGuard[registry.VersionInfo]:
+    """An XGBoost champion trained on today's model inputs (the stream refuses any other)."""
+    return champion is not None and champion.kind == XGBOOST and list(champion.features) == list(FEATURE_COLUMNS)
 
 
 def summary(values: list[float]) -> dict[str, float]:
