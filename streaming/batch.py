@@ -136,7 +136,7 @@ class BatchProcessor:
         for attempt in (1, 2):
             context = self._context(devices, readings, batch_id)
             clock.lap("features")
-            written = self._write_scored(parsed, context, model, f"{batch_id}-{attempt}", batch_id)
+            written = self._write_scored(parsed, context, model, f"{batch_id}-{attempt}", batch_id, self.tables)
             clock.lap("score")
             if not written.unmet:
                 break
@@ -174,8 +174,25 @@ class BatchProcessor:
         clock.lap("kafka")
         self.metrics.record_batch(metrics)
 
+    def rehearse(self, parsed: DataFrame, readings: dict[str, Reading], tables: DeltaBatchWriter) -> None:
+        """Score `parsed` as a batch is scored, against these earlier readings, into `tables` (a
+        scratch lake): no Kafka transaction, no state, no metrics. What a standby runs before it
+        waits, so that its first real batch finds the JVM's classes loaded and the plan's code
+        generated and compiled (`streaming.rehearsal`)."""
+        model = self.champion()
+        if model is None:
+            raise RuntimeError("no champion model loaded")
+        context = self._context(sorted(readings), readings, 0)
+        self._write_scored(parsed, context, model, f"rehearsal-{time.monotonic_ns()}", 0, tables)
+
     def _write_scored(
-        self, parsed: DataFrame, context: DataFrame, model: ScoringModel, attempt: str, batch_id: int
+        self,
+        parsed: DataFrame,
+        context: DataFrame,
+        model: ScoringModel,
+        attempt: str,
+        batch_id: int,
+        tables: DeltaBatchWriter,
     ) -> Written:
         """Score the batch's valid events and write them to `scored`, in one Spark job that also
         counts the batch's events by reject reason, finds each device's newest reading and the
@@ -196,7 +213,7 @@ class BatchProcessor:
         # A batch small enough gathers its alerts too; a bigger one reads them back (bounded memory).
         inline = self.settings.stream_inline_alerts_max_rows
         observed = rows.select(_all(), _row_in_task()).observe(summary, *_summary_metrics(inline)).drop(_ROW_IN_TASK)
-        self.tables.write(observed, "scored", batch_id)
+        tables.write(observed, "scored", batch_id)
         counts, found = census.get, devices.get
         rejected = {reason: int(counts[reason]) for reason in REASONS if counts[reason]}
         newest = {row["device_id"]: tuple(row[field] for field in READING_FIELDS) for row in found["newest"]}

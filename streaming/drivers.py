@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -266,19 +267,19 @@ def _records(settings: Settings) -> Iterator[DriverRecord]:
 def _fence(record: DriverRecord) -> int:
     """SIGKILL every process of `record` still alive (a stopped one too), wait until they are
     gone; how many there were."""
-    victims = []
-    for pid, created in record.processes:
-        with contextlib.suppress(psutil.Error):
-            process = psutil.Process(pid)
-            if _matches(pid, created) and process.pid != os.getpid():
-                victims.append(process)
-    for process in victims:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    _, alive = psutil.wait_procs(victims, timeout=FENCE_WAIT_SECONDS)
+    victims = [(pid, created) for pid, created in record.processes if pid != os.getpid() and _matches(pid, created)]
+    for pid, _ in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    # Gone, or a zombie that its parent has not reaped yet: either way it runs no more code.
+    deadline = time.monotonic() + FENCE_WAIT_SECONDS
+    alive = victims
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.01)
+        alive = [(pid, created) for pid, created in alive if _matches(pid, created)]
     if alive:
         raise BusyError(
-            f"driver pid {record.pid} could not be fenced: {', '.join(str(p.pid) for p in alive)} still alive "
+            f"driver pid {record.pid} could not be fenced: {', '.join(str(pid) for pid, _ in alive)} still alive "
             f"{FENCE_WAIT_SECONDS:.0f} s after SIGKILL; the standby does not take over"
         )
     if victims:

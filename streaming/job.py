@@ -31,6 +31,7 @@ from streaming.drivers import Driver
 from streaming.kafka_io import require_broker
 from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
 from streaming.parse import parse_events
+from streaming.rehearsal import rehearse
 from streaming.sinks import DeltaBatchWriter, TransactionalKafkaSink
 from streaming.state import LastReadings
 from streaming.statistics import OnlineStatistics
@@ -148,13 +149,14 @@ def _drive(
             sink.append(TransactionalKafkaSink(settings, _query_id(settings)))
         return sink[0]
 
+    readings = LastReadings(spark, str(settings.checkpoint_dir / "last_readings"))
     processor = BatchProcessor(
         settings,
         spark,
         statistics,
         lambda: watcher.current,
         DeltaBatchWriter(spark, settings.lake_url),
-        LastReadings(spark, str(settings.checkpoint_dir / "last_readings")),
+        readings,
         kafka_sink,
         metrics,
     )
@@ -173,6 +175,7 @@ def _drive(
         )
 
     if not driver.active:
+        rehearse(settings, spark, processor, readings, progress)
         takeover = driver.wait_to_take_over(stop, progress)
         if not driver.active:
             watcher.stop()

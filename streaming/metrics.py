@@ -182,7 +182,7 @@ class StreamMetrics:
         )
         self.last_takeover_seconds = Gauge(
             "warden_stream_last_takeover_duration_seconds",
-            "From the previous driver's last heartbeat to the first batch its standby committed.",
+            "From the previous driver's last heartbeat to the first batch with events its standby committed.",
             registry=r,
         )
         self._takeover: Takeover | None = None
@@ -203,7 +203,7 @@ class StreamMetrics:
         start_http_server(self._settings.metrics_port, addr="127.0.0.1", registry=self.registry)
 
     def record_takeover(self, takeover: Takeover) -> None:
-        """This driver took the query over: recorded once its first batch has committed."""
+        """This driver took the query over: recorded once its first batch with events has committed."""
         self._takeover = takeover
 
     def record_model_event(self, kind: str, version: str, previous: str = "", reason: str = "") -> None:
@@ -261,7 +261,7 @@ class StreamMetrics:
         self.batch_seconds.observe(float(record["batch_duration_ms"] or 0) / 1000)
         with self.path.open("a") as out:
             out.write(json.dumps(record) + "\n")
-        if self._takeover is not None:
+        if self._takeover is not None and record["num_input_rows"]:  # scoring again, not an empty trigger
             self._finish_takeover(self._takeover, batch_id)
 
     def _finish_takeover(self, takeover: Takeover, batch_id: int) -> None:

@@ -88,7 +88,7 @@ def test_a_hung_driver_is_fenced_once_its_lease_runs_out(settings: Settings, act
     assert was_active
     assert takeover is not None and takeover.cause == Cause.UNRESPONSIVE
     assert takeover.detected_at - takeover.last_heartbeat >= LEASE_SECONDS
-    proc.wait(10)  # the fence reaped it already: it is this process's child here, not in production
+    assert proc.wait(10) == -signal.SIGKILL
     assert takeover.fenced == 2  # the Python driver and its "JVM"
     assert not psutil.pid_exists(jvm) or psutil.Process(jvm).status() == psutil.STATUS_ZOMBIE
 
