@@ -150,12 +150,13 @@ def _drive(
         return sink[0]
 
     readings = LastReadings(spark, str(settings.checkpoint_dir / "last_readings"))
+    tables = DeltaBatchWriter(spark, settings.lake_url)
     processor = BatchProcessor(
         settings,
         spark,
         statistics,
         lambda: watcher.current,
-        DeltaBatchWriter(spark, settings.lake_url),
+        tables,
         readings,
         kafka_sink,
         metrics,
@@ -190,6 +191,7 @@ def _drive(
                 f"{takeover.detected_at - takeover.last_heartbeat:.1f} s ago)",
                 force=True,
             )
+    tables.replay = unfinished_batch(settings)
     query = start_query()
     failures = 0  # consecutive failed attempts; a committed batch resets it
     batches_at_start = 0
@@ -242,6 +244,22 @@ def _drive(
         report.alerts = metrics.totals["alerts"]
         report.dead_letters = metrics.totals["dead_letters"]
     return report
+
+
+def unfinished_batch(settings: Settings) -> int | None:
+    """The batch that the query's checkpoint holds offsets for but no commit: the one a query
+    started on it runs again first (Spark's offset and commit logs keep a file per batch id)."""
+
+    def newest(log: str) -> int:
+        folder = settings.checkpoint_dir / log
+        return (
+            max((int(path.name) for path in folder.iterdir() if path.name.isdigit()), default=-1)
+            if folder.exists()
+            else -1
+        )
+
+    planned, committed = newest("offsets"), newest("commits")
+    return planned if planned > committed else None
 
 
 def _wait_for_broker(settings: Settings, stop: threading.Event, progress: ProgressLine) -> bool:

@@ -4,9 +4,10 @@
 with the same id and the same offsets. Each sink therefore keys its output by batch id:
 
 - The lake's Delta tables (`telemetry`, `scored`, `rejected`): a batch is one Delta commit per
-  table, an append. The first batch a process writes to a table, and any batch id it wrote
-  before, may replay a batch whose commit a crash left in the table: those replace the batch's
-  rows instead (`replaceWhere batch_id = N`). Readers see a batch's rows all at once, or not at all.
+  table, an append. The batch that the checkpoint holds offsets for but no commit when a process
+  starts, and any batch id the process wrote before, may replay a batch whose commit a crash left
+  in the table: those replace the batch's rows instead (`replaceWhere batch_id = N`). Readers
+  see a batch's rows all at once, or not at all.
 - Kafka (alerts and dead letters): one transaction per batch, with a stable transactional id.
   The same transaction commits `batch id + 1` as the offset of a bookkeeping consumer group,
   atomically with the records. A replayed batch whose transaction had committed is skipped;
@@ -48,15 +49,21 @@ class DeltaBatchWriter:
     """Writes one micro-batch's rows to a Delta table of the lake, once per batch id.
 
     Which batches may be replays is known without asking the table: Spark runs a batch again only
-    after a failure, so only the first batch a process writes, or a batch id it wrote before.
+    after a failure, so only the batch that the checkpoint holds offsets for but no commit when
+    the process starts, or a batch id the process wrote before. A replacement first finds the
+    batch's files in the table's log (seconds on a fresh driver: the first batch after a takeover
+    is a new one more often than not, and then appends).
     Delta's own idempotent writes (`txnAppId`/`txnVersion`) ask the table at every commit, and
     that rebuilds the table's state from its log: 1.3-2.2 s a write here against 0.3 s for an
     append (bench/README.md).
     """
 
-    def __init__(self, spark: SparkSession, lake_url: str) -> None:
+    def __init__(self, spark: SparkSession, lake_url: str, replay: int | None = None) -> None:
+        """`replay`: the batch the query's checkpoint holds offsets for but no commit, which a
+        crash may have left half-written; None when the checkpoint says the next batch is new."""
         self.spark = spark
         self.lake_url = lake_url.rstrip("/")
+        self.replay = replay
         self._last_written: dict[str, int] = {}
 
     def url(self, table: str) -> str:
@@ -76,7 +83,7 @@ class DeltaBatchWriter:
         last = self._last_written.get(table)
         # Noted before the write: a write that fails, even after its commit, is retried as a replace.
         self._last_written[table] = batch_id if last is None else max(last, batch_id)
-        if last is None or batch_id <= last:
+        if batch_id == self.replay or (last is not None and batch_id <= last):
             writer = writer.mode("overwrite").option("replaceWhere", f"batch_id = {batch_id}")
         else:
             writer = writer.mode("append")

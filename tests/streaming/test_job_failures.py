@@ -1,8 +1,12 @@
-"""The one-line reason `warden stream` gives for a failed batch, from what Spark 4.2 reports."""
+"""What `warden stream` reads after a failure: the one-line reason it gives for a failed batch,
+from what Spark 4.2 reports, and the batch that a restarted query runs again."""
 
 from __future__ import annotations
 
-from streaming.job import failure_reason
+from pathlib import Path
+
+from infra.settings import load_settings
+from streaming.job import failure_reason, unfinished_batch
 
 _HEAD = (
     "[STREAM_FAILED] Query [id = 2221d1da, runId = 7b95725a] terminated with exception: "
@@ -58,3 +62,16 @@ def test_a_java_failure_is_named_by_its_innermost_cause() -> None:
     assert failure_reason(_HEAD + raised + _REPORT) == (
         "org.apache.hadoop.hdfs.BlockMissingException: Could not obtain block: BP-1:blk_1073741825"
     )
+
+
+def test_the_batch_run_again_is_the_one_with_offsets_and_no_commit(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path)
+    assert unfinished_batch(settings) is None  # no checkpoint yet
+    for log, batches in (("offsets", [0, 1, 2]), ("commits", [0, 1])):
+        (settings.checkpoint_dir / log).mkdir(parents=True)
+        for batch in batches:
+            (settings.checkpoint_dir / log / str(batch)).write_text("v1")
+            (settings.checkpoint_dir / log / f".{batch}.crc").write_text("")
+    assert unfinished_batch(settings) == 2
+    (settings.checkpoint_dir / "commits" / "2").write_text("v1")
+    assert unfinished_batch(settings) is None  # the next batch is a new one

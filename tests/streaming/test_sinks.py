@@ -72,8 +72,9 @@ def test_a_delta_table_holds_each_batch_once_whatever_replays(spark: SparkSessio
     first.write(_batch(spark, 0, 5, "first"), "scored", 0)
     first.write(_batch(spark, 1, 5, "first"), "scored", 1)
     first.write(_batch(spark, 1, 4, "in-process retry"), "scored", 1)
-    # A new process replays batch 1 (a crash after its Delta commit), then goes on with batch 2.
-    restarted = DeltaBatchWriter(spark, lake.root)
+    # A new process replays batch 1 (a crash after its Delta commit, before the checkpoint's
+    # commit of the batch), then goes on with batch 2.
+    restarted = DeltaBatchWriter(spark, lake.root, replay=1)
     restarted.write(_batch(spark, 1, 3, "replay"), "scored", 1)
     restarted.write(_batch(spark, 2, 5, "replay"), "scored", 2)
 
