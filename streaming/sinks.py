@@ -102,33 +102,63 @@ class TransactionalKafkaSink:
     def __init__(self, settings: Settings, query_name: str) -> None:
         self.alerts_topic = settings.topic_alerts
         self.dlq_topic = settings.topic_dlq
+        self._bootstrap = settings.kafka_bootstrap
+        self._query_name = query_name
         # The bookkeeping group's committed offset on this partition is the next batch id to write.
         self._marker = TopicPartition(settings.topic_alerts, 0)
-        common = {"bootstrap.servers": settings.kafka_bootstrap, "logger": KAFKA_CLIENT_LOG}
-        self._producer = Producer(
+        self._broker_lost = False
+        self._next: int | None = None
+        self._producer, self._consumer = self._connect()
+
+    def _connect(self) -> tuple[Producer, Consumer]:
+        common = {
+            "bootstrap.servers": self._bootstrap,
+            "logger": KAFKA_CLIENT_LOG,
+            "error_cb": self._on_error,
+        }
+        producer = Producer(
             {
                 **common,
-                "transactional.id": f"streamwarden-{query_name}",
+                "transactional.id": f"streamwarden-{self._query_name}",
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
                 "compression.type": "lz4",
             }
         )
-        self._consumer = Consumer(
+        consumer = Consumer(
             {
                 **common,
-                "group.id": f"streamwarden-{query_name}-batches",
+                "group.id": f"streamwarden-{self._query_name}-batches",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
             }
         )
-        self._next: int | None = None
         try:
             # Fences a previous instance and aborts whatever transaction it left open.
-            self._producer.init_transactions(60)
+            producer.init_transactions(60)
         except KafkaException as exc:
-            raise ServiceError(f"Kafka transactions unavailable at {settings.kafka_bootstrap}: {exc}") from None
+            raise ServiceError(f"Kafka transactions unavailable at {self._bootstrap}: {exc}") from None
+        return producer, consumer
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self._broker_lost = True
+
+    def _reconnect_if_the_broker_went_away(self) -> None:
+        """A new producer and consumer if the broker went away since the last transaction.
+
+        After a broker restart, librdkafka's transactional producer can wait forever for the
+        group coordinator it had cached, past any timeout (confluentinc/librdkafka#5456, #5511:
+        `send_offsets_to_transaction` never returns). A new producer finds the coordinator anew;
+        its `init_transactions` fences the old one, and the next batch id is asked again."""
+        self._producer.poll(0)  # serves the error callbacks queued since the last call
+        if not self._broker_lost:
+            return
+        log.warning("the broker went away since the last transaction: new Kafka clients for the sink")
+        self._consumer.close()
+        self._broker_lost, self._next = False, None
+        self._producer, self._consumer = self._connect()
 
     def next_batch_id(self) -> int:
         """The first batch id whose records are not committed yet: asked of the broker once, then
@@ -154,6 +184,7 @@ class TransactionalKafkaSink:
     ) -> bool:
         """Write the batch's records in one transaction; False if this batch was already written
         (then neither iterable is read)."""
+        self._reconnect_if_the_broker_went_away()
         if batch_id < self.next_batch_id():
             return False
         producer = self._producer
