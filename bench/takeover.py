@@ -1,10 +1,12 @@
 """The takeover scenario: `warden stream` with a warm standby under a steady load, its active
 driver SIGKILLed again and again and its broker once, and what landed counted exactly.
 
-Per kill: SIGKILL to the active driver's process group (the Python driver and its JVM) a moment
-after it committed a batch; the time from the kill to the first batch that the standby
-committed (each batch record names the driver that wrote it); then the killed driver started
-again, as the new standby, and waited for until it is ready: the next kill hits the other one.
+Once the active driver has caught up with the load, the standby starts (and rehearses with the
+devices the query met). Per kill, once the active driver has caught up again and the standby is
+ready: SIGKILL to the active driver's process group (the Python driver and its JVM); the time
+from the kill to the first batch that the standby committed (each batch record names the driver
+that wrote it); then the killed driver started again, as the new standby: the next kill hits the
+other one.
 Half-way, the broker is SIGKILLed and started again by `warden up --service kafka` while the
 load and both drivers run; the time from its kill to the next batch with events.
 
@@ -41,6 +43,7 @@ from systems import Running, Streamwarden
 # What a kill costs the scenario: the standby's takeover, then the killed driver's start as the
 # new standby (JVM, session, champion: 20-40 s here); the load lasts this long per kill.
 SECONDS_PER_KILL = 45.0
+WARMUP_SECONDS = 30.0
 
 
 def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devices: int) -> dict:
@@ -62,10 +65,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
     bounce: dict = {}
     try:
         wait_for(system.started, 300, first, "the stream to start")
-        standby = system.start_standby(0)
-        drivers[standby.proc.pid] = standby
-        wait_for(lambda: _role(scratch, standby) == "standby", 300, standby, "the standby to be ready")
-        seconds = kills * SECONDS_PER_KILL + 30
+        seconds = kills * SECONDS_PER_KILL + WARMUP_SECONDS + 30
         load = threading.Thread(
             target=lambda: offered.append(
                 simulate(
@@ -77,17 +77,23 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
             daemon=True,
         )
         load.start()
+        # A warm system, as in production: the active driver caught up with the load, then the
+        # standby started (it rehearses with the devices the query has met) and ready.
+        time.sleep(WARMUP_SECONDS)
+        wait_for(lambda: _caught_up(scratch, first.proc.pid, rate), 600, first, "the active driver to catch up")
+        standby = system.start_standby(0)
+        drivers[standby.proc.pid] = standby
+        wait_for(lambda: _role(scratch, standby) == "standby", 300, standby, "the standby to be ready")
         producer = Producer({"bootstrap.servers": scratch.kafka_bootstrap, "enable.idempotence": True})
         for kill in range(1, kills + 1):
             active = drivers[_active_pid(scratch)]
             standby = next(r for pid, r in drivers.items() if pid != active.proc.pid and r.proc.poll() is None)
             wait_for(lambda standby=standby: _role(scratch, standby) == "standby", 300, standby, "the standby")
-            since = time.time()
             wait_for(
-                lambda since=since, active=active: _batch_after(scratch, active.proc.pid, since) is not None,
-                120,
+                lambda active=active: _caught_up(scratch, active.proc.pid, rate),
+                600,
                 active,
-                "a batch of the active driver",
+                "the active driver to catch up with the load",
             )
             letter = f"takeover bench: malformed {kill}".encode()
             producer.produce(scratch.topic_telemetry, letter, b"dev-00001")
@@ -178,6 +184,17 @@ def _bounce_broker(settings: Settings, scratch: Settings, progress: ProgressLine
             return {"broker_restart_s": restarted - killed, "stream_back_s": back - killed}
         time.sleep(0.5)
     raise SystemExit("error: the stream scored nothing in 600 s after the broker came back")
+
+
+def _caught_up(settings: Settings, driver: int, rate: float) -> bool:
+    """The driver's newest batch ended less than a batch ago and left at most two seconds of load
+    behind it: a kill now finds the stream in its steady state, not draining a backlog."""
+    records = [r for r in batch_records(settings) if r.get("driver") == driver and r.get("input_rows")]
+    if not records:
+        return False
+    newest = records[-1]
+    recent = time.time() - float(newest.get("finished_at") or 0) < max(2 * newest["batch_duration_ms"] / 1000, 5)
+    return recent and float(newest.get("consumer_lag_records") or 0) <= 2 * rate
 
 
 def _role(settings: Settings, running: Running) -> str | None:
