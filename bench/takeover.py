@@ -30,6 +30,7 @@ import orjson
 from confluent_kafka import Producer
 
 from infra.lake import Lake
+from infra.logs import KAFKA_CLIENT_LOG
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
@@ -40,10 +41,11 @@ from streaming.metrics import batch_records, read_takeovers
 from streaming.simulation import SimulationParams, simulate
 from systems import Running, Streamwarden
 
-# What a kill costs the scenario: the standby's takeover, then the killed driver's start as the
-# new standby (JVM, session, champion: 20-40 s here); the load lasts this long per kill.
-SECONDS_PER_KILL = 45.0
 WARMUP_SECONDS = 30.0
+# The load goes on until the last kill's takeover is measured, and this long after it.
+TAIL_SECONDS = 30.0
+# A bound on the load, in case the scenario fails before it stops it.
+MAX_SECONDS_PER_KILL = 600.0
 
 
 def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devices: int) -> dict:
@@ -63,15 +65,17 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
     malformed: list[bytes] = []
     kills_measured: list[dict] = []
     bounce: dict = {}
+    load_done = threading.Event()
     try:
         wait_for(system.started, 300, first, "the stream to start")
-        seconds = kills * SECONDS_PER_KILL + WARMUP_SECONDS + 30
+        seconds = kills * MAX_SECONDS_PER_KILL + WARMUP_SECONDS + TAIL_SECONDS
         load = threading.Thread(
             target=lambda: offered.append(
                 simulate(
                     scratch,
                     SimulationParams(devices=devices, rate=rate, duration=seconds, seed=23),
                     ProgressLine("takeover load"),
+                    stop=load_done,
                 ).events
             ),
             daemon=True,
@@ -84,7 +88,9 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         standby = system.start_standby(0)
         drivers[standby.proc.pid] = standby
         wait_for(lambda: _role(scratch, standby) == "standby", 300, standby, "the standby to be ready")
-        producer = Producer({"bootstrap.servers": scratch.kafka_bootstrap, "enable.idempotence": True})
+        producer = Producer(
+            {"bootstrap.servers": scratch.kafka_bootstrap, "enable.idempotence": True, "logger": KAFKA_CLIENT_LOG}
+        )
         for kill in range(1, kills + 1):
             active = drivers[_active_pid(scratch)]
             standby = next(r for pid, r in drivers.items() if pid != active.proc.pid and r.proc.poll() is None)
@@ -124,12 +130,15 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
             if kill == kills // 2:
                 wait_for(lambda c=comeback: _role(scratch, c) == "standby", 300, comeback, "the new standby")
                 bounce = _bounce_broker(settings, scratch, progress)
+        time.sleep(TAIL_SECONDS)
+        load_done.set()
         load.join()
         _wait_scored(scratch, offered[0])
         time.sleep(3)  # a duplicate would land now
         for running in drivers.values():
             running.stop()
     finally:
+        load_done.set()
         for running in drivers.values():
             running.kill()
     scored = Lake(scratch).read_table("scored", ["event_id", "is_alert"])

@@ -28,7 +28,7 @@ from models.loader import ChampionWatcher, ScoringModel
 from models.registry import VersionInfo, configure_mlflow
 from streaming.batch import BatchProcessor
 from streaming.drivers import Driver
-from streaming.kafka_io import require_broker
+from streaming.kafka_io import kafka_source_options, require_broker
 from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
 from streaming.parse import parse_events
 from streaming.rehearsal import rehearse
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 QUERY_NAME = "warden-stream"
-KAFKA_FETCH_MAX_WAIT_MS = 5
 
 
 @dataclass
@@ -289,15 +288,10 @@ def telemetry_records(spark: SparkSession, settings: Settings) -> DataFrame:
     """The telemetry topic's raw records as a streaming DataFrame, read as the job reads them."""
     source = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-        .option("subscribe", settings.topic_telemetry)
+        .options(**kafka_source_options(settings))
         .option("startingOffsets", settings.stream_starting_offsets)
         .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
         .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
-        # A task reads its Kafka partitions one after the other, and each read first waits for the
-        # consumer's idle fetch, which the broker holds for this long when no new data comes (500 ms
-        # by default: 6 s per batch on a 12-partition topic).
-        .option("kafka.fetch.max.wait.ms", str(KAFKA_FETCH_MAX_WAIT_MS))
         .load()
     )
     # Few tasks: per-task overhead, not work, dominates small batches, and with a single one the

@@ -1,4 +1,5 @@
-"""Kafka clients for the Python side: the telemetry producer and reading a topic back."""
+"""Kafka clients for the Python side (the telemetry producer, reading a topic back) and how Spark's
+`kafka` source reads the telemetry topic."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from infra.logs import KAFKA_CLIENT_LOG
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker, admin_client
 from infra.stack.service import PROBE_TIMEOUTS, require
+
+KAFKA_FETCH_MAX_WAIT_MS = 5
 
 
 def telemetry_producer(settings: Settings) -> Producer:
@@ -87,6 +90,18 @@ class Offsets:
 
     topic: str
     by_partition: dict[int, int] = field(default_factory=dict)
+
+
+def kafka_source_options(settings: Settings) -> dict[str, str]:
+    """How Spark's `kafka` source reads the telemetry topic, for the query and its rehearsal."""
+    return {
+        "kafka.bootstrap.servers": settings.kafka_bootstrap,
+        "subscribe": settings.topic_telemetry,
+        # A task reads its Kafka partitions one after the other, and each read first waits for
+        # the consumer's idle fetch, which the broker holds for this long when no new data comes
+        # (500 ms by default: 6 s per batch on a 12-partition topic).
+        "kafka.fetch.max.wait.ms": str(KAFKA_FETCH_MAX_WAIT_MS),
+    }
 
 
 def end_offsets(settings: Settings, topic: str) -> Offsets:

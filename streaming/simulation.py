@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -50,8 +51,14 @@ class SimulationReport:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def simulate(settings: Settings, params: SimulationParams, progress: ProgressLine | None = None) -> SimulationReport:
-    """Produce telemetry for `duration` seconds (or `events` events) at `rate` events/s.
+def simulate(
+    settings: Settings,
+    params: SimulationParams,
+    progress: ProgressLine | None = None,
+    stop: threading.Event | None = None,
+) -> SimulationReport:
+    """Produce telemetry for `duration` seconds (or `events` events) at `rate` events/s, or until
+    `stop` is set.
 
     Event time advances with the schedule (devices / rate between a device's readings), so when
     the producer keeps up, `ts` follows the wall clock; when it cannot, the summary says so.
@@ -80,7 +87,7 @@ def simulate(settings: Settings, params: SimulationParams, progress: ProgressLin
     buffered = 0
     started = time.monotonic()
     step = 0
-    while report.events < total:
+    while report.events < total and not (stop is not None and stop.is_set()):
         chunk = generator.next_chunk(rounds_per_step)
         chunk = chunk.head(min(len(chunk), total - report.events))
         keys, values = chunk.json_events(generator.fleet)

@@ -17,7 +17,7 @@ from infra.lake import Lake
 from infra.settings import Settings, load_settings
 from infra.stack.kafka import admin_client
 from streaming.kafka_io import committed_records
-from streaming.sinks import DeltaBatchWriter, TransactionalKafkaSink
+from streaming.sinks import BATCH_COMMIT, DeltaBatchWriter, TransactionalKafkaSink
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +87,25 @@ def test_a_delta_table_holds_each_batch_once_whatever_replays(spark: SparkSessio
     assert rows["event_id"].is_unique and len(rows) == 5 + 3 + 5
     assert sorted(restarted.read_batch("scored", 1).columns) == ["attempt", "batch_id", "event_id", "ts"]
     assert restarted.read_batch("scored", 1).count() == 3
+
+
+def test_a_replay_appends_when_the_table_holds_no_commit_of_its_batch(spark: SparkSession, tmp_path: Path) -> None:
+    lake = Lake(load_settings(home=tmp_path, lake_root=str(tmp_path / "lake")))
+    DeltaBatchWriter(spark, lake.root).write(_batch(spark, 0, 5, "first"), "scored", 0)
+    # The driver died during batch 1, before its lake commit: the new one's replay of it appends
+    # (no search of the table's files for batch 1), then batch 2 appends too.
+    restarted = DeltaBatchWriter(spark, lake.root, replay=1)
+    restarted.write(_batch(spark, 1, 3, "replay"), "scored", 1)
+    restarted.write(_batch(spark, 2, 4, "replay"), "scored", 2)
+
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{restarted.url('scored')}`").orderBy("version").collect()
+    assert [(h.userMetadata, h.operationParameters["mode"]) for h in history] == [
+        (f"{BATCH_COMMIT}0", "Append"),
+        (f"{BATCH_COMMIT}1", "Append"),
+        (f"{BATCH_COMMIT}2", "Append"),
+    ]
+    rows = lake.read_table("scored").to_pandas()
+    assert rows["event_id"].is_unique and len(rows) == 5 + 3 + 4
 
 
 def test_a_python_reader_sees_whole_batches_while_the_stream_commits(spark: SparkSession, tmp_path: Path) -> None:
