@@ -156,6 +156,14 @@ class Settings(BaseSettings):
         "active driver silent for longer than this (hung, not dead: a dead one is taken over at once), after "
         "killing its processes so that it never writes again.",
     )
+    stream_batch_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="A micro-batch running longer than this is taken as stuck (a Kafka client that waits forever "
+        "on a broker that went away): its driver stops renewing its lease, so that a standby fences it and takes "
+        "over, and `warden status` shows the stream as not running. A full batch of "
+        "WARDEN_STREAM_MAX_OFFSETS_PER_TRIGGER events takes 30-60 s on two cores.",
+    )
     stream_standby: bool = Field(
         default=False,
         description="`warden up --service stream` also starts a standby driver beside the active one: it waits "

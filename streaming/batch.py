@@ -110,18 +110,28 @@ class BatchProcessor:
         # Held while a batch runs, so a shutdown can wait for the batch to finish.
         self.busy = threading.Lock()
         self.stopping = threading.Event()
+        self._batch_started: float | None = None
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
         if self.stopping.is_set():
             # Shutting down: fail before any side effect; the batch is replayed on restart.
             raise StopRequested(f"batch {batch_id} not started: the job is stopping")
         with self.busy:
-            if batch_id < self.kafka_sink().next_batch_id():
-                # Replayed after a crash that followed its Kafka transaction: every sink was written
-                # before that transaction committed, so nothing is written again.
-                self.metrics.record_batch(BatchMetrics(batch_id, skipped_as_written=True))
-            else:
-                self._process(records, batch_id)
+            self._batch_started = time.monotonic()
+            try:
+                if batch_id < self.kafka_sink().next_batch_id():
+                    # Replayed after a crash that followed its Kafka transaction: every sink was
+                    # written before that transaction committed, so nothing is written again.
+                    self.metrics.record_batch(BatchMetrics(batch_id, skipped_as_written=True))
+                else:
+                    self._process(records, batch_id)
+            finally:
+                self._batch_started = None
+
+    def running_for(self) -> float:
+        """Seconds the batch in flight has run so far; 0 between batches."""
+        started = self._batch_started
+        return 0.0 if started is None else time.monotonic() - started
 
     def _process(self, parsed: DataFrame, batch_id: int) -> None:
         model = self.champion()

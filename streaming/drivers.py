@@ -8,7 +8,10 @@ champion loaded.
 
 A holder that hangs (SIGSTOP, a machine that swaps, a JVM stuck in a pause) keeps its lock. So
 every driver also keeps a record under WARDEN_HOME/stream/drivers (its pid, its processes, its
-role) and rewrites it every second: a lease. A standby that sees the active driver's record
+role) and rewrites it every second: a lease. A driver whose batch has run longer than
+`stream_batch_timeout_seconds` stops renewing it: its process lives, but a batch stuck for good
+(a Kafka client waiting forever on a broker that went away: confluentinc/librdkafka#5456) is as
+hung as a stopped process. A standby that sees the active driver's record
 untouched for `stream_lease_seconds` fences it before taking over: SIGKILL to each process the
 record names (the Python driver and its JVM), matched by start time, so a reused pid is never
 hit. Fencing by killing the old holder is what makes the lease safe: a driver that was only
@@ -31,7 +34,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -127,6 +130,8 @@ class Driver:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._batch_running_for: Callable[[], float] = lambda: 0.0
+        self._stalled = False
         folder = drivers_folder(settings)
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{os.getpid()}.json"
@@ -210,6 +215,11 @@ class Driver:
             return Takeover(previous.pid, cause, previous.heartbeat, detected, fenced)
         return None
 
+    def watch(self, batch_running_for: Callable[[], float]) -> None:
+        """Renew the lease only while the batch in flight, if any, has run for at most
+        `stream_batch_timeout_seconds` (`batch_running_for`: its seconds so far, 0 between batches)."""
+        self._batch_running_for = batch_running_for
+
     def _become(self, role: Role) -> None:
         self._role, self._since = role, time.time()
         self._write()
@@ -229,10 +239,25 @@ class Driver:
 
     def _beating(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
+            if self._batch_stalled():
+                continue
             try:
                 self._write()
             except OSError as exc:  # a full disk must not end the driver; a standby may fence it
                 log.warning("driver heartbeat not written: %s", exc)
+
+    def _batch_stalled(self) -> bool:
+        running_for, limit = self._batch_running_for(), self.settings.stream_batch_timeout_seconds
+        stalled = running_for > limit
+        if stalled and not self._stalled:
+            log.error(
+                "the batch in flight has run for %.0f s (WARDEN_STREAM_BATCH_TIMEOUT_SECONDS: %g): the lease is no "
+                "longer renewed, a standby fences this driver and takes over",
+                running_for,
+                limit,
+            )
+        self._stalled = stalled
+        return stalled
 
     def _write(self) -> None:
         processes = []

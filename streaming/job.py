@@ -160,6 +160,7 @@ def _drive(
         kafka_sink,
         metrics,
     )
+    driver.watch(processor.running_for)
     spark.streams.addListener(ProgressListener(metrics))
     # Parsed and validated on the streaming DataFrame: the plan is built and analysed once, not
     # in every batch.

@@ -21,13 +21,16 @@ from infra.settings import Settings, load_settings
 from streaming.drivers import Cause, Driver, read_drivers
 
 LEASE_SECONDS = 2.0
+# A driver holding the query; argv[2]: how long its batch in flight has run (0: none in flight).
 ACTIVE = """
 import subprocess, sys, time
 from infra.settings import load_settings
 from streaming.drivers import Driver
 jvm = subprocess.Popen(["sleep", "300"])
-with Driver(load_settings(home=sys.argv[1])) as driver:
+settings = load_settings(home=sys.argv[1], stream_batch_timeout_seconds=60)
+with Driver(settings) as driver:
     driver.take_now()
+    driver.watch(lambda: float(sys.argv[2]))
     print(jvm.pid, flush=True)
     time.sleep(300)
 """
@@ -39,10 +42,18 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def active(settings: Settings) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def batch_running_for() -> float:
+    return 0.0
+
+
+@pytest.fixture
+def active(settings: Settings, batch_running_for: float) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """A driver holding the query in a child process, and the pid of its stand-in JVM."""
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-c", ACTIVE, str(settings.home)], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, "-c", ACTIVE, str(settings.home), str(batch_running_for)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     jvm = int(proc.stdout.readline())
@@ -91,6 +102,22 @@ def test_a_hung_driver_is_fenced_once_its_lease_runs_out(settings: Settings, act
     assert proc.wait(10) == -signal.SIGKILL
     assert takeover.fenced == 2  # the Python driver and its "JVM"
     assert not psutil.pid_exists(jvm) or psutil.Process(jvm).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.parametrize("batch_running_for", [61.0])
+def test_a_driver_whose_batch_is_stuck_is_fenced_once_its_lease_runs_out(settings: Settings, active: tuple) -> None:
+    """Alive and heartbeating, but its batch has run past the timeout (60 s): it stops renewing
+    its lease, and a standby fences it as it fences a stopped one."""
+    proc, _jvm = active
+    assert [d.role for d in read_drivers(settings)] == ["active"]
+    gave_up = threading.Event()
+    threading.Timer(30, gave_up.set).start()  # a driver that renewed its lease would be waited for forever
+    takeover, was_active = _standby(settings, gave_up)
+    gave_up.set()
+    assert was_active
+    assert takeover is not None and takeover.cause == Cause.UNRESPONSIVE
+    assert proc.wait(10) == -signal.SIGKILL
+    assert takeover.fenced == 2
 
 
 def test_a_standby_with_nobody_before_it_starts_the_query_without_a_takeover(settings: Settings) -> None:
