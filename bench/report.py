@@ -137,7 +137,8 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| takeover by the warm standby after SIGKILL (streamwarden, {len(tk['kills'])} kills at "
             f"{tk['offered_per_second']:,.0f}/s) | {tk['takeover_s']['median']:.2f} s "
-            f"({tk['takeover_s']['min']:.2f}–{tk['takeover_s']['max']:.2f}) to the standby's first batch; broker "
+            f"({tk['takeover_s']['min']:.2f}–{tk['takeover_s']['max']:.2f}) to the standby's first batch, whose "
+            f"events a steady batch holds in {tk.get('steady_batch_seconds', float('nan')):.1f} s; broker "
             f"SIGKILL + restart: scoring again {bounce.get('stream_back_s', float('nan')):.1f} s after it; lost "
             f"{tk['lost']}, duplicated {tk['duplicated_scored'] + tk['duplicated_alerts']}, alerts as scored: "
             f"{tk['alerts_match_scored']}, dead letters once: {tk['dead_letters_match']} |"

@@ -18,6 +18,7 @@ plot beside it, and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeGuard
 
+from confluent_kafka import KafkaException
 from pydantic import SecretStr
 
 from features.formulas import FEATURE_COLUMNS
@@ -242,7 +244,9 @@ def main() -> None:
             bench = on_the_champion(settings, bench, args, names, result, stem, topics)
     finally:
         if topics:
-            admin_client(bench).delete_topics(topics)
+            for deleted in admin_client(bench).delete_topics(topics).values():
+                with contextlib.suppress(KafkaException):  # one a scenario never created
+                    deleted.result(30)
         shutil.rmtree(bench.home, ignore_errors=True)
     save(result, stem)
     plot(result, RESULTS / f"{stem}-latency.png")

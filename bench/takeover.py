@@ -57,6 +57,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         }
     )
     system = Streamwarden(scratch)
+    scratch = system.settings  # with the system's own alert and dead-letter topics
     progress = ProgressLine("takeover")
     drivers: dict[int, Running] = {}
     first = system.start("latest")
@@ -88,6 +89,9 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         standby = system.start_standby(0)
         drivers[standby.proc.pid] = standby
         wait_for(lambda: _role(scratch, standby) == "standby", 300, standby, "the standby to be ready")
+        wait_for(lambda: _caught_up(scratch, first.proc.pid, rate), 600, first, "the active driver to catch up")
+        time.sleep(15)  # five batches or so at the steady state
+        steady_rows, steady_seconds = _steady(scratch, first.proc.pid)
         producer = Producer(
             {"bootstrap.servers": scratch.kafka_bootstrap, "enable.idempotence": True, "logger": KAFKA_CLIENT_LOG}
         )
@@ -96,7 +100,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
             standby = next(r for pid, r in drivers.items() if pid != active.proc.pid and r.proc.poll() is None)
             wait_for(lambda standby=standby: _role(scratch, standby) == "standby", 300, standby, "the standby")
             wait_for(
-                lambda active=active: _caught_up(scratch, active.proc.pid, rate),
+                lambda active=active: _caught_up(scratch, active.proc.pid, rate, steady_rows),
                 600,
                 active,
                 "the active driver to catch up with the load",
@@ -114,17 +118,26 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
                 standby,
                 f"the standby's first batch after kill {kill}",
             )
-            back = _batch_after(scratch, standby.proc.pid, killed)
+            first_batch = _batch_after(scratch, standby.proc.pid, killed) or {}
+            seconds = float(first_batch["finished_at"]) - killed
             record = read_takeovers(scratch)[-1]
             kills_measured.append(
                 {
                     "kill": kill,
-                    "seconds": back - killed,  # type: ignore[operator]
+                    "seconds": seconds,
                     "recorded_seconds": record["seconds"],
+                    "detection_seconds": record["detection_seconds"],
                     "fenced": record["fenced"],
+                    # The first batch is most often the killed driver's, run again: its size is the load's.
+                    "first_batch_rows": first_batch.get("input_rows", 0),
+                    "first_batch_seconds": first_batch["batch_duration_ms"] / 1000,
+                    "first_batch_phases_ms": first_batch.get("phases_ms") or {},
                 }
             )
-            progress.update(f"kill {kill}/{kills}: the standby committed a batch {back - killed:.2f} s after it")  # type: ignore[operator]
+            progress.update(
+                f"kill {kill}/{kills}: the standby committed a batch {seconds:.2f} s after it "
+                f"({first_batch.get('input_rows', 0):,} events in {first_batch['batch_duration_ms'] / 1000:.1f} s)"
+            )
             comeback = system.start_standby(kill)
             drivers[comeback.proc.pid] = comeback
             if kill == kills // 2:
@@ -149,6 +162,8 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
     times = [k["seconds"] for k in kills_measured]
     return {
         "offered_per_second": rate,
+        "steady_batch_rows": steady_rows,
+        "steady_batch_seconds": steady_seconds,
         "offered": offered[0],
         "malformed": len(malformed),
         "kills": kills_measured,
@@ -195,15 +210,27 @@ def _bounce_broker(settings: Settings, scratch: Settings, progress: ProgressLine
     raise SystemExit("error: the stream scored nothing in 600 s after the broker came back")
 
 
-def _caught_up(settings: Settings, driver: int, rate: float) -> bool:
-    """The driver's newest batch ended less than a batch ago and left at most two seconds of load
-    behind it: a kill now finds the stream in its steady state, not draining a backlog."""
+def _caught_up(settings: Settings, driver: int, rate: float, steady_rows: float | None = None) -> bool:
+    """The driver's newest batch ended less than a batch ago, left at most two seconds of load
+    behind it and, once the steady batch is known, held at most 1.5 of it: a kill now finds the
+    stream in its steady state, not draining a backlog. (The lag alone does not tell: while the
+    broker was away, the load waited in its producer, not in the topic.)"""
     records = [r for r in batch_records(settings) if r.get("driver") == driver and r.get("input_rows")]
     if not records:
         return False
     newest = records[-1]
     recent = time.time() - float(newest.get("finished_at") or 0) < max(2 * newest["batch_duration_ms"] / 1000, 5)
-    return recent and float(newest.get("consumer_lag_records") or 0) <= 2 * rate
+    steady = steady_rows is None or newest["input_rows"] <= 1.5 * steady_rows
+    return recent and steady and float(newest.get("consumer_lag_records") or 0) <= 2 * rate
+
+
+def _steady(settings: Settings, driver: int) -> tuple[float, float]:
+    """The median size and duration (s) of the driver's last five batches: its steady batch."""
+    records = [r for r in batch_records(settings) if r.get("driver") == driver and r.get("input_rows")][-5:]
+    return (
+        float(statistics.median(r["input_rows"] for r in records)),
+        float(statistics.median(r["batch_duration_ms"] for r in records)) / 1000,
+    )
 
 
 def _role(settings: Settings, running: Running) -> str | None:
@@ -214,14 +241,10 @@ def _active_pid(settings: Settings) -> int:
     return next(d.pid for d in read_drivers(settings) if d.role == "active")
 
 
-def _batch_after(settings: Settings, driver: int, since: float) -> float | None:
-    """When the first batch that `driver` committed after `since` finished, if any."""
-    ends = [
-        float(r["finished_at"])
-        for r in batch_records(settings)
-        if r.get("driver") == driver and (r.get("finished_at") or 0) > since
-    ]
-    return min(ends) if ends else None
+def _batch_after(settings: Settings, driver: int, since: float) -> dict | None:
+    """The record of the first batch that `driver` committed after `since`, if any."""
+    after = [r for r in batch_records(settings) if r.get("driver") == driver and (r.get("finished_at") or 0) > since]
+    return min(after, key=lambda r: r["finished_at"]) if after else None
 
 
 def _wait_scored(settings: Settings, offered: int) -> None:

@@ -34,20 +34,23 @@ from streaming.sinks import DeltaBatchWriter
 from streaming.state import LastReadings
 
 REHEARSALS = 3  # the first compiles, the next ones let the JIT compile what runs per row
-EVENTS_PER_DEVICE = 4
+# About a steady batch at a few thousand events/s: enough rows for the JIT's optimizing compiler
+# (thousands of calls of what runs per row), few enough that the active driver barely notices.
+REHEARSAL_EVENTS = 6_000
 MAX_DEVICES = 500
 
 
 def rehearse(
     settings: Settings, spark: SparkSession, processor: BatchProcessor, readings: LastReadings, progress: ProgressLine
 ) -> None:
-    """Score a few events of each device the query met last, REHEARSALS times, into a scratch table."""
+    """Score the topic's REHEARSAL_EVENTS newest events against the readings of the devices the
+    query met last, REHEARSALS times, into a scratch table."""
     latest = readings.before(sys.maxsize)  # after the newest batch
     if not latest:
         progress.update("standby: the query has met no device yet, nothing to rehearse with", force=True)
         return
     devices = dict(sorted(latest.items())[:MAX_DEVICES])
-    parsed = parse_events(_newest_records(spark, settings, len(devices) * EVENTS_PER_DEVICE), settings.max_event_bytes)
+    parsed = parse_events(_newest_records(spark, settings, REHEARSAL_EVENTS), settings.max_event_bytes)
     scratch = settings.home / "stream" / f"rehearsal-{os.getpid()}"
     tables = DeltaBatchWriter(spark, scratch.as_uri())
     try:
@@ -79,5 +82,11 @@ def _newest_records(spark: SparkSession, settings: Settings, events: int) -> Dat
             ("endingOffsets", end),
         )
     }
-    records = spark.read.format("kafka").options(**kafka_source_options(settings), **offsets).load()
+    # Records that retention deleted meanwhile are simply not rehearsed with.
+    records = (
+        spark.read.format("kafka")
+        .options(**kafka_source_options(settings), **offsets)
+        .option("failOnDataLoss", "false")
+        .load()
+    )
     return records.coalesce(settings.stream_batch_tasks)
