@@ -184,16 +184,18 @@ class BatchProcessor:
         clock.lap("kafka")
         self.metrics.record_batch(metrics)
 
-    def rehearse(self, parsed: DataFrame, readings: dict[str, Reading], tables: DeltaBatchWriter) -> None:
-        """Score `parsed` as a batch is scored, against these earlier readings, into `tables` (a
-        scratch lake): no Kafka transaction, no state, no metrics. What a standby runs before it
-        waits, so that its first real batch finds the JVM's classes loaded and the plan's code
-        generated and compiled (`streaming.rehearsal`)."""
+    def rehearse(
+        self, parsed: DataFrame, readings: dict[str, Reading], tables: DeltaBatchWriter, batch_id: int
+    ) -> None:
+        """Score `parsed` as batch `batch_id` is scored, against these earlier readings, into
+        `tables` (a scratch lake): no Kafka transaction, no state, no metrics. What a standby runs
+        before it waits, so that its first real batch finds the JVM's classes loaded and the plan's
+        code generated and compiled (`streaming.rehearsal`)."""
         model = self.champion()
         if model is None:
             raise RuntimeError("no champion model loaded")
-        context = self._context(sorted(readings), readings, 0)
-        self._write_scored(parsed, context, model, f"rehearsal-{time.monotonic_ns()}", 0, tables)
+        context = self._context(sorted(readings), readings, batch_id)
+        self._write_scored(parsed, context, model, f"rehearsal-{batch_id}", batch_id, tables)
 
     def _write_scored(
         self,

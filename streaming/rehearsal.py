@@ -56,7 +56,8 @@ def rehearse(
     try:
         for number in range(1, REHEARSALS + 1):
             started = time.monotonic()
-            processor.rehearse(parsed, devices, tables)
+            # A new batch id each time: appends, as a takeover's first batch most often is.
+            processor.rehearse(parsed, devices, tables, number)
             progress.update(
                 f"standby: rehearsal {number}/{REHEARSALS}: the topic's newest events scored "
                 f"in {time.monotonic() - started:.1f} s",
