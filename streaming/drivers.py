@@ -8,15 +8,15 @@ champion loaded.
 
 A holder that hangs (SIGSTOP, a machine that swaps, a JVM stuck in a pause) keeps its lock. So
 every driver also keeps a record under WARDEN_HOME/stream/drivers (its pid, its processes, its
-role) and rewrites it every second: a lease. A driver whose batch has run longer than
-`stream_batch_timeout_seconds` stops renewing it: its process lives, but a batch stuck for good
-(a Kafka client waiting forever on a broker that went away: confluentinc/librdkafka#5456) is as
-hung as a stopped process. A standby that sees the active driver's record
+role) and rewrites it every second: a lease. A standby that sees the active driver's record
 untouched for `stream_lease_seconds` fences it before taking over: SIGKILL to each process the
 record names (the Python driver and its JVM), matched by start time, so a reused pid is never
-hit. Fencing by killing the old holder is what makes the lease safe: a driver that was only
-paused never wakes up to write a batch after the takeover (HDFS's NameNode failover fences the
-same way, `sshfence`). The Kafka sink fences it a second time on its own: the new holder's
+hit. A driver whose batch has run longer than `stream_batch_timeout_seconds` stops renewing its
+lease: its process lives, but a batch stuck for good (a Kafka client waiting forever on a broker
+that went away: confluentinc/librdkafka#5456) is as hung as a stopped process. Fencing by
+killing the old holder is what makes the lease safe: a driver that was only paused never wakes
+up to write a batch after the takeover (HDFS's NameNode failover fences the same way,
+`sshfence`). The Kafka sink fences it a second time on its own: the new holder's
 `init_transactions` aborts the old one's open transaction and refuses its commits.
 
 The checkpoint lives under WARDEN_HOME on the drivers' machine (`Settings.checkpoint_dir`),

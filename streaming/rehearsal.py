@@ -8,8 +8,8 @@ compiled, then run before the JIT has compiled it, and the Delta writer's first 
 cores a standby's first batch after a takeover took 18-19 s, the batches after it 2-5 s
 (tests/streaming/test_standby.py, 4 December 2026). The rehearsal pays for that while the driver
 waits, so that a takeover meets a warm JVM. What it scores never reaches Kafka, the lake or the
-checkpoint's state, and its scratch table is removed afterwards; it also reads the lake's `scored`
-log once, which the first write after a takeover then only updates.
+checkpoint's state, and its scratch table is removed afterwards. It also reads the logs of the
+lake's `scored` and `rejected` once, which the first writes after a takeover then only update.
 """
 
 from __future__ import annotations
@@ -65,10 +65,11 @@ def rehearse(
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    # The lake's own table: its log read once now, the first write after a takeover reads only
-    # the commits made since.
-    with contextlib.suppress(AnalysisException):
-        spark.read.format("delta").load(processor.tables.url("scored")).schema  # noqa: B018
+    # The lake's own tables: their logs read once now, the first write after a takeover reads
+    # only the commits made since.
+    for table in ("scored", "rejected"):
+        with contextlib.suppress(AnalysisException):  # not written yet
+            spark.read.format("delta").load(processor.tables.url(table)).schema  # noqa: B018
 
 
 def _newest_records(spark: SparkSession, settings: Settings, events: int) -> DataFrame:

@@ -99,8 +99,8 @@ class DeltaBatchWriter:
 
     def _committed(self, table: str, batch_id: int) -> bool:
         """Whether `table` holds a commit of this batch. One driver writes at a time and its
-        batches follow each other, so the stream's newest commit tells. Reading the newest commits
-        of the log takes no Spark job. None of the stream's among them (a table written before
+        batches follow each other, so the stream's newest commit tells: only the newest commits
+        are read, not the table's files. None of the stream's among them (a table written before
         the commits named their batch, or maintenance commits since): a replace, always safe."""
         try:
             history = self.spark.sql(f"DESCRIBE HISTORY delta.`{self.url(table)}` LIMIT {_HISTORY_DEPTH}")
