@@ -335,14 +335,18 @@ def recovery(bench: Settings, number: int, rate: float, seconds: float, devices:
         for process in (running, restarted):
             if process is not None:
                 process.kill()
-    scored = Lake(scratch).read_table("scored", ["event_id", "is_alert"])
+    return {"offered": offered[0], "recovery_s": back - killed, **exactly_once(scratch, offered[0], alert_ids)}
+
+
+def exactly_once(settings: Settings, offered: int, alert_ids: list[str]) -> dict:
+    """The lake's `scored` rows against the events offered (lost, duplicated), and the alerts
+    delivered (their event ids) against the scored rows flagged as alerts."""
+    scored = Lake(settings).read_table("scored", ["event_id", "is_alert"])
     event_ids = scored.column("event_id").to_pylist()
     flagged = {e for e, alert in zip(event_ids, scored.column("is_alert").to_pylist(), strict=True) if alert}
     return {
-        "offered": offered[0],
-        "recovery_s": back - killed,
         "scored_rows": len(event_ids),
-        "lost": offered[0] - len(set(event_ids)),
+        "lost": offered - len(set(event_ids)),
         "duplicated_scored": len(event_ids) - len(set(event_ids)),
         "alerts": len(alert_ids),
         "duplicated_alerts": len(alert_ids) - len(set(alert_ids)),

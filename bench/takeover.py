@@ -34,7 +34,7 @@ from infra.logs import KAFKA_CLIENT_LOG
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
-from scenarios import wait_for
+from scenarios import exactly_once, wait_for
 from streaming.drivers import read_drivers
 from streaming.kafka_io import committed_records
 from streaming.metrics import batch_records, read_takeovers
@@ -154,9 +154,6 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         load_done.set()
         for running in drivers.values():
             running.kill()
-    scored = Lake(scratch).read_table("scored", ["event_id", "is_alert"])
-    event_ids = scored.column("event_id").to_pylist()
-    flagged = {e for e, alert in zip(event_ids, scored.column("is_alert").to_pylist(), strict=True) if alert}
     alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in committed_records(scratch, scratch.topic_alerts)]
     letters = [value for _, value, _ in committed_records(scratch, scratch.topic_dlq)]
     times = [k["seconds"] for k in kills_measured]
@@ -169,12 +166,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         "kills": kills_measured,
         "takeover_s": {"min": min(times), "median": statistics.median(times), "max": max(times)},
         "broker_bounce": bounce,
-        "scored_rows": len(event_ids),
-        "lost": offered[0] - len(set(event_ids)),
-        "duplicated_scored": len(event_ids) - len(set(event_ids)),
-        "alerts": len(alert_ids),
-        "duplicated_alerts": len(alert_ids) - len(set(alert_ids)),
-        "alerts_match_scored": set(alert_ids) == flagged,
+        **exactly_once(scratch, offered[0], alert_ids),
         "dead_letters": len(letters),
         "dead_letters_match": sorted(letters) == sorted(malformed),
     }

@@ -128,15 +128,7 @@ def committed_records(settings: Settings, topic: str, timeout: float = 120.0) ->
     """Every record of `topic` up to its end as of the call, as a read_committed consumer reads
     it: records of aborted transactions are not there, records of committed ones once."""
     ends = end_offsets(settings, topic).by_partition
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": "warden-readback",
-            "logger": KAFKA_CLIENT_LOG,
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
+    consumer = _readback_consumer(settings)
     pending = {partition for partition, end in ends.items() if end > 0}
     consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in pending])
     records: list[Record] = []
@@ -164,15 +156,7 @@ def count_records(settings: Settings, start: Offsets, end: Offsets, timeout: flo
 
     Reads with isolation.level=read_committed, so aborted transactional records are not counted.
     """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": "warden-readback",
-            "logger": KAFKA_CLIENT_LOG,
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
-    )
+    consumer = _readback_consumer(settings)
     pending = {p: end.by_partition[p] for p in end.by_partition if end.by_partition[p] > start.by_partition.get(p, 0)}
     counts = dict.fromkeys(end.by_partition, 0)
     consumer.assign([TopicPartition(end.topic, p, start.by_partition.get(p, 0)) for p in pending])
@@ -192,3 +176,16 @@ def count_records(settings: Settings, start: Offsets, end: Offsets, timeout: flo
     if pending:
         raise ServiceError(f"read-back of {end.topic} timed out with partitions {sorted(pending)} unfinished")
     return counts
+
+
+def _readback_consumer(settings: Settings) -> Consumer:
+    """A consumer that reads a topic back as a read_committed application does, committing nothing."""
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "warden-readback",
+            "logger": KAFKA_CLIENT_LOG,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
