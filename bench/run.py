@@ -18,7 +18,6 @@ plot beside it, and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.metadata
 import json
 import os
@@ -31,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeGuard
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from pydantic import SecretStr
 
 from features.formulas import FEATURE_COLUMNS
@@ -54,7 +53,7 @@ from scenarios import backlog_throughput, fixed_cost, latency, recovery, spark_f
 from streaming.scenarios import SCENARIOS as SIMULATED
 from streaming.simulation import SimulationParams, simulate
 from systems import Streamwarden, System, systems
-from takeover import takeovers
+from takeover import takeover_settings, takeovers
 from training import fleet_training
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -244,9 +243,12 @@ def main() -> None:
             bench = on_the_champion(settings, bench, args, names, result, stem, topics)
     finally:
         if topics:
-            for deleted in admin_client(bench).delete_topics(topics).values():
-                with contextlib.suppress(KafkaException):  # one a scenario never created
+            for topic, deleted in admin_client(bench).delete_topics(topics).items():
+                try:
                     deleted.result(30)
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:  # one a scenario never created
+                        print(f"warning: bench topic {topic} not deleted: {exc.args[0].str()}")
         shutil.rmtree(bench.home, ignore_errors=True)
     save(result, stem)
     plot(result, RESULTS / f"{stem}-latency.png")
@@ -307,7 +309,8 @@ def on_the_champion(
             "duplicated": sum(r["duplicated_scored"] + r["duplicated_alerts"] for r in runs),
         }
     if "streamwarden" in names and "takeover" in args.scenarios:
-        topics.append(f"{bench.topic_telemetry}_takeover")
+        scratch = Streamwarden(takeover_settings(bench)).settings
+        topics += [scratch.topic_telemetry, scratch.topic_alerts, scratch.topic_dlq]
         result["takeover"] = takeovers(settings, bench, args.takeover_rate, args.kills, args.devices)
         save(result, stem)
     if "quality" in args.scenarios:

@@ -50,12 +50,7 @@ MAX_SECONDS_PER_KILL = 600.0
 
 def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devices: int) -> dict:
     """`kills` SIGKILLs of the active driver and one broker bounce under `rate` events/s."""
-    scratch = bench.model_copy(
-        update={
-            "lake_root": str(bench.home / "takeover" / "lake"),
-            "topic_telemetry": f"{bench.topic_telemetry}_takeover",
-        }
-    )
+    scratch = takeover_settings(bench)
     system = Streamwarden(scratch)
     scratch = system.settings  # with the system's own alert and dead-letter topics
     progress = ProgressLine("takeover")
@@ -170,6 +165,20 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         "dead_letters": len(letters),
         "dead_letters_match": sorted(letters) == sorted(malformed),
     }
+
+
+def takeover_settings(bench: Settings) -> Settings:
+    """The scenario's own lake and topics: its alerts and dead letters are counted from their
+    topics' first record."""
+    return bench.model_copy(
+        update={
+            "lake_root": str(bench.home / "takeover" / "lake"),
+            **{
+                f"topic_{kind}": f"{getattr(bench, f'topic_{kind}')}_takeover"
+                for kind in ("telemetry", "alerts", "dlq")
+            },
+        }
+    )
 
 
 def _bounce_broker(settings: Settings, scratch: Settings, progress: ProgressLine) -> dict:

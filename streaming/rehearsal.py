@@ -52,7 +52,9 @@ def rehearse(
     devices = dict(sorted(latest.items())[:MAX_DEVICES])
     parsed = parse_events(_newest_records(spark, settings, REHEARSAL_EVENTS), settings.max_event_bytes)
     scratch = settings.home / "stream" / f"rehearsal-{os.getpid()}"
-    tables = DeltaBatchWriter(spark, scratch.as_uri())
+    # Its last pass runs as a takeover's first batch does: the batch the checkpoint left planned,
+    # which the table's log is asked about (`DESCRIBE HISTORY`) before an append.
+    tables = DeltaBatchWriter(spark, scratch.as_uri(), replay=REHEARSALS)
     try:
         for number in range(1, REHEARSALS + 1):
             started = time.monotonic()
