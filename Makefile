@@ -58,7 +58,7 @@ $(BENCH_STAMP): $(PY_STAMP) bench/requirements-quix.txt
 	$(BIN)/pip install --quiet --no-deps -r bench/requirements-quix.txt
 	@touch $@
 
-bench: install $(BENCH_STAMP) ## Measure throughput, latency, recovery and quality against two baselines (long: ~1 h)
+bench: install $(BENCH_STAMP) ## Measure throughput, latency, recovery, takeover and quality against two baselines (long: ~2 h)
 	$(BIN)/warden up --service kafka --service mlflow
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
