@@ -114,12 +114,12 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
                 f"the standby's first batch after kill {kill}",
             )
             first_batch = _batch_after(scratch, standby.proc.pid, killed) or {}
-            seconds = float(first_batch["finished_at"]) - killed
+            took = float(first_batch["finished_at"]) - killed
             record = read_takeovers(scratch)[-1]
             kills_measured.append(
                 {
                     "kill": kill,
-                    "seconds": seconds,
+                    "seconds": took,
                     "recorded_seconds": record["seconds"],
                     "detection_seconds": record["detection_seconds"],
                     "fenced": record["fenced"],
@@ -130,7 +130,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
                 }
             )
             progress.update(
-                f"kill {kill}/{kills}: the standby committed a batch {seconds:.2f} s after it "
+                f"kill {kill}/{kills}: the standby committed a batch {took:.2f} s after it "
                 f"({first_batch.get('input_rows', 0):,} events in {first_batch['batch_duration_ms'] / 1000:.1f} s)"
             )
             comeback = system.start_standby(kill)
