@@ -47,16 +47,23 @@ class Phase:
 
 
 def _first_champion(settings: Settings, spark: SparkSession) -> str:
-    """The champion's version; trains and approves a first model when there is none."""
+    """The champion's version; trains and approves a first model when there is none, or when the
+    champion was trained on other model inputs than the stream computes (it would refuse it)."""
+    from features.formulas import FEATURE_COLUMNS
     from models.estimators import RANDOM_FOREST
     from pipelines.promotion import decide
     from pipelines.retrain import retrain, window_ending
 
     client = registry.configure_mlflow(settings)
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
-    if champion is not None:
+    if champion is not None and list(champion.features) == list(FEATURE_COLUMNS):
         click.echo(f"  champion: version {champion.version} ({champion.kind})")
         return champion.version
+    if champion is not None:
+        click.echo(
+            f"  champion: version {champion.version} was trained on other model inputs than the stream computes "
+            "(an earlier release's); training a new one"
+        )
     # A quick first model: the paper's Random Forest alone.
     report = retrain(
         settings, spark, window_ending(settings, datetime.now(UTC)), (RANDOM_FOREST,), progress=ProgressLine("  train")
