@@ -53,7 +53,7 @@ from scenarios import backlog_throughput, fixed_cost, latency, recovery, spark_f
 from streaming.scenarios import SCENARIOS as SIMULATED
 from streaming.simulation import SimulationParams, simulate
 from systems import Streamwarden, System, systems
-from takeover import takeover_settings, takeovers
+from takeover import takeovers
 from training import fleet_training
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -309,9 +309,7 @@ def on_the_champion(
             "duplicated": sum(r["duplicated_scored"] + r["duplicated_alerts"] for r in runs),
         }
     if "streamwarden" in names and "takeover" in args.scenarios:
-        scratch = Streamwarden(takeover_settings(bench)).settings
-        topics += [scratch.topic_telemetry, scratch.topic_alerts, scratch.topic_dlq]
-        result["takeover"] = takeovers(settings, bench, args.takeover_rate, args.kills, args.devices)
+        result["takeover"] = takeovers(settings, bench, args.takeover_rate, args.kills, args.devices, topics)
         save(result, stem)
     if "quality" in args.scenarios:
         # Fixed seed and model: repeated within the hour, it gives the same figures.

@@ -48,11 +48,12 @@ TAIL_SECONDS = 30.0
 MAX_SECONDS_PER_KILL = 600.0
 
 
-def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devices: int) -> dict:
-    """`kills` SIGKILLs of the active driver and one broker bounce under `rate` events/s."""
-    scratch = takeover_settings(bench)
-    system = Streamwarden(scratch)
+def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devices: int, topics: list[str]) -> dict:
+    """`kills` SIGKILLs of the active driver and one broker bounce under `rate` events/s; the
+    topics it creates are added to `topics`."""
+    system = Streamwarden(_takeover_settings(bench))
     scratch = system.settings  # with the system's own alert and dead-letter topics
+    topics += [scratch.topic_telemetry, scratch.topic_alerts, scratch.topic_dlq]
     progress = ProgressLine("takeover")
     drivers: dict[int, Running] = {}
     first = system.start("latest")
@@ -167,7 +168,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
     }
 
 
-def takeover_settings(bench: Settings) -> Settings:
+def _takeover_settings(bench: Settings) -> Settings:
     """The scenario's own lake and topics: its alerts and dead letters are counted from their
     topics' first record."""
     return bench.model_copy(
