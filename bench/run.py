@@ -243,7 +243,8 @@ def main() -> None:
             bench = on_the_champion(settings, bench, args, names, result, stem, topics)
     finally:
         if topics:
-            for topic, deleted in admin_client(bench).delete_topics(topics).items():
+            admin = admin_client(bench)  # held: its handle ends the deletions it is destroyed with
+            for topic, deleted in admin.delete_topics(topics).items():
                 try:
                     deleted.result(30)
                 except KafkaException as exc:

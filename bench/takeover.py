@@ -214,15 +214,18 @@ def _bounce_broker(settings: Settings, scratch: Settings, progress: ProgressLine
 
 def _caught_up(settings: Settings, driver: int, rate: float, steady_rows: float | None = None) -> bool:
     """The driver's newest batch ended less than a batch ago, left at most two seconds of load
-    behind it and, once the steady batch is known, held at most 1.5 of it: a kill now finds the
-    stream in its steady state, not draining a backlog. (The lag alone does not tell: while the
-    broker was away, the load waited in its producer, not in the topic.)"""
+    behind it and, once the steady batch is known, it and the two before it held at most 1.5 of
+    it: a kill now finds the stream in its steady state, not draining a backlog. (The lag alone
+    does not tell: while the broker was away, the load waited in its producer, not in the topic,
+    and came as a burst after one small batch: a kill then hit a batch of 57k events.)"""
     records = [r for r in batch_records(settings) if r.get("driver") == driver and r.get("input_rows")]
     if not records:
         return False
     newest = records[-1]
     recent = time.time() - float(newest.get("finished_at") or 0) < max(2 * newest["batch_duration_ms"] / 1000, 5)
-    steady = steady_rows is None or newest["input_rows"] <= 1.5 * steady_rows
+    steady = steady_rows is None or (
+        len(records) >= 3 and all(r["input_rows"] <= 1.5 * steady_rows for r in records[-3:])
+    )
     return recent and steady and float(newest.get("consumer_lag_records") or 0) <= 2 * rate
 
 

@@ -112,6 +112,9 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         # stream over reads the table's protocol and metadata from it, where it would otherwise
         # replay the log in two Spark jobs before its first write (1-2 s).
         .config("spark.databricks.delta.history.metricsEnabled", "false")
+        # An idle Kafka consumer stays in Spark's pool this long (5 minutes by default): a standby
+        # that waits for hours still finds the ones its rehearsal made (`streaming.kafka_io`).
+        .config("spark.kafka.consumer.cache.timeout", "7d")
     )
     jars = scoring_jars(settings) + delta_jars(settings) + (connector_jars(settings) if with_kafka else [])
     builder = builder.config("spark.jars", ",".join(jars))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import threading
@@ -63,6 +64,27 @@ _CONTEXT_SCHEMA = T.StructType(
 )
 _QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 _LATENCY_BINS = 16
+# The lake's tables that a batch writes: valid events scored, and rejected ones.
+LAKE_TABLES = ("scored", "rejected")
+# Rejected records a batch's scoring job hands to the driver (per task, each at most
+# WARDEN_MAX_EVENT_BYTES): a batch with more writes them from its events and reads them back.
+INLINE_DEAD_LETTERS = 1_000
+# A rejected record (`_rejected_record`), then the batch's id and the date partition: `rejected`.
+_REJECTED_RECORD = T.StructType(
+    [
+        T.StructField("value", T.BinaryType()),
+        T.StructField("key", T.BinaryType()),
+        T.StructField("reason", T.StringType()),
+        T.StructField("reason_detail", T.StringType()),
+        T.StructField("source_topic", T.StringType()),
+        T.StructField("source_partition", T.IntegerType()),
+        T.StructField("source_offset", T.LongType()),
+        T.StructField("source_timestamp", T.TimestampType()),
+    ]
+)
+_REJECTED_SCHEMA = T.StructType(
+    [*_REJECTED_RECORD.fields, T.StructField("batch_id", T.LongType()), T.StructField("date", T.StringType())]
+)
 # (key, value, headers) of a record for the dead-letter topic.
 DeadLetter = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
@@ -118,13 +140,16 @@ class BatchProcessor:
             raise StopRequested(f"batch {batch_id} not started: the job is stopping")
         with self.busy:
             self._batch_started = time.monotonic()
+            clock = _PhaseClock({})
             try:
                 if batch_id < self.kafka_sink().next_batch_id():
                     # Replayed after a crash that followed its Kafka transaction: every sink was
                     # written before that transaction committed, so nothing is written again.
                     self.metrics.record_batch(BatchMetrics(batch_id, skipped_as_written=True))
                 else:
-                    self._process(records, batch_id)
+                    # A driver's first batch may wait for its Kafka sink to connect (`streaming.job`).
+                    clock.lap("sink")
+                    self._process(records, batch_id, clock)
             finally:
                 self._batch_started = None
 
@@ -133,12 +158,12 @@ class BatchProcessor:
         started = self._batch_started
         return 0.0 if started is None else time.monotonic() - started
 
-    def _process(self, parsed: DataFrame, batch_id: int) -> None:
+    def _process(self, parsed: DataFrame, batch_id: int, clock: _PhaseClock) -> None:
         model = self.champion()
         if model is None:  # the job only starts once a champion is loaded
             raise RuntimeError("no champion model loaded")
         metrics = BatchMetrics(batch_id, model_name=model.info.name, model_version=model.version)
-        clock = _PhaseClock(metrics.phases_ms)
+        metrics.phases_ms = clock.phases
         readings = self.readings.before(batch_id)
         # Every device met so far: the batch's own are known only once it has been read, and
         # reading it first would cost a Spark job of its own.
@@ -171,12 +196,7 @@ class BatchProcessor:
             alerts = (
                 _observed_alerts(written.summary) if inline else _alerts(self.tables.read_batch("scored", batch_id))
             )
-        letters: Iterator[DeadLetter] = iter(())
-        if written.rejected:
-            batch = F.broadcast(self._batch(batch_id))
-            rejected = parsed.where(~_is_valid()).crossJoin(batch).select(*_rejected_columns())
-            self.tables.write(rejected, "rejected", batch_id)
-            letters = _dead_letters(self.tables.read_batch("rejected", batch_id))
+        letters = self._write_rejected(parsed, written, batch_id, self.tables) if written.rejected else iter(())
         clock.lap("lake")
         self.readings.save(batch_id, newer(readings, written.newest))
         clock.lap("state")
@@ -195,7 +215,35 @@ class BatchProcessor:
         if model is None:
             raise RuntimeError("no champion model loaded")
         context = self._context(sorted(readings), readings, batch_id)
-        self._write_scored(parsed, context, model, f"rehearsal-{batch_id}", batch_id, tables)
+        written = self._write_scored(parsed, context, model, f"rehearsal-{batch_id}", batch_id, tables)
+        if written.rejected:
+            collections.deque(self._write_rejected(parsed, written, batch_id, tables), maxlen=0)
+
+    def _write_rejected(
+        self, parsed: DataFrame, written: Written, batch_id: int, tables: DeltaBatchWriter
+    ) -> Iterator[DeadLetter]:
+        """Write the batch's rejected records to `rejected`; their dead letters.
+
+        A batch whose scoring job observed every rejected record (a few, of a bounded size)
+        writes those: no second pass over the batch, which would read it from Kafka and parse it
+        again (1-2 s for 15k events), nor a read back. Otherwise its rejected records are written
+        from the batch and read back a file at a time: a batch of garbage does not fill the driver."""
+        observed = [dict(zip(_REJECTED_RECORD.names, row, strict=True)) for row in written.rejected_rows]
+        if len(observed) == sum(written.rejected.values()):
+            rows = [
+                (
+                    *record.values(),
+                    batch_id,
+                    f"{record['source_timestamp']:%Y-%m-%d}" if record["source_timestamp"] else None,
+                )
+                for record in observed
+            ]
+            tables.write(self.spark.createDataFrame(rows, schema=_REJECTED_SCHEMA), "rejected", batch_id)
+            return (_dead_letter(record) for record in observed)
+        batch = F.broadcast(self._batch(batch_id))
+        rejected = parsed.where(~_is_valid()).crossJoin(batch).select(*_rejected_columns())
+        tables.write(rejected, "rejected", batch_id)
+        return _dead_letters(tables.read_batch("rejected", batch_id))
 
     def _write_scored(
         self,
@@ -210,7 +258,9 @@ class BatchProcessor:
         counts the batch's events by reject reason, finds each device's newest reading and the
         devices missing from `context`, and summarizes the scored rows (observed metrics)."""
         census, devices, summary = (Observation(f"{name}-{attempt}") for name in ("census", "devices", "summary"))
-        valid = parsed.observe(census, *_census_metrics()).where(_is_valid())
+        numbered = parsed.select(_all(), _row_in_task())
+        valid = numbered.observe(census, *_census_metrics(self.settings.max_event_bytes)).drop(_ROW_IN_TASK)
+        valid = valid.where(_is_valid())
         events = valid.join(_one_partition(context), "device_id", "left")
         featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), with_earlier=True)
         featured = featured.select(_all(), _newest_in_batch()).observe(devices, *_device_metrics())
@@ -232,7 +282,14 @@ class BatchProcessor:
         summary_values = summary.get
         if summary_values["rows"] > inline:
             summary_values.pop("alert_list", None)  # not used: the alerts are read back
-        return Written(int(counts["valid"]), rejected, newest, sorted(found["unmet"]), summary_values)
+        return Written(
+            int(counts["valid"]),
+            rejected,
+            [tuple(row) for row in counts["rejected_rows"]],
+            newest,
+            sorted(found["unmet"]),
+            summary_values,
+        )
 
     def _context(self, devices: list[str], readings: dict[str, Reading], batch_id: int) -> DataFrame:
         """These devices with their online statistics, their earlier readings, the batch's id and
@@ -312,18 +369,22 @@ def _scored_columns(threshold: float, model_name: str, model_version: str) -> tu
 
 
 @functools.cache
-def _rejected_columns() -> tuple[Column, ...]:
-    # The original bytes stay bytes: a value that is not UTF-8 is kept as it came. A rejected
-    # event may have no usable time of its own: it is filed under its Kafka timestamp.
+def _rejected_record() -> tuple[Column, ...]:
+    """A rejected record as `rejected` keeps it (_REJECTED_RECORD), without the batch's id and date."""
+    # The original bytes stay bytes: a value that is not UTF-8 is kept as it came.
     return (
         *(F.col(c) for c in ("value", "key", "reason", "reason_detail")),
         F.col("topic").alias("source_topic"),
         F.col("partition").alias("source_partition"),
         F.col("offset").alias("source_offset"),
         F.col("kafka_ts").alias("source_timestamp"),
-        F.col("batch_id"),
-        F.date_format("kafka_ts", "yyyy-MM-dd").alias("date"),
     )
+
+
+@functools.cache
+def _rejected_columns() -> tuple[Column, ...]:
+    # A rejected event may have no usable time of its own: it is filed under its Kafka timestamp.
+    return (*_rejected_record(), F.col("batch_id"), F.date_format("kafka_ts", "yyyy-MM-dd").alias("date"))
 
 
 def _event_date() -> Column:
@@ -339,16 +400,23 @@ class Written:
 
     valid: int
     rejected: dict[str, int]
+    rejected_rows: list[tuple[Any, ...]]  # what `_rejected_columns` holds but the batch's id and date
     newest: dict[str, Reading]
     unmet: list[str]
     summary: dict[str, Any]
 
 
-@functools.cache
-def _census_metrics() -> tuple[Column, ...]:
+@functools.lru_cache(maxsize=2)
+def _census_metrics(max_event_bytes: int) -> tuple[Column, ...]:
+    """The batch's valid events and rejected records by reason, and its rejected records among
+    the first INLINE_DEAD_LETTERS rows of each task, if no bigger than an event may be: the driver
+    holds at most that many of them, each of bounded size."""
+    small = F.coalesce(F.length("value"), F.lit(0)) <= F.lit(max_event_bytes)
+    observed = ~_is_valid() & (F.col(_ROW_IN_TASK) < F.lit(INLINE_DEAD_LETTERS)) & small
     return (
         F.count_if(_is_valid()).alias("valid"),
         *(F.count_if(F.col("reason") == F.lit(reason)).alias(reason) for reason in REASONS),
+        F.collect_list(F.when(observed, F.struct(*_rejected_record()))).alias("rejected_rows"),
     )
 
 
@@ -371,16 +439,21 @@ def _device_metrics() -> tuple[Column, ...]:
 def _dead_letters(rejected: DataFrame) -> Iterator[DeadLetter]:
     """The batch's rejected rows as dead-letter records."""
     for row in rejected.toLocalIterator():
-        headers = [
-            ("reason", row["reason"].encode()),
-            ("reason_detail", (row["reason_detail"] or "").encode()),
-            ("source_topic", row["source_topic"].encode()),
-            ("source_partition", str(row["source_partition"]).encode()),
-            ("source_offset", str(row["source_offset"]).encode()),
-            ("source_timestamp", row["source_timestamp"].isoformat().encode() if row["source_timestamp"] else b""),
-        ]
-        key = bytes(row["key"]) if row["key"] is not None else None
-        yield key, bytes(row["value"]) if row["value"] is not None else b"", headers
+        yield _dead_letter(row.asDict())
+
+
+def _dead_letter(row: dict[str, Any]) -> DeadLetter:
+    """A row of `rejected` as a dead-letter record: its bytes as they came, and why."""
+    headers = [
+        ("reason", row["reason"].encode()),
+        ("reason_detail", (row["reason_detail"] or "").encode()),
+        ("source_topic", row["source_topic"].encode()),
+        ("source_partition", str(row["source_partition"]).encode()),
+        ("source_offset", str(row["source_offset"]).encode()),
+        ("source_timestamp", row["source_timestamp"].isoformat().encode() if row["source_timestamp"] else b""),
+    ]
+    key = bytes(row["key"]) if row["key"] is not None else None
+    return key, bytes(row["value"]) if row["value"] is not None else b"", headers
 
 
 def _alerts(scored: DataFrame) -> Iterator[tuple[bytes | None, bytes]]:

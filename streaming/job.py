@@ -9,11 +9,11 @@ transaction per batch), telemetry, scored rows and rejects to the lake (idempote
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import signal
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -26,7 +26,7 @@ from infra.settings import Settings
 from infra.spark import spark_session
 from models.loader import ChampionWatcher, ScoringModel
 from models.registry import VersionInfo, configure_mlflow
-from streaming.batch import BatchProcessor
+from streaming.batch import LAKE_TABLES, BatchProcessor
 from streaming.drivers import Driver
 from streaming.kafka_io import kafka_source_options, require_broker
 from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
@@ -55,12 +55,6 @@ class StreamReport:
     restarts: int = 0
     seconds: float = 0.0
     exit_reason: str = ""
-
-
-def _query_id(settings: Settings) -> str:
-    """The query's persistent id from its checkpoint: the same across restarts."""
-    metadata = settings.checkpoint_dir / "metadata"
-    return str(json.loads(metadata.read_text())["id"])
 
 
 def run_stream(
@@ -139,14 +133,20 @@ def _drive(
 
     statistics = OnlineStatistics(feature_store(settings), settings.stream_statistics_refresh_seconds)
     statistics.start()
-    sink: list[TransactionalKafkaSink] = []
+    # The sink of the query that runs: connected while the query plans its first batch. Its
+    # `init_transactions` fences any earlier driver of the query on the alert topics and waits
+    # for the broker to abort what that one left open: off the path of a takeover's first batch.
+    connecting = ThreadPoolExecutor(1, thread_name_prefix="kafka-sink")
+    sink: list[Future[TransactionalKafkaSink]] = []
 
     def kafka_sink() -> TransactionalKafkaSink:
-        # Created on the first batch, once the checkpoint (and so the query's id) exists; its
-        # `init_transactions` fences any earlier driver of the query on the alert topics.
-        if not sink:
-            sink.append(TransactionalKafkaSink(settings, _query_id(settings)))
-        return sink[0]
+        return sink[0].result()
+
+    def close_sink() -> None:
+        # A sink that never connected (the broker away) has nothing to close.
+        if sink and sink[0].exception() is None:
+            sink[0].result().close()
+        sink.clear()
 
     readings = LastReadings(spark, str(settings.checkpoint_dir / "last_readings"))
     tables = DeltaBatchWriter(spark, settings.lake_url)
@@ -167,15 +167,20 @@ def _drive(
     events = parse_events(telemetry_records(spark, settings), settings.max_event_bytes)
 
     def start_query() -> StreamingQuery:
-        return (
+        query = (
             events.writeStream.queryName(QUERY_NAME)
             .foreachBatch(processor)
             .option("checkpointLocation", str(settings.checkpoint_dir))
             .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
             .start()
         )
+        # The transactional id follows the query's id, kept in its checkpoint across restarts.
+        sink.append(connecting.submit(TransactionalKafkaSink, settings, str(query.id)))
+        return query
 
-    if not driver.active:
+    standby = not driver.active
+    takeover = None
+    if standby:
         rehearse(settings, spark, processor, readings, progress)
         takeover = driver.wait_to_take_over(stop, progress)
         if not driver.active:
@@ -183,16 +188,18 @@ def _drive(
             statistics.stop()
             report.exit_reason = "stopped as a standby"
             return report
-        metrics.serve()
-        if takeover is not None:
-            metrics.record_takeover(takeover)
-            progress.update(
-                f"took the query over from driver pid {takeover.previous} ({takeover.cause}, last heard of "
-                f"{takeover.detected_at - takeover.last_heartbeat:.1f} s ago)",
-                force=True,
-            )
-    tables.replay = unfinished_batch(settings)
+    tables.expect_replay(unfinished_batch(settings), LAKE_TABLES)
     query = start_query()
+    if standby:  # what the first batch does not need comes after the query's start
+        metrics.serve()
+    if takeover is not None:
+        metrics.record_takeover(takeover)
+        progress.update(
+            f"took the query over from driver pid {takeover.previous} ({takeover.cause}, last heard of "
+            f"{takeover.detected_at - takeover.last_heartbeat:.1f} s ago), query started in "
+            f"{time.time() - takeover.detected_at:.2f} s",
+            force=True,
+        )
     failures = 0  # consecutive failed attempts; a committed batch resets it
     batches_at_start = 0
     try:
@@ -222,8 +229,7 @@ def _drive(
             )
             if stop.wait(wait) or not _wait_for_broker(settings, stop, progress):
                 break
-            if sink:  # a producer that lived through the failure may be unusable: a new one, fenced anew
-                sink.pop().close()
+            close_sink()  # a producer that lived through the failure may be unusable: a new one, fenced anew
             batches_at_start = metrics.totals["batches"]
             query = start_query()
         # Let the batch in flight finish and commit its sinks, refuse to start another, stop.
@@ -236,8 +242,8 @@ def _drive(
     finally:
         watcher.stop()
         statistics.stop()
-        if sink:
-            sink[0].close()
+        close_sink()
+        connecting.shutdown()
         report.seconds = time.monotonic() - started
         report.batches = metrics.totals["batches"]
         report.rows = metrics.totals["rows"]

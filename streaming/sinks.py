@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -56,22 +57,35 @@ class DeltaBatchWriter:
     after a failure, so only the batch that the checkpoint holds offsets for but no commit when
     the process starts, or a batch id the process wrote before. For the first, the table's newest
     commits tell whether the driver that died had committed that batch (each commit names its
-    batch in Delta's `userMetadata`): only then is it replaced. A driver killed during a batch
-    dies before its lake commit more often than after it, and a replacement costs a fresh driver
-    seconds (it finds the batch's files in the table's log and rewrites them), so a takeover's
-    first batch is an append more often than not.
+    batch in Delta's `userMetadata`): only then is it replaced. They are asked while the query
+    starts (`expect_replay`), so the first batch does not wait for the answer. A driver killed
+    during a batch dies before its lake commit more often than after it, and a replacement costs a
+    fresh driver seconds (it finds the batch's files in the table's log and rewrites them), so a
+    takeover's first batch is an append more often than not.
     Delta's own idempotent writes (`txnAppId`/`txnVersion`) ask the table at every commit, and
     that rebuilds the table's state from its log: 1.3-2.2 s a write here against 0.3 s for an
     append (bench/README.md).
     """
 
-    def __init__(self, spark: SparkSession, lake_url: str, replay: int | None = None) -> None:
-        """`replay`: the batch the query's checkpoint holds offsets for but no commit, which a
-        crash may have left written; None when the checkpoint says the next batch is new."""
+    def __init__(self, spark: SparkSession, lake_url: str) -> None:
         self.spark = spark
         self.lake_url = lake_url.rstrip("/")
-        self.replay = replay
+        # The batch the query's checkpoint holds offsets for but no commit, which a crash may
+        # have left written (`expect_replay`); None when the checkpoint says the next batch is new.
+        self.replay: int | None = None
         self._last_written: dict[str, int] = {}
+        self._holds_replay: dict[str, Future[bool]] = {}
+
+    def expect_replay(self, batch_id: int | None, tables: Iterable[str]) -> None:
+        """The batch the query's checkpoint holds offsets for but no commit (None: none), and
+        whether each of `tables` holds it asked now, in the background: a driver that takes the
+        query over learns it while its query starts, not in its first batch (0.5-1 s here)."""
+        self.replay, self._holds_replay = batch_id, {}
+        if batch_id is None:
+            return
+        asking = ThreadPoolExecutor(1, thread_name_prefix="delta-history")
+        self._holds_replay = {table: asking.submit(self._committed, table, batch_id) for table in tables}
+        asking.shutdown(wait=False)
 
     def url(self, table: str) -> str:
         return f"{self.lake_url}/{table}"
@@ -91,26 +105,39 @@ class DeltaBatchWriter:
         last = self._last_written.get(table)
         # Noted before the write: a write that fails, even after its commit, is retried as a replace.
         self._last_written[table] = batch_id if last is None else max(last, batch_id)
-        if (last is not None and batch_id <= last) or (batch_id == self.replay and self._committed(table, batch_id)):
+        if (last is not None and batch_id <= last) or (batch_id == self.replay and self._holds(table, batch_id)):
             writer = writer.mode("overwrite").option("replaceWhere", f"batch_id = {batch_id}")
         else:
             writer = writer.mode("append")
         writer.save(self.url(table))
+
+    def _holds(self, table: str, batch_id: int) -> bool:
+        """Whether `table` holds a commit of the replayed batch, as asked by `expect_replay`."""
+        asked = self._holds_replay.get(table)
+        return asked.result() if asked is not None else self._committed(table, batch_id)
 
     def _committed(self, table: str, batch_id: int) -> bool:
         """Whether `table` holds a commit of this batch. One driver writes at a time and its
         batches follow each other, so the stream's newest commit tells: only the newest commits
         are read, not the table's files. None of the stream's among them (a table written before
         the commits named their batch, or maintenance commits since): a replace, always safe."""
+        started = time.perf_counter()
         try:
             history = self.spark.sql(f"DESCRIBE HISTORY delta.`{self.url(table)}` LIMIT {_HISTORY_DEPTH}")
             tags = history.select("userMetadata").collect()
         except AnalysisException:  # no table yet: its first write creates it
             return False
-        for (tag,) in tags:
-            if tag and tag.startswith(BATCH_COMMIT):
-                return int(tag.removeprefix(BATCH_COMMIT)) >= batch_id
-        return True
+        newest = next((tag for (tag,) in tags if tag and tag.startswith(BATCH_COMMIT)), None)
+        committed = newest is None or int(newest.removeprefix(BATCH_COMMIT)) >= batch_id
+        log.info(
+            "batch %d may be a replay: %s's newest stream commit is %s (read in %.0f ms): %s",
+            batch_id,
+            table,
+            newest or f"none of the last {_HISTORY_DEPTH}",
+            (time.perf_counter() - started) * 1000,
+            "replaced" if committed else "appended",
+        )
+        return committed
 
     def read_batch(self, table: str, batch_id: int) -> DataFrame:
         """The rows one batch wrote to `table`, without the `date` partition column, a file per

@@ -74,7 +74,8 @@ def test_a_delta_table_holds_each_batch_once_whatever_replays(spark: SparkSessio
     first.write(_batch(spark, 1, 4, "in-process retry"), "scored", 1)
     # A new process replays batch 1 (a crash after its Delta commit, before the checkpoint's
     # commit of the batch), then goes on with batch 2.
-    restarted = DeltaBatchWriter(spark, lake.root, replay=1)
+    restarted = DeltaBatchWriter(spark, lake.root)
+    restarted.expect_replay(1, ["scored"])  # asked of the table in the background, while the query starts
     restarted.write(_batch(spark, 1, 3, "replay"), "scored", 1)
     restarted.write(_batch(spark, 2, 5, "replay"), "scored", 2)
 
@@ -94,7 +95,8 @@ def test_a_replay_appends_when_the_table_holds_no_commit_of_its_batch(spark: Spa
     DeltaBatchWriter(spark, lake.root).write(_batch(spark, 0, 5, "first"), "scored", 0)
     # The driver died during batch 1, before its lake commit: the new one's replay of it appends
     # (no search of the table's files for batch 1), then batch 2 appends too.
-    restarted = DeltaBatchWriter(spark, lake.root, replay=1)
+    restarted = DeltaBatchWriter(spark, lake.root)
+    restarted.expect_replay(1, ["scored"])
     restarted.write(_batch(spark, 1, 3, "replay"), "scored", 1)
     restarted.write(_batch(spark, 2, 4, "replay"), "scored", 2)
 

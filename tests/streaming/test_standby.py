@@ -18,11 +18,13 @@ import requests
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
+from infra.lake import Lake
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
 from streaming.drivers import read_drivers
 from streaming.kafka_io import committed_records
 from streaming.metrics import batch_records, read_takeovers
+from streaming.rehearsal import REHEARSALS
 from tests.conftest import DEVICES, Trained, WardenProcess, run_warden, settings_for, stream_env
 from tests.streaming.checks import scored, wait_for
 
@@ -120,6 +122,9 @@ def test_two_drivers_never_run_the_query_at_once(drivers: Drivers) -> None:
     # The standby waits: it never ran a batch.
     assert {record["driver"] for record in batch_records(settings)} == {first.proc.pid}
     assert f"waiting to take over from driver pid {first.proc.pid}" in second.output()
+    # It rehearsed a batch's two paths, the scored events and the dead letters.
+    assert f"rehearsal {REHEARSALS}/{REHEARSALS}: the topic's newest events scored" in second.output()
+    assert "rehearsal of dead letters: records that are no events written to a scratch table" in second.output()
 
 
 def test_a_standby_takes_over_each_sigkill_with_nothing_lost_or_duplicated(drivers: Drivers) -> None:
@@ -213,6 +218,8 @@ def _assert_exactly_once(drivers: Drivers) -> None:
     assert set(alerts) == set(rows.loc[rows["is_alert"], "event_id"])
     letters = sorted(value for _, value, _ in committed_records(settings, settings.topic_dlq))
     assert letters == sorted(MALFORMED)
+    # The standbys' rehearsals wrote their records that are no events to scratch tables only.
+    assert sorted(Lake(settings).read_table("rejected", ["value"]).to_pydict()["value"]) == sorted(MALFORMED)
 
 
 def test_warden_up_runs_a_driver_and_its_standby_and_starts_again_the_one_that_died(drivers: Drivers) -> None:
