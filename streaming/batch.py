@@ -66,8 +66,8 @@ _QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 _LATENCY_BINS = 16
 # The lake's tables that a batch writes: valid events scored, and rejected ones.
 LAKE_TABLES = ("scored", "rejected")
-# Rejected records a batch's scoring job hands to the driver (per task, each at most
-# WARDEN_MAX_EVENT_BYTES): a batch with more writes them from its events and reads them back.
+# Rejected records a batch's scoring job hands to the driver (each at most WARDEN_MAX_EVENT_BYTES):
+# a batch with more writes them from its events and reads them back.
 INLINE_DEAD_LETTERS = 1_000
 # A rejected record (`_rejected_record`), then the batch's id and the date partition: `rejected`.
 _REJECTED_RECORD = T.StructType(
@@ -224,12 +224,12 @@ class BatchProcessor:
     ) -> Iterator[DeadLetter]:
         """Write the batch's rejected records to `rejected`; their dead letters.
 
-        A batch whose scoring job observed every rejected record (a few, of a bounded size)
+        A batch whose scoring job observed every rejected record (a few, each of bounded size)
         writes those: no second pass over the batch, which would read it from Kafka and parse it
         again (1-2 s for 15k events), nor a read back. Otherwise its rejected records are written
         from the batch and read back a file at a time: a batch of garbage does not fill the driver."""
         observed = [dict(zip(_REJECTED_RECORD.names, row, strict=True)) for row in written.rejected_rows]
-        if len(observed) == sum(written.rejected.values()):
+        if len(observed) == sum(written.rejected.values()) <= INLINE_DEAD_LETTERS:
             rows = [
                 (
                     *record.values(),
@@ -259,7 +259,9 @@ class BatchProcessor:
         devices missing from `context`, and summarizes the scored rows (observed metrics)."""
         census, devices, summary = (Observation(f"{name}-{attempt}") for name in ("census", "devices", "summary"))
         numbered = parsed.select(_all(), _row_in_task())
-        valid = numbered.observe(census, *_census_metrics(self.settings.max_event_bytes)).drop(_ROW_IN_TASK)
+        inline = self.settings.stream_inline_alerts_max_rows
+        census_metrics = _census_metrics(self.settings.max_event_bytes, inline)
+        valid = numbered.observe(census, *census_metrics).drop(_ROW_IN_TASK)
         valid = valid.where(_is_valid())
         events = valid.join(_one_partition(context), "device_id", "left")
         featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), with_earlier=True)
@@ -273,7 +275,6 @@ class BatchProcessor:
             *_scored_columns(info.threshold, info.name, info.version)
         )
         # A batch small enough gathers its alerts too; a bigger one reads them back (bounded memory).
-        inline = self.settings.stream_inline_alerts_max_rows
         observed = rows.select(_all(), _row_in_task()).observe(summary, *_summary_metrics(inline)).drop(_ROW_IN_TASK)
         tables.write(observed, "scored", batch_id)
         counts, found = census.get, devices.get
@@ -407,16 +408,17 @@ class Written:
 
 
 @functools.lru_cache(maxsize=2)
-def _census_metrics(max_event_bytes: int) -> tuple[Column, ...]:
-    """The batch's valid events and rejected records by reason, and its rejected records among
-    the first INLINE_DEAD_LETTERS rows of each task, if no bigger than an event may be: the driver
-    holds at most that many of them, each of bounded size."""
+def _census_metrics(max_event_bytes: int, inline_max_rows: int) -> tuple[Column, ...]:
+    """The batch's valid events and rejected records by reason, and its rejected records no
+    bigger than an event may be among the first `inline_max_rows` rows of each task (as the
+    alerts), INLINE_DEAD_LETTERS + 1 of them at most: what the driver holds stays bounded."""
     small = F.coalesce(F.length("value"), F.lit(0)) <= F.lit(max_event_bytes)
-    observed = ~_is_valid() & (F.col(_ROW_IN_TASK) < F.lit(INLINE_DEAD_LETTERS)) & small
+    observed = ~_is_valid() & (F.col(_ROW_IN_TASK) < F.lit(inline_max_rows)) & small
+    rejected = F.collect_list(F.when(observed, F.struct(*_rejected_record())))
     return (
         F.count_if(_is_valid()).alias("valid"),
         *(F.count_if(F.col("reason") == F.lit(reason)).alias(reason) for reason in REASONS),
-        F.collect_list(F.when(observed, F.struct(*_rejected_record()))).alias("rejected_rows"),
+        F.slice(rejected, 1, INLINE_DEAD_LETTERS + 1).alias("rejected_rows"),
     )
 
 
