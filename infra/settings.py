@@ -180,7 +180,8 @@ class Settings(BaseSettings):
         description="A micro-batch with at most this many valid events brings its alerts to the driver with its "
         "scored write (no second pass); a bigger one reads them back from its lake files, a file (50,000 rows) at "
         "a time, so that the driver's memory stays bounded whatever the batch's size and alert rate. The read-back "
-        "costs 1.5-2 s a batch on two cores.",
+        "costs 1.5-2 s a batch on two cores. A batch's rejected records among those rows, 1,000 at most, come "
+        "with it too.",
     )
     max_event_bytes: PositiveInt = Field(default=4096, description="Bigger events go to the dead-letter topic.")
     champion_poll_seconds: float = Field(
