@@ -401,7 +401,7 @@ class Written:
 
     valid: int
     rejected: dict[str, int]
-    rejected_rows: list[tuple[Any, ...]]  # what `_rejected_columns` holds but the batch's id and date
+    rejected_rows: list[tuple[Any, ...]]  # the few rejected records observed, as `_rejected_record`
     newest: dict[str, Reading]
     unmet: list[str]
     summary: dict[str, Any]
