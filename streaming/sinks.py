@@ -79,7 +79,7 @@ class DeltaBatchWriter:
     def expect_replay(self, batch_id: int | None, tables: Iterable[str]) -> None:
         """The batch the query's checkpoint holds offsets for but no commit (None: none), and
         whether each of `tables` holds it asked now, in the background: a driver that takes the
-        query over learns it while its query starts, not in its first batch (0.5-1 s here)."""
+        query over learns it while its query starts, not in its first batch (0.6-1.6 s here)."""
         self.replay, self._holds_replay = batch_id, {}
         if batch_id is None:
             return
