@@ -21,9 +21,9 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from infra.progress import ProgressLine
+from infra.secrets import mlflow_password
 from infra.settings import Settings
 from infra.spark import spark_session
-from infra.stack.mlflow import mlflow_password
 from models import registry
 from models.estimators import MODEL_KINDS
 from models.evaluation import Quality
@@ -82,7 +82,7 @@ def held_out_quality(settings: Settings, days: int, devices: int, seed: int) -> 
 
 
 def trained_quality(settings: Settings, scenario: str, devices: int, days: int, seed: int) -> dict:
-    """Backfill `days` + 1 days of `scenario` (streaming.scenarios.SCENARIOS), train both kinds on the first `days`
+    """Backfill `days` + 1 days of `scenario` (simulator.scenarios.SCENARIOS), train both kinds on the first `days`
     as `warden train` does, and judge the gate's pick on the last day, which it never saw, with
     the features the stream would have had (statistics and baselines of the days before), beside
     the per-device z-score floor fitted on the same training history."""

@@ -34,12 +34,13 @@ from confluent_kafka import KafkaError, KafkaException
 from pydantic import SecretStr
 
 from features.formulas import FEATURE_COLUMNS
+from infra.endpoints import admin_client
 from infra.logs import configure as configure_logging
 from infra.progress import ProgressLine
+from infra.secrets import mlflow_password
 from infra.settings import PROJECT_ROOT, Settings, get_settings
 from infra.spark import spark_session
-from infra.stack.kafka import KafkaBroker, admin_client
-from infra.stack.mlflow import mlflow_password
+from infra.stack.kafka import KafkaBroker
 from models import registry
 from models.estimators import XGBOOST
 from pipelines.backfill import BackfillParams, backfill
@@ -50,7 +51,7 @@ from pipelines.training import git_commit
 from quality import held_out_quality, trained_quality
 from report import markdown, plot
 from scenarios import backlog_throughput, fixed_cost, latency, recovery, spark_floor, sustained
-from streaming.scenarios import SCENARIOS as SIMULATED
+from simulator.scenarios import SCENARIOS as SIMULATED
 from streaming.simulation import SimulationParams, simulate
 from systems import Streamwarden, System, systems
 from takeover import takeovers

@@ -30,10 +30,11 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from infra.endpoints import admin_client
 from infra.lake import table_properties
 from infra.progress import ProgressLine
 from infra.settings import Settings, get_settings
-from infra.stack.kafka import KafkaBroker, admin_client
+from infra.stack.kafka import KafkaBroker
 from streaming.job import stream_session, telemetry_records
 from streaming.simulation import SimulationParams, simulate
 

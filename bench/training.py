@@ -22,8 +22,8 @@ from pydantic import SecretStr
 
 from infra.lake import Lake
 from infra.progress import ProgressLine
+from infra.secrets import mlflow_password
 from infra.settings import Settings
-from infra.stack.mlflow import mlflow_password
 from models import registry
 from pipelines.backfill import BackfillParams, backfill
 

@@ -12,9 +12,6 @@ EVENT_FIELDS: tuple[str, ...] = ("event_id", "device_id", "ts", *SENSOR_COLUMNS)
 
 ANOMALY_KINDS: tuple[str, ...] = ("spike", "stuck", "drift", "dropout", "correlated")
 
-# Lake datasets are partitioned by the event's UTC date, in a hive-style `date=YYYY-MM-DD` folder.
-PARTITION_COLUMN = "date"
-
 TELEMETRY_SCHEMA = pa.schema(
     [
         pa.field("event_id", pa.string(), nullable=False),

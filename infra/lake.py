@@ -22,10 +22,12 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from fsspec.implementations.local import LocalFileSystem
 
-from features.schema import PARTITION_COLUMN
 from infra.exceptions import LakeError
+from infra.probes import port_is_open
 from infra.settings import Settings
-from infra.stack.process import port_is_open
+
+# Lake datasets are partitioned by the event's UTC date, in a hive-style `date=YYYY-MM-DD` folder.
+PARTITION_COLUMN = "date"
 
 # The lake's Delta tables, each with the columns whose min/max its files record: a read of one
 # batch, or of a time range, opens only the files that can hold it. Statistics of every column

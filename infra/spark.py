@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from infra.exceptions import ConfigError, LakeError, ServiceError
 from infra.logs import jvm_launch_output, spark_java_options
+from infra.probes import port_is_open
 from infra.settings import Settings
-from infra.stack.process import port_is_open
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from infra.endpoints import mlflow_client_env, require_mlflow
 from infra.exceptions import ServiceError
 from infra.settings import Settings
-from infra.stack.mlflow import mlflow_client_env, require_mlflow
 from models.exceptions import PromotionRefused
 
 if TYPE_CHECKING:

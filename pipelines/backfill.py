@@ -10,7 +10,7 @@ from features.schema import ANOMALY_KINDS, TELEMETRY_TABLE_SCHEMA
 from infra.lake import Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
-from streaming.simulator import TelemetryGenerator, fleet_registry
+from simulator.generator import TelemetryGenerator, fleet_registry
 
 _PREFIX = "backfill-"
 
@@ -23,7 +23,7 @@ class BackfillParams:
     anomaly_rate: float = 0.02
     seed: int = 0
     end: datetime | None = None  # exclusive; default: the start of the current hour, UTC
-    scenario: str = "steady"  # streaming.scenarios.SCENARIOS
+    scenario: str = "steady"  # simulator.scenarios.SCENARIOS
 
 
 @dataclass

@@ -13,9 +13,9 @@ from functools import reduce
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 
-from features.schema import EVENT_FIELDS, PARTITION_COLUMN
+from features.schema import EVENT_FIELDS
 from infra.exceptions import LakeError
-from infra.lake import Lake
+from infra.lake import PARTITION_COLUMN, Lake
 
 # The tables that hold events: the backfilled history, and the stream's scored events.
 EVENT_TABLES = ("telemetry", "scored")

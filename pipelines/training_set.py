@@ -13,10 +13,9 @@ from pyspark.sql import functions as F
 from features.formulas import REPORTED_COLUMNS
 from features.logic import add_features, grid_floor, usable_stats
 from features.point_in_time import historical_features
-from features.schema import PARTITION_COLUMN
 from features.store import FEATURE_SERVICE, feature_store
 from infra.exceptions import LakeError
-from infra.lake import Lake
+from infra.lake import PARTITION_COLUMN, Lake
 from infra.settings import Settings
 from models.estimators import LABEL
 from pipelines.history import read_events

@@ -22,9 +22,8 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from features.schema import PARTITION_COLUMN
 from infra.exceptions import LakeError, WardenError
-from infra.lake import Lake
+from infra.lake import PARTITION_COLUMN, Lake
 from infra.settings import Settings
 from pipelines.expectations import LABEL_COLUMNS, SUITE_NAME, training_window_suite
 from pipelines.history import read_events

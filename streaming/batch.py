@@ -29,6 +29,7 @@ from features.formulas import (
 )
 from features.logic import EARLIER_FIELDS, add_features, earlier, usable_stats
 from features.schema import EVENT_FIELDS
+from infra.lake import PARTITION_COLUMN
 from infra.settings import Settings
 from models.loader import ScoringModel
 from models.scoring import SCORE
@@ -83,7 +84,7 @@ _REJECTED_RECORD = T.StructType(
     ]
 )
 _REJECTED_SCHEMA = T.StructType(
-    [*_REJECTED_RECORD.fields, T.StructField("batch_id", T.LongType()), T.StructField("date", T.StringType())]
+    [*_REJECTED_RECORD.fields, T.StructField("batch_id", T.LongType()), T.StructField(PARTITION_COLUMN, T.StringType())]
 )
 # (key, value, headers) of a record for the dead-letter topic.
 DeadLetter = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
@@ -385,12 +386,12 @@ def _rejected_record() -> tuple[Column, ...]:
 @functools.cache
 def _rejected_columns() -> tuple[Column, ...]:
     # A rejected event may have no usable time of its own: it is filed under its Kafka timestamp.
-    return (*_rejected_record(), F.col("batch_id"), F.date_format("kafka_ts", "yyyy-MM-dd").alias("date"))
+    return (*_rejected_record(), F.col("batch_id"), F.date_format("kafka_ts", "yyyy-MM-dd").alias(PARTITION_COLUMN))
 
 
 def _event_date() -> Column:
     """The lake's date partition of a valid event: its own UTC date."""
-    return F.date_format("ts", "yyyy-MM-dd").alias("date")
+    return F.date_format("ts", "yyyy-MM-dd").alias(PARTITION_COLUMN)
 
 
 @dataclass

@@ -10,11 +10,11 @@ from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from infra.endpoints import admin_client, require_kafka
 from infra.exceptions import ServiceError
 from infra.logs import KAFKA_CLIENT_LOG
+from infra.probes import PROBE_TIMEOUTS
 from infra.settings import Settings
-from infra.stack.kafka import KafkaBroker, admin_client
-from infra.stack.service import PROBE_TIMEOUTS, require
 
 KAFKA_FETCH_MAX_WAIT_MS = 5
 
@@ -40,7 +40,7 @@ def telemetry_producer(settings: Settings) -> Producer:
 
 def require_broker(settings: Settings) -> None:
     """Fail with one line when the broker is down or has no telemetry topic."""
-    require(KafkaBroker(settings), "start it with `warden up`, or fix WARDEN_KAFKA_BOOTSTRAP")
+    require_kafka(settings)
     try:
         topics = admin_client(settings).list_topics(timeout=PROBE_TIMEOUTS[-1]).topics
     except KafkaException as exc:

@@ -16,8 +16,8 @@ from infra.exceptions import ServiceError
 from infra.lake import Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
+from simulator.generator import TelemetryGenerator, fleet_registry
 from streaming.kafka_io import DeliveryCounter, produce_all, require_broker, telemetry_producer
-from streaming.simulator import TelemetryGenerator, fleet_registry
 
 # Each step produces about this much event time, so pacing stays smooth at any rate.
 _STEP_SECONDS = 0.1

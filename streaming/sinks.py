@@ -28,7 +28,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import functions as F
 
 from infra.exceptions import ServiceError
-from infra.lake import table_properties
+from infra.lake import PARTITION_COLUMN, table_properties
 from infra.logs import KAFKA_CLIENT_LOG
 from infra.settings import Settings
 
@@ -94,7 +94,7 @@ class DeltaBatchWriter:
         """`frame` must have a `batch_id` column and a `date` (YYYY-MM-DD) column, its partition."""
         writer = (
             frame.write.format("delta")
-            .partitionBy("date")
+            .partitionBy(PARTITION_COLUMN)
             .option("maxRecordsPerFile", ROWS_PER_FILE)
             .options(**table_properties(table))  # used only by the write that creates the table
             # A new version of the model's inputs adds its columns to a table written before it
@@ -143,7 +143,7 @@ class DeltaBatchWriter:
         """The rows one batch wrote to `table`, without the `date` partition column, a file per
         Spark partition: read with `toLocalIterator`, the driver holds one file's rows at a time."""
         rows = self.spark.read.format("delta").load(self.url(table))
-        return rows.where(F.col("batch_id") == F.lit(batch_id)).drop("date")
+        return rows.where(F.col("batch_id") == F.lit(batch_id)).drop(PARTITION_COLUMN)
 
 
 class TransactionalKafkaSink:

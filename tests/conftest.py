@@ -28,11 +28,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from infra.secrets import mlflow_password
 from infra.settings import PROJECT_ROOT, Settings, get_settings, load_settings
 from infra.spark import spark_session
 from infra.stack import manager
 from infra.stack.kafka import KafkaBroker
-from infra.stack.mlflow import mlflow_password
 from models import registry
 
 # Airflow in this process (DagBag, dag.test) reads its home once, at import: a private one,

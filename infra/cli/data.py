@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import click
 
 from infra.settings import get_settings
-from streaming.scenarios import SCENARIOS
+from simulator.scenarios import SCENARIOS
 
 _POSITIVE = click.FloatRange(min=0, min_open=True)
 _RATE = click.FloatRange(min=0.0, max=0.5, max_open=True)

@@ -34,7 +34,7 @@ def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
     """
     from datetime import UTC, datetime
 
-    from infra.stack.mlflow import require_mlflow
+    from infra.endpoints import require_mlflow
 
     settings = get_settings()
     if days is not None:

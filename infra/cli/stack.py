@@ -7,11 +7,11 @@ import time
 import click
 
 from infra.exceptions import ConfigError
+from infra.probes import State
+from infra.secrets import mlflow_password
 from infra.settings import Settings, get_settings
 from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
-from infra.stack.mlflow import mlflow_password
-from infra.stack.service import State
 
 _SERVICES = click.Choice(manager.SERVICE_NAMES)
 

@@ -13,11 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from infra.endpoints import mlflow_client_env
 from infra.exceptions import ServiceError
+from infra.probes import Health, State, http_get
 from infra.settings import PROJECT_ROOT, Settings
-from infra.stack.mlflow import mlflow_client_env
 from infra.stack.process import ManagedProcess, require_free_port
-from infra.stack.service import Health, State, http_get
 
 ADMIN_USER = "admin"
 _COMPONENTS = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from infra.probes import Health, http_health
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess, require_free_port
-from infra.stack.service import Health, http_health
 
 
 class DashboardServer:

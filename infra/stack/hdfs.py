@@ -10,9 +10,9 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from infra.exceptions import ServiceError
+from infra.probes import Health, State, http_get
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess, require_free_port, run_java
-from infra.stack.service import Health, State, http_get
 
 _NAMENODE = "org.apache.hadoop.hdfs.server.namenode.NameNode"
 _DATANODE = "org.apache.hadoop.hdfs.server.datanode.DataNode"

@@ -6,16 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
+from infra.endpoints import admin_client, kafka_health
 from infra.exceptions import ServiceError
-from infra.logs import KAFKA_CLIENT_LOG
+from infra.probes import Health
 from infra.settings import Settings
-from infra.stack.process import ManagedProcess, port_is_open, require_free_port, run_java
-from infra.stack.service import PROBE_TIMEOUTS, Health, State, ask_patiently, slow
+from infra.stack.process import ManagedProcess, require_free_port, run_java
 
 _HERE = Path(__file__).parent
-_LATE = (KafkaError._TIMED_OUT, KafkaError._TRANSPORT)
 
 
 @dataclass(frozen=True)
@@ -31,19 +30,6 @@ def contract_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_alerts, settings.telemetry_partitions),
         TopicSpec(settings.topic_dlq, 1),
     ]
-
-
-def admin_client(settings: Settings) -> AdminClient:
-    # log_level 0: a probe of a stopped broker must not fill stderr with connection retries. A request
-    # may take as long as the health probe's patience, so that a busy broker is seen slow, not down.
-    return AdminClient(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "socket.timeout.ms": int(PROBE_TIMEOUTS[-1] * 1000),
-            "log_level": 0,
-            "logger": KAFKA_CLIENT_LOG,  # type: ignore[dict-item]  # confluent-kafka's stubs omit `logger`
-        }
-    )
 
 
 class KafkaBroker:
@@ -135,32 +121,7 @@ class KafkaBroker:
         )
 
     def health(self) -> Health:
-        host, port = self.settings.kafka_listen
-        if not port_is_open(host, port):
-            return Health(State.DOWN, f"nothing listens on {host}:{port}")
-        admin = admin_client(self.settings)
-        try:
-            # The port took the connection: a metadata request that fails now, in time or for want of a
-            # broker connection (librdkafka's "transport failure" while the handshake waits), is late.
-            metadata = ask_patiently(
-                lambda timeout: admin.list_topics(timeout=timeout),
-                lambda exc: isinstance(exc, KafkaException) and exc.args[0].code() in _LATE,
-            )
-        except KafkaException as exc:
-            return Health(State.DOWN, f"metadata request failed: {exc.args[0].str()}")
-        if metadata is None:
-            return slow(f"the broker at {host}:{port}")
-        # A restarted broker answers metadata requests before its partitions have a leader again;
-        # until they do, reads and writes fail with "not leader for partition".
-        leaderless = sum(
-            1
-            for topic in metadata.topics.values()
-            for part in topic.partitions.values()
-            if part.leader < 0 or part.error
-        )
-        if leaderless:
-            return Health(State.SLOW, f"{leaderless} partition(s) have no leader yet")
-        return Health(State.UP, f"{len(metadata.brokers)} broker(s), {len(metadata.topics)} topics")
+        return kafka_health(self.settings)
 
     def ensure_topics(self) -> list[str]:
         """Create the contract's topics if missing; refuse a topic with the wrong partition count."""

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from infra.exceptions import ServiceError
+from infra.probes import Health
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from infra.stack.airflow import AirflowStack
@@ -16,7 +17,7 @@ from infra.stack.dashboard import DashboardServer
 from infra.stack.hdfs import HdfsCluster
 from infra.stack.kafka import KafkaBroker
 from infra.stack.mlflow import MlflowServer
-from infra.stack.service import Health, Service
+from infra.stack.service import Service
 from infra.stack.spark_cluster import SparkCluster
 from infra.stack.stream import StreamDrivers
 

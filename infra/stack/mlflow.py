@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
+from infra.endpoints import mlflow_health
+from infra.probes import Health
+from infra.secrets import mlflow_password, stored_secret
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess, require_free_port
-from infra.stack.secrets import stored_secret
-from infra.stack.service import Health, http_health, require
 
 _AUTH_CONFIG = """\
 [mlflow]
@@ -24,45 +24,6 @@ grant_default_workspace_access = false
 # and every request of a logged-in client carries the login (the stream and the dashboard poll).
 auth_cache_ttl_seconds = 60
 """
-
-
-def mlflow_password(settings: Settings) -> str:
-    """The admin password: MLFLOW_TRACKING_PASSWORD if set, else the one `warden up` generated."""
-    if settings.mlflow_password is not None:
-        return settings.mlflow_password.get_secret_value()
-    return stored_secret(settings.home, "mlflow-admin")
-
-
-# MLflow's client retries a failed request 7 times with backoff, for about 4 minutes, and waits 120 s
-# for each answer: a server that stops during a command would hold it that long. Two retries (about
-# 3 s of backoff) and 30 s per answer (a busy server on this machine answers in less) fail in
-# seconds. A value set in the environment wins.
-_CLIENT_RETRIES = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-
-
-def mlflow_client_env(settings: Settings) -> dict[str, str]:
-    """Environment for any MLflow client process (our CLI, Airflow tasks, the stream)."""
-    return {
-        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-        "MLFLOW_TRACKING_USERNAME": settings.mlflow_username,
-        "MLFLOW_TRACKING_PASSWORD": mlflow_password(settings),
-        # MLflow 3 reports usage to its vendor by default; nothing leaves this machine.
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        # Progress bars of artifact downloads would interleave with the stream's own output.
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        # The client prints "View run … at …" after every run; our progress lines name each run once.
-        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-        **{name: os.environ.get(name, value) for name, value in _CLIENT_RETRIES.items()},
-    }
-
-
-def require_mlflow(settings: Settings) -> None:
-    """Fail in one line when the tracking server does not answer, before the client's first call."""
-    require(MlflowServer(settings), "start it with `warden up`, or fix MLFLOW_TRACKING_URI")
 
 
 class MlflowServer:
@@ -126,7 +87,7 @@ class MlflowServer:
         )
 
     def health(self) -> Health:
-        return http_health(f"{self.url}/health")
+        return mlflow_health(self.settings)
 
     def exited_early(self) -> str | None:
         return self.process.exited_early()

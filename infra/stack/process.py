@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -17,13 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.exceptions import PortInUseError, ServiceError
-
-
-def port_is_open(host: str, port: int, timeout: float = 0.3) -> bool:
-    """True when something accepts TCP connections on host:port."""
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
-        return True
-    return False
+from infra.probes import port_is_open
 
 
 def require_free_port(host: str, port: int, service: str) -> None:

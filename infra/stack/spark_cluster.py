@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from infra.exceptions import ServiceError
+from infra.probes import Health, State, http_get
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess, require_free_port
-from infra.stack.service import Health, State, http_get
 
 _MASTER = "org.apache.spark.deploy.master.Master"
 _WORKER = "org.apache.spark.deploy.worker.Worker"

@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from infra.probes import Health, State
 from infra.settings import Settings
 from infra.stack.process import ManagedProcess
-from infra.stack.service import Health, State
 from streaming.drivers import Role, read_drivers
 
 

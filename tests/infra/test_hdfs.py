@@ -11,9 +11,9 @@ import pytest
 from pyspark.sql import SparkSession
 
 from infra.lake import Lake
+from infra.probes import port_is_open
+from infra.secrets import mlflow_password
 from infra.settings import Settings
-from infra.stack.mlflow import mlflow_password
-from infra.stack.process import port_is_open
 from tests.conftest import LOOPBACK, free_port, hdfs_env, listening_addresses, run_warden, settings_for, stack_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

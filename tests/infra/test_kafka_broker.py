@@ -8,8 +8,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import NewTopic
 
+from infra.endpoints import admin_client
 from infra.settings import Settings
-from infra.stack.kafka import admin_client
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.stack.service import PROBE_TIMEOUTS, State, http_health
+from infra.probes import PROBE_TIMEOUTS, State, http_health
 from tests.conftest import free_port, run_warden
 
 

@@ -10,10 +10,10 @@ import pytest
 import requests
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from infra.secrets import mlflow_password
 from infra.settings import Settings, load_settings
 from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
-from infra.stack.mlflow import mlflow_password
 from tests.conftest import LOOPBACK, listening_addresses, run_warden, stack_env
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def test_status_probes_every_service(full_stack: tuple[dict[str, str], Settings]
 
 def test_contract_topics_exist_with_their_partitions(full_stack: tuple[dict[str, str], Settings]) -> None:
     _, settings = full_stack
-    from infra.stack.kafka import admin_client
+    from infra.endpoints import admin_client
 
     topics = admin_client(settings).list_topics(timeout=10).topics
     assert len(topics["iot_stream"].partitions) == 12

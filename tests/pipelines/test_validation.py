@@ -15,9 +15,8 @@ import pytest
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
-from features.schema import PARTITION_COLUMN
 from infra.exceptions import ConfigError, LakeError
-from infra.lake import Lake
+from infra.lake import PARTITION_COLUMN, Lake
 from infra.settings import Settings, load_settings
 from pipelines.backfill import BackfillParams, backfill
 from pipelines.training_set import Window, labeled_events

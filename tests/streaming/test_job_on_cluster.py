@@ -16,9 +16,9 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
+from infra.secrets import mlflow_password
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
-from infra.stack.mlflow import mlflow_password
 from models import registry
 from streaming.kafka_io import committed_records
 from tests.conftest import DEVICES, WardenProcess, free_port, run_warden, settings_for, spark_cluster_env

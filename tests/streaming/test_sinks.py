@@ -13,9 +13,9 @@ from confluent_kafka.admin import NewTopic
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from infra.endpoints import admin_client
 from infra.lake import Lake
 from infra.settings import Settings, load_settings
-from infra.stack.kafka import admin_client
 from streaming.kafka_io import committed_records
 from streaming.sinks import BATCH_COMMIT, DeltaBatchWriter, TransactionalKafkaSink
 

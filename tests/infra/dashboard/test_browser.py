@@ -19,10 +19,10 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
+from infra.secrets import mlflow_password
 from infra.settings import Settings
 from infra.stack.airflow import ADMIN_USER, AirflowStack
 from infra.stack.kafka import KafkaBroker
-from infra.stack.mlflow import mlflow_password
 from models import registry
 from tests.browser import chromium, console_errors, screenshot, wait_until
 from tests.conftest import (

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from features.schema import ANOMALY_KINDS, EVENT_FIELDS, LABEL_SCHEMA, SENSOR_COLUMNS, TELEMETRY_SCHEMA
-from streaming.simulator import DEVICE_TYPES, TelemetryGenerator
+from simulator.generator import DEVICE_TYPES, TelemetryGenerator
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -1,10 +1,12 @@
-"""Admin passwords for the embedded services: generated once, kept under $WARDEN_HOME/secrets (0600)."""
+"""Passwords: generated once and kept under $WARDEN_HOME/secrets (0600), unless the environment gives them."""
 
 from __future__ import annotations
 
 import os
 import secrets
 from pathlib import Path
+
+from infra.settings import Settings
 
 
 def stored_secret(home: Path, name: str) -> str:
@@ -19,3 +21,10 @@ def stored_secret(home: Path, name: str) -> str:
     with os.fdopen(fd, "w") as out:
         out.write(value)
     return value
+
+
+def mlflow_password(settings: Settings) -> str:
+    """The MLflow admin password: MLFLOW_TRACKING_PASSWORD if set, else the one `warden up` generated."""
+    if settings.mlflow_password is not None:
+        return settings.mlflow_password.get_secret_value()
+    return stored_secret(settings.home, "mlflow-admin")

@@ -27,7 +27,7 @@ import orjson
 import pyarrow as pa
 
 from features.schema import ANOMALY_KINDS, LABEL_SCHEMA, SENSOR_COLUMNS, TELEMETRY_SCHEMA
-from streaming.scenarios import SCENARIOS
+from simulator.scenarios import SCENARIOS
 
 # Baseline mean and noise (one standard deviation) per sensor, in the order of SENSOR_COLUMNS:
 # temperature °C, humidity %RH, pressure kPa, vibration mm/s RMS, voltage V.
