@@ -41,7 +41,7 @@ def retrain() -> None:
     @task
     def validate(window: str) -> str:
         from pipelines import tasks
-        from pipelines.validation import DataValidationError
+        from pipelines.exceptions import DataValidationError
 
         try:
             return tasks.validate(window)

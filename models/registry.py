@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from infra.endpoints import mlflow_client_env, require_mlflow
 from infra.exceptions import ServiceError
 from infra.settings import Settings
-from models.exceptions import PromotionRefused
+from models.exceptions import PromotionRefused, VersionNotFound, VersionNotReady
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -113,7 +113,7 @@ def get_version(client: MlflowClient, name: str, version: str) -> VersionInfo:
         return VersionInfo.of(client.get_model_version(name, version))
     except MlflowException as exc:
         if exc.error_code in _MISSING:
-            raise ServiceError(f"model {name} has no version {version}") from None
+            raise VersionNotFound(f"model {name} has no version {version}; the MLflow UI lists its versions") from None
         raise
 
 
@@ -147,7 +147,7 @@ def promote(
     """
     target = get_version(client, name, version)
     if target.status != "READY":
-        raise ServiceError(f"model {name} version {version} is {target.status}, not READY")
+        raise VersionNotReady(f"model {name} version {version} is {target.status}, not READY")
     if target.gate_refusal is not None and not override_gate:
         raise PromotionRefused(
             f"model {name} version {version} failed the gate ({target.gate_refusal}); approving it needs "
@@ -180,7 +180,7 @@ def reject(client: MlflowClient, name: str, version: str, decided_by: str, reaso
 
 def _record_decision(client: MlflowClient, version: VersionInfo, decision: str, decided_by: str, reason: str) -> None:
     if not decided_by.strip():
-        raise ServiceError("a promotion decision needs the name of the person who made it")
+        raise PromotionRefused("a promotion decision needs the name of the person who made it (--by)")
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     for key, value in (
         (TAG_DECISION, decision),

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from infra.exceptions import ServiceError
 from infra.settings import Settings
 from models import registry
 from models.evaluation import Quality
 from models.exceptions import ModelRejected
 from models.loader import load_version
+from pipelines.exceptions import GateNotRun
 from pipelines.split_coverage import split_coverage
 from pipelines.training import Candidate, judge_on
 from pipelines.training_set import read_training_set
@@ -118,7 +118,9 @@ def recorded(client: object, candidate: Candidate) -> Verdict:
     run = client.get_run(candidate.run_id)  # type: ignore[attr-defined]
     tags = run.data.tags
     if registry.TAG_PROMOTABLE not in tags:
-        raise ServiceError(f"run {candidate.run_id} has not been through the evaluation gate")
+        raise GateNotRun(
+            f"run {candidate.run_id} has not been through the evaluation gate; run the evaluate step first"
+        )
     metrics = run.data.metrics
     champion_quality = Quality.from_metrics(metrics, "champion_test_") if "champion_test_f1" in metrics else None
     return Verdict(

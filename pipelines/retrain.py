@@ -22,11 +22,12 @@ from infra.spark_progress import spark_progress
 from models import registry
 from models.estimators import MODEL_KINDS
 from pipelines import gate
+from pipelines.exceptions import DataValidationError
 from pipelines.feature_refresh import refresh_features
 from pipelines.registration import register_candidate
 from pipelines.training import Candidate, train_candidates
 from pipelines.training_set import Window, write_training_set
-from pipelines.validation import DataValidationError, ValidationReport, validate_history
+from pipelines.validation import ValidationReport, validate_history
 
 STEPS = ("validate", "training set", "train", "gate", "register")
 

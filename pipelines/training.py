@@ -21,7 +21,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.formulas import FEATURE_COLUMNS
-from infra.exceptions import WardenError
 from infra.memory import MeasuredStep
 from infra.progress import ProgressLine
 from infra.settings import PROJECT_ROOT, Settings
@@ -30,6 +29,7 @@ from models import registry
 from models.estimators import LABEL, RANDOM_FOREST, fit_random_forest, fit_xgboost, positive_weight
 from models.evaluation import Quality, choose_threshold, evaluate
 from models.scoring import SCORE, Scorer, judged_columns, random_forest_scorer, xgboost_scorer
+from pipelines.exceptions import TrainingError
 from pipelines.split_coverage import split_coverage
 from pipelines.training_sample import xgboost_sample
 from pipelines.training_set import Window, read_training_set
@@ -46,10 +46,6 @@ TAG_TRAINING_SET = "training_set"
 TAG_MODEL_URI = "model_uri"
 # A run is reused only for the same inputs: training set, model kind and seed.
 TAG_SEED = "seed"
-
-
-class TrainingError(WardenError):
-    """The data cannot train a model (too little of it, no anomalies in a split)."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from infra.exceptions import LakeError, WardenError
+from infra.exceptions import LakeError
 from infra.lake import PARTITION_COLUMN, Lake
 from infra.settings import Settings
 from pipelines.expectations import LABEL_COLUMNS, SUITE_NAME, training_window_suite
@@ -51,17 +51,6 @@ class ValidationReport:
         if self.success:
             return f"passed {total}/{total} expectations on {self.rows:,} rows"
         return f"failed {len(self.failures)}/{total} on {self.rows:,} rows: " + "; ".join(self.failures)
-
-
-class DataValidationError(WardenError):
-    """The training window failed its data validation; `report` has every result."""
-
-    def __init__(self, report: ValidationReport) -> None:
-        super().__init__(
-            f"training window {report.window} {report.summary()}; "
-            "fix the lake data, choose another window or adjust the WARDEN_VALIDATION_* settings"
-        )
-        self.report = report
 
 
 def validate_history(settings: Settings, spark: SparkSession, window: Window) -> ValidationReport:

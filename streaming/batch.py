@@ -33,6 +33,7 @@ from infra.lake import PARTITION_COLUMN
 from infra.settings import Settings
 from models.loader import ScoringModel
 from models.scoring import SCORE
+from streaming.exceptions import StopRequested
 from streaming.metrics import BatchMetrics, StreamMetrics
 from streaming.parse import REASONS
 from streaming.sinks import DeltaBatchWriter, TransactionalKafkaSink
@@ -104,10 +105,6 @@ class _PhaseClock:
         self.last = now
 
 
-class StopRequested(RuntimeError):
-    """Raised into Spark when a batch starts after the job was asked to stop."""
-
-
 class BatchProcessor:
     """Called by `foreachBatch` with each micro-batch of raw Kafka records and its id."""
 
@@ -134,8 +131,23 @@ class BatchProcessor:
         self.busy = threading.Lock()
         self.stopping = threading.Event()
         self._batch_started: float | None = None
+        self._failure: BaseException | None = None
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
+        try:
+            self._run(records, batch_id)
+        except BaseException as exc:
+            # Spark hands the job this failure back as text around a traceback; the job asks for
+            # the exception itself (`take_failure`) and decides by its type.
+            self._failure = exc
+            raise
+
+    def take_failure(self) -> BaseException | None:
+        """The exception that ended the last batch to fail, once; None when none failed since."""
+        failure, self._failure = self._failure, None
+        return failure
+
+    def _run(self, records: DataFrame, batch_id: int) -> None:
         if self.stopping.is_set():
             # Shutting down: fail before any side effect; the batch is replayed on restart.
             raise StopRequested(f"batch {batch_id} not started: the job is stopping")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pyspark.errors import StreamingQueryException
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException, StreamingQueryException
 
 from infra.exceptions import ServiceError
 from infra.progress import ProgressLine
@@ -28,6 +29,7 @@ from models.loader import ChampionWatcher, ScoringModel
 from models.registry import VersionInfo, configure_mlflow
 from streaming.batch import LAKE_TABLES, BatchProcessor
 from streaming.drivers import Driver
+from streaming.exceptions import QueryGaveUp, StopRequested
 from streaming.kafka_io import kafka_source_options, require_broker
 from streaming.metrics import REFUSAL, SWAP, ProgressListener, StreamMetrics
 from streaming.parse import parse_events
@@ -212,14 +214,15 @@ def _drive(
                 _show(progress, query.lastProgress, watcher)
                 continue
             failure = query.exception()
-            if failure is None or "StopRequested" in str(failure):
+            raised = processor.take_failure()
+            if failure is None or isinstance(raised, StopRequested):
                 break
             # A failed batch (a DataNode or the online store gone for a moment) ends the query;
             # its checkpoint makes a restart replay that batch, and the sinks keep replays exact.
-            reason = failure_reason(str(failure))
+            reason = failure_reason(raised, failure)
             failures = 1 if metrics.totals["batches"] > batches_at_start else failures + 1
             if failures > settings.stream_max_restarts:
-                raise ServiceError(f"the streaming query failed {failures} times in a row, giving up: {reason}")
+                raise QueryGaveUp(f"the streaming query failed {failures} times in a row, giving up: {reason}")
             wait = min(2.0**failures, 30.0)
             report.restarts += 1
             progress.update(
@@ -306,18 +309,24 @@ def telemetry_records(spark: SparkSession, settings: Settings) -> DataFrame:
     return source.coalesce(settings.stream_batch_tasks)
 
 
-def failure_reason(description: str) -> str:
-    """What made a batch fail, in a line: the innermost `Caused by:` of a Java failure (what went
-    wrong, not the foreachBatch wrapper around it), else the exception line that ends the Python
-    traceback the batch raised. Never Spark's report of the query that follows them."""
-    lines = description.split("=== Streaming Query ===", 1)[0].splitlines()
-    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
-    meaningful = [cause for cause in causes if "Python Proxy" not in cause]
-    # A traceback's frames are indented; its exception line is not (Spark appends its SQLSTATEs indented).
-    unindented = [line for line in lines if line.strip() and not line[0].isspace()]
-    cause = (meaningful or causes or unindented or ["unknown"])[-1]
+def failure_reason(raised: BaseException | None, failure: StreamingQueryException) -> str:
+    """What made the query fail, in a line: the exception a batch raised, for a Java failure its
+    innermost cause (what went wrong, not the calls that wrapped it); else, when the query failed
+    outside a batch, Spark's error condition and message."""
+    if isinstance(raised, Py4JJavaError):
+        cause = raised.java_exception
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        line = str(cause.toString())
+    elif isinstance(raised, PySparkException):  # a Spark error converted for Python: its condition leads
+        line = f"{type(raised).__name__}: {raised.getMessage()}"
+    elif raised is not None:
+        line = f"{type(raised).__name__}: {raised}"
+    else:
+        line = failure.getMessage()  # "[CONDITION] what happened"
+    line = " ".join(line.split())
     # The head names the exception, the tail what it says; the middle is mostly a path.
-    return cause if len(cause) <= 240 else f"{cause[:100]} … {cause[-130:]}"
+    return line if len(line) <= 240 else f"{line[:100]} … {line[-130:]}"
 
 
 def _show(progress: ProgressLine, last: dict | None, watcher: ChampionWatcher) -> None:  # type: ignore[type-arg]

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from infra.exceptions import ServiceError
+from infra.exceptions import ConfigError, ServiceError
 from infra.probes import Health
 from infra.progress import ProgressLine
 from infra.settings import Settings
@@ -67,7 +67,7 @@ def build_services(settings: Settings, names: Sequence[str] = SERVICE_NAMES) -> 
     }
     unknown = sorted(set(names) - set(factories))
     if unknown:
-        raise ServiceError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}")
+        raise ConfigError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}")
     return [factories[name](settings) for name in SERVICE_NAMES if name in names]
 
 

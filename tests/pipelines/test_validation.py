@@ -19,8 +19,9 @@ from infra.exceptions import ConfigError, LakeError
 from infra.lake import PARTITION_COLUMN, Lake
 from infra.settings import Settings, load_settings
 from pipelines.backfill import BackfillParams, backfill
+from pipelines.exceptions import DataValidationError
 from pipelines.training_set import Window, labeled_events
-from pipelines.validation import DataValidationError, validate_frame, validate_history
+from pipelines.validation import validate_frame, validate_history
 
 END = datetime(2026, 11, 20, tzinfo=UTC)
 WINDOW = Window(END - timedelta(days=2), END)

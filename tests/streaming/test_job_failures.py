@@ -1,67 +1,78 @@
 """What `warden stream` reads after a failure: the one-line reason it gives for a failed batch,
-from what Spark 4.2 reports, and the batch that a restarted query runs again."""
+from the exception the batch raised (or, failing outside a batch, what Spark 4.2 reports), and
+the batch that a restarted query runs again."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import AnalysisException, StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+
 from infra.settings import load_settings
 from streaming.job import failure_reason, unfinished_batch
 
-_HEAD = (
-    "[STREAM_FAILED] Query [id = 2221d1da, runId = 7b95725a] terminated with exception: "
-    "[FOREACH_BATCH_USER_FUNCTION_ERROR] An error occurred in the user provided function in foreach batch sink. "
-    "Reason: An exception was raised by the Python Proxy. Return Message: Traceback (most recent call last):\n"
-    '  File "/venv/site-packages/py4j/clientserver.py", line 644, in _call_proxy\n'
-    "    return_value = getattr(self.pool[obj_id], method)(*params)\n"
-    "                   ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
-    '  File "/venv/site-packages/pyspark/sql/utils.py", line 163, in call\n'
-    "    self.func(DataFrame(jdf, wrapped_session_jdf), batch_id)\n"
-)
-# What Spark appends after the error: the query's report, ending with its plan tree.
-_REPORT = (
-    " SQLSTATE: 39000 SQLSTATE: XXKST\n"
-    "=== Streaming Query ===\n"
-    "Identifier: [id = 2221d1da, runId = 7b95725a]\n"
-    "Current Committed Offsets: {}\n\n"
-    "Current State: ACTIVE\n"
-    "Thread State: RUNNABLE\n\n"
-    "Logical Plan:\n"
-    "~WriteToMicroBatchDataSourceV1 ForeachBatchSink, 2221d1da, [checkpointLocation=/ck], Append\n"
-    "+- ~StreamingDataSourceV2ScanRelation[key#7, value#8] KafkaTable\n"
-)
 
+@pytest.fixture(scope="module")
+def query_failure(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> StreamingQueryException:
+    """What Spark hands back for a query that failed: a real StreamingQueryException, from a
+    query whose batch function raises."""
 
-def test_a_python_error_is_named_by_its_exception_line() -> None:
-    raised = (
-        '  File "/app/streaming/batch.py", line 6, in _context\n'
-        '    raise RuntimeError("the online store is gone")\n'
-        "RuntimeError: the online store is gone\n"
+    def fail(_frame: DataFrame, _batch: int) -> None:
+        raise RuntimeError("the online store is gone")
+
+    checkpoint = tmp_path_factory.mktemp("failing-query")
+    query = (
+        spark.readStream.format("rate")
+        .load()
+        .writeStream.foreachBatch(fail)
+        .option("checkpointLocation", str(checkpoint))
+        .start()
     )
-    assert failure_reason(_HEAD + raised + _REPORT) == "RuntimeError: the online store is gone"
+    with pytest.raises(StreamingQueryException) as failed:
+        query.awaitTermination(120)
+    return failed.value
 
 
-def test_a_spark_error_raised_into_python_is_named_by_its_exception_line() -> None:
-    raised = (
-        '  File "/venv/site-packages/pyspark/errors/exceptions/captured.py", line 257, in deco\n'
-        "    raise converted from None\n"
-        "pyspark.errors.exceptions.captured.AnalysisException: [PATH_NOT_FOUND] Path does not exist: "
-        "file:/lake/scored. SQLSTATE: 42K03\n"
+def test_a_python_error_is_named_by_its_type_and_message(query_failure: StreamingQueryException) -> None:
+    raised = RuntimeError("the online store is gone")
+    assert failure_reason(raised, query_failure) == "RuntimeError: the online store is gone"
+
+
+def test_a_spark_error_raised_into_python_is_named_by_its_class_and_condition(
+    spark: SparkSession, query_failure: StreamingQueryException, tmp_path: Path
+) -> None:
+    with pytest.raises(AnalysisException) as missing:
+        spark.read.parquet(str(tmp_path / "scored"))
+    reason = failure_reason(missing.value, query_failure)
+    assert reason.startswith("AnalysisException: [PATH_NOT_FOUND] Path does not exist:"), reason
+
+
+def test_a_java_failure_is_named_by_its_innermost_cause(
+    spark: SparkSession, query_failure: StreamingQueryException
+) -> None:
+    # A Java call that fails with a chain of causes: reflection wraps what the method threw.
+    gateway = spark.sparkContext._gateway
+    jvm = gateway.jvm
+    argument_types = gateway.new_array(jvm.java.lang.Class, 1)
+    argument_types[0] = jvm.java.lang.Class.forName("java.lang.String")
+    parse = jvm.java.lang.Class.forName("java.lang.Integer").getMethod("parseInt", argument_types)
+    arguments = gateway.new_array(jvm.java.lang.Object, 1)
+    arguments[0] = "not a number"
+    with pytest.raises(Py4JJavaError) as thrown:
+        parse.invoke(None, arguments)
+    assert "InvocationTargetException" in str(thrown.value.java_exception.toString())
+    assert failure_reason(thrown.value, query_failure) == (
+        'java.lang.NumberFormatException: For input string: "not a number"'
     )
-    assert failure_reason(_HEAD + raised + _REPORT).startswith("pyspark.errors.exceptions.captured.AnalysisException")
 
 
-def test_a_java_failure_is_named_by_its_innermost_cause() -> None:
-    raised = (
-        "py4j.protocol.Py4JJavaError: An error occurred while calling o812.parquet.\n"
-        ": org.apache.spark.SparkException: Job aborted due to stage failure\n"
-        "\tat org.apache.spark.scheduler.DAGScheduler.failJobAndIndependentStages(DAGScheduler.scala:2935)\n"
-        "Caused by: org.apache.hadoop.hdfs.BlockMissingException: Could not obtain block: BP-1:blk_1073741825\n"
-        "\tat org.apache.hadoop.hdfs.DFSInputStream.refetchLocations(DFSInputStream.java:1069)\n"
-    )
-    assert failure_reason(_HEAD + raised + _REPORT) == (
-        "org.apache.hadoop.hdfs.BlockMissingException: Could not obtain block: BP-1:blk_1073741825"
-    )
+def test_a_failure_outside_a_batch_is_named_by_spark_s_condition(query_failure: StreamingQueryException) -> None:
+    reason = failure_reason(None, query_failure)
+    assert reason.startswith("[STREAM_FAILED] "), reason
+    assert "the online store is gone" in reason
 
 
 def test_the_batch_run_again_is_the_one_with_offsets_and_no_commit(tmp_path: Path) -> None:
