@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from infra.endpoints import mlflow_client_env, require_mlflow
-from infra.exceptions import ServiceError
 from infra.settings import Settings
 from models.exceptions import PromotionRefused, VersionNotFound, VersionNotReady
 
@@ -118,18 +116,14 @@ def get_version(client: MlflowClient, name: str, version: str) -> VersionInfo:
 
 
 def register(client: MlflowClient, name: str, model_uri: str, tags: dict[str, str], timeout: int = 300) -> VersionInfo:
-    """Register a logged model as a new version of `name` and wait until it is READY."""
+    """Register a logged model as a new version of `name`; MLflow waits up to `timeout` s for it to be READY."""
     import mlflow
 
     created = mlflow.register_model(model_uri, name, await_registration_for=timeout, tags=tags)
-    deadline = time.monotonic() + timeout
-    while True:
-        version = client.get_model_version(name, created.version)
-        if version.status == "READY":
-            return VersionInfo.of(version)
-        if version.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
-            raise ServiceError(f"model {name} version {created.version} did not become READY ({version.status})")
-        time.sleep(0.5)
+    version = client.get_model_version(name, created.version)
+    if version.status != "READY":
+        raise VersionNotReady(f"model {name} version {created.version} did not become READY ({version.status})")
+    return VersionInfo.of(version)
 
 
 def set_challenger(client: MlflowClient, version: VersionInfo) -> None:

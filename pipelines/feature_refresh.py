@@ -6,17 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.formulas import BASELINE_COLUMNS, BASELINE_OF, BASELINE_TIME, OF_TYPE, OWN
 from features.logic import baseline_stats, window_stats
 from features.store import apply_definitions, feature_store, materialize
+from infra.exceptions import LakeError
 from infra.lake import Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
-from pipelines.history import read_events
+from pipelines.history import read_events, read_parquet
 
 STATS_DATASET = "feast/device_stats"
 BASELINE_DATASET = "feast/device_baseline"
@@ -97,8 +97,8 @@ def daily_baselines(
     if not crosses_midnight:
         return own
     try:
-        registered = spark.read.parquet(lake.url("devices"))
-    except AnalysisException:  # no device registry: no types to fall back on
+        registered = read_parquet(spark, lake.url("devices"), "no device registry")
+    except LakeError:  # no types to fall back on
         return own
     # A device registered more than once: its first registration, its latest type.
     fleet = registered.groupBy("device_id").agg(

@@ -1,4 +1,5 @@
-"""Every event the lake holds, as one Spark DataFrame: what statistics, validation and training read.
+"""What the lake holds, read by Spark: every event as one DataFrame (what statistics, validation
+and training read), the ground truth, and any Parquet dataset whose absence is the user's to fix.
 
 Events reach the lake two ways. A backfill (or an import) writes history to the `telemetry`
 table. The stream writes each event it scores once, to `scored`, with its fields beside its
@@ -35,3 +36,19 @@ def read_events(spark: SparkSession, lake: Lake) -> DataFrame:
             f"no events under {lake.root}: neither telemetry/ nor scored/ is a Delta table; run `warden backfill`"
         )
     return reduce(DataFrame.unionByName, frames)
+
+
+def read_parquet(spark: SparkSession, location: str, missing: str) -> DataFrame:
+    """The Parquet dataset at `location`; a LakeError saying `missing` (what it is, what to do)
+    when there is none. Any other failure to read it propagates."""
+    try:
+        return spark.read.parquet(location)
+    except AnalysisException as exc:
+        if exc.getCondition() != "PATH_NOT_FOUND":
+            raise
+        raise LakeError(missing) from None
+
+
+def read_labels(spark: SparkSession, lake: Lake) -> DataFrame:
+    """The ground truth (`labels`, as a backfill or `warden simulate` writes it)."""
+    return read_parquet(spark, lake.url("labels"), f"labels missing under {lake.root}; run `warden backfill`")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
 from pyspark.sql import functions as F
@@ -14,11 +13,10 @@ from features.formulas import REPORTED_COLUMNS
 from features.logic import add_features, grid_floor, usable_stats
 from features.point_in_time import historical_features
 from features.store import FEATURE_SERVICE, feature_store
-from infra.exceptions import LakeError
 from infra.lake import PARTITION_COLUMN, Lake
 from infra.settings import Settings
 from models.estimators import LABEL
-from pipelines.history import read_events
+from pipelines.history import read_events, read_labels, read_parquet
 
 SPLITS = ("train", "validation", "test")
 _GRID = "_grid"
@@ -49,10 +47,7 @@ def labeled_events(settings: Settings, spark: SparkSession, window: Window) -> D
     """Telemetry in [start, end) joined with its ground truth (events without a label are left out)."""
     lake = Lake(settings)
     history = read_events(spark, lake)
-    try:
-        labels = spark.read.parquet(lake.url("labels"))
-    except AnalysisException as exc:  # the path does not exist
-        raise LakeError(f"labels missing under {lake.root} ({type(exc).__name__}); run `warden backfill`") from None
+    labels = read_labels(spark, lake)
     in_window = (F.col("ts") >= window.start) & (F.col("ts") < window.end)
     events = history.where(in_window).drop(PARTITION_COLUMN).dropDuplicates(["event_id"])
     truth = labels.where(in_window).select("event_id", "is_anomaly", "anomaly_type").dropDuplicates(["event_id"])
@@ -121,7 +116,4 @@ def write_training_set(settings: Settings, spark: SparkSession, window: Window) 
 
 
 def read_training_set(spark: SparkSession, location: str) -> DataFrame:
-    try:
-        return spark.read.parquet(location)
-    except Exception as exc:  # AnalysisException: the path does not exist
-        raise LakeError(f"no training set at {location} ({type(exc).__name__}); build it first") from None
+    return read_parquet(spark, location, f"no training set at {location}; build it first")

@@ -18,15 +18,13 @@ from great_expectations.data_context.types.base import (
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,
 )
-from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from infra.exceptions import LakeError
 from infra.lake import PARTITION_COLUMN, Lake
 from infra.settings import Settings
 from pipelines.expectations import LABEL_COLUMNS, SUITE_NAME, training_window_suite
-from pipelines.history import read_events
+from pipelines.history import read_events, read_labels
 from pipelines.training_set import Window
 
 # Counts, not examples: a list of unexpected values would scan the rows once more per check.
@@ -97,10 +95,7 @@ def _labeled_rows(settings: Settings, spark: SparkSession, window: Window) -> Da
     are one of the things validation must see."""
     lake = Lake(settings)
     history = read_events(spark, lake)
-    try:
-        labels = spark.read.parquet(lake.url("labels"))
-    except AnalysisException as exc:  # the path does not exist
-        raise LakeError(f"labels missing under {lake.root} ({type(exc).__name__}); run `warden backfill`") from None
+    labels = read_labels(spark, lake)
     in_window = (F.col("ts") >= window.start) & (F.col("ts") < window.end)
     # A label column missing from the lake is for the suite to report, not for Spark to raise.
     truth = labels.where(in_window).select("event_id", *(c for c in LABEL_COLUMNS if c in labels.columns))

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from infra.exceptions import PortInUseError, ServiceError
 from infra.probes import port_is_open
 
@@ -109,36 +111,30 @@ class ManagedProcess:
                 os.kill(pid, signal.SIGTERM)
         else:
             _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _group_alive(pid):
-            time.sleep(0.1)
-        if _group_alive(pid):
+        _, left = psutil.wait_procs(_group(pid), timeout=timeout)
+        if left or _group(pid):
             _signal_group(pid, signal.SIGKILL)
-            while _group_alive(pid):
-                time.sleep(0.05)
+            while members := _group(pid):
+                psutil.wait_procs(members, timeout=1.0)
         self.pid_file.unlink(missing_ok=True)
         return True
 
 
 def _alive(pid: int) -> bool:
     try:
-        with open(f"/proc/{pid}/stat") as stat:  # noqa: PTH123 - procfs, not the lake
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
 
 
-def _group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+def _group(pgid: int) -> list[psutil.Process]:
+    """The living (not zombie) processes of process group `pgid`."""
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                members.append(process)
+    return members
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
