@@ -23,7 +23,7 @@ SETTINGS = get_settings()
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    default_args={"owner": "streamwarden", "retries": 2, "retry_delay": timedelta(minutes=1)},
     tags=["streamwarden", "features"],
     doc_md=__doc__,
 )

@@ -19,15 +19,15 @@ from infra.settings import get_settings
 from pipelines.approval import DECISION_KEY, RecordedApprovalOperator
 
 SETTINGS = get_settings()
-CHALLENGER = Asset(name="model_challenger", uri=f"mlflow://models/{SETTINGS.model_name}/challenger")
 REVIEW = "ti.xcom_pull(task_ids='describe')"
 
 
 @dag(
     dag_id="promote",
-    schedule=[CHALLENGER],
+    schedule=[Asset.ref(name="model_challenger")],  # declared by `retrain`, which registers the challenger
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    default_args={"owner": "streamwarden", "retries": 2, "retry_delay": timedelta(minutes=1)},
     tags=["streamwarden", "models"],
     doc_md=__doc__,
 )

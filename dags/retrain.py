@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from infra.settings import get_settings
 
 SETTINGS = get_settings()
+# Declared here, where it is produced; `promote` refers to it by name.
 CHALLENGER = Asset(name="model_challenger", uri=f"mlflow://models/{SETTINGS.model_name}/challenger")
 
 
@@ -27,7 +28,7 @@ CHALLENGER = Asset(name="model_challenger", uri=f"mlflow://models/{SETTINGS.mode
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
+    default_args={"owner": "streamwarden", "retries": 2, "retry_delay": timedelta(minutes=2)},
     tags=["streamwarden", "models"],
     doc_md=__doc__,
 )

@@ -34,6 +34,15 @@ print(json.dumps({
     "errors": bag.import_errors,
     "dags": {d.dag_id: {t.task_id: sorted(t.downstream_task_ids) for t in d.tasks} for d in bag.dags.values()},
     "schedules": {d.dag_id: repr(d.timetable) for d in bag.dags.values()},
+    "house_rules": {
+        d.dag_id: {
+            "owners": sorted({t.owner for t in d.tasks}),
+            "min_retries": min(t.retries for t in d.tasks),
+            "tags": sorted(d.tags),
+            "has_doc": bool(d.doc_md),
+        }
+        for d in bag.dags.values()
+    },
     "parse_seconds": {s.file: s.duration.total_seconds() for s in bag.dagbag_stats},
     "loaded": sorted(loaded),
 }))
@@ -78,6 +87,15 @@ def test_promote_waits_for_a_person_before_promoting(parsed: dict) -> None:
     assert edges["approve"] == ["promote_challenger"]
     assert "record_rejection" in edges["promote_challenger"]
     assert "approve" in edges["describe"]
+
+
+@pytest.mark.parametrize("dag_id", ["feature_refresh", "retrain", "promote"])
+def test_every_dag_keeps_the_house_rules(parsed: dict, dag_id: str) -> None:
+    rules = parsed["house_rules"][dag_id]
+    assert rules["owners"] == ["streamwarden"]  # not Airflow's anonymous default
+    assert rules["min_retries"] >= 2, f"{dag_id}: every task retries at least twice"
+    assert "streamwarden" in rules["tags"]
+    assert rules["has_doc"]
 
 
 def test_schedules_come_from_the_settings(parsed: dict) -> None:
