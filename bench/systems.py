@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, TopicPartition
 from infra.settings import PROJECT_ROOT, Settings
 from infra.stack.kafka import KafkaBroker
 from streaming.kafka_io import end_offsets
-from streaming.metrics import metrics_file
+from streaming.metrics import metrics_file, parse_batch_record
 
 BASELINE_WARMUP_SECONDS = 20.0
 
@@ -131,16 +131,11 @@ class Streamwarden(System):
         path = metrics_file(self.settings)
         if not path.exists():
             return []
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = [parse_batch_record(line) for line in path.read_text().splitlines()]
         return [
-            Batch(
-                r.get("input_rows", 0),
-                r["batch_duration_ms"] / 1000,
-                r.get("finished_at") or 0.0,
-                r.get("phases_ms") or {},
-            )
+            Batch(r.input_rows, r.batch_duration_ms / 1000, r.finished_at or 0.0, r.phases_ms)
             for r in records
-            if "batch_duration_ms" in r
+            if r is not None
         ]
 
     def started(self) -> bool:

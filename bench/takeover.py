@@ -37,7 +37,7 @@ from infra.stack.kafka import KafkaBroker
 from scenarios import exactly_once, wait_for
 from streaming.drivers import read_drivers
 from streaming.kafka_io import committed_records
-from streaming.metrics import batch_records, read_takeovers
+from streaming.metrics import BatchRecord, batch_records, read_takeovers
 from streaming.simulation import SimulationParams, simulate
 from systems import Running, Streamwarden
 
@@ -114,8 +114,10 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
                 standby,
                 f"the standby's first batch after kill {kill}",
             )
-            first_batch = _batch_after(scratch, standby.proc.pid, killed) or {}
-            took = float(first_batch["finished_at"]) - killed
+            first_batch = _batch_after(scratch, standby.proc.pid, killed)
+            if first_batch is None or first_batch.finished_at is None:  # waited for above: a bug if so
+                raise SystemExit(f"error: the standby's first batch after kill {kill} is not recorded")
+            took = first_batch.finished_at - killed
             record = read_takeovers(scratch)[-1]
             kills_measured.append(
                 {
@@ -125,14 +127,14 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
                     "detection_seconds": record["detection_seconds"],
                     "fenced": record["fenced"],
                     # The first batch is most often the killed driver's, run again: its size is the load's.
-                    "first_batch_rows": first_batch.get("input_rows", 0),
-                    "first_batch_seconds": first_batch["batch_duration_ms"] / 1000,
-                    "first_batch_phases_ms": first_batch.get("phases_ms") or {},
+                    "first_batch_rows": first_batch.input_rows,
+                    "first_batch_seconds": first_batch.batch_duration_ms / 1000,
+                    "first_batch_phases_ms": first_batch.phases_ms,
                 }
             )
             progress.update(
                 f"kill {kill}/{kills}: the standby committed a batch {took:.2f} s after it "
-                f"({first_batch.get('input_rows', 0):,} events in {first_batch['batch_duration_ms'] / 1000:.1f} s)"
+                f"({first_batch.input_rows:,} events in {first_batch.batch_duration_ms / 1000:.1f} s)"
             )
             comeback = system.start_standby(kill)
             drivers[comeback.proc.pid] = comeback
@@ -203,9 +205,9 @@ def _bounce_broker(settings: Settings, scratch: Settings, progress: ProgressLine
     restarted = time.time()
     deadline = restarted + 600
     while time.time() < deadline:
-        after = [r for r in batch_records(scratch) if (r.get("finished_at") or 0) > restarted and r.get("input_rows")]
+        after = [r for r in batch_records(scratch) if (r.finished_at or 0) > restarted and r.input_rows]
         if after:
-            back = min(r["finished_at"] for r in after)
+            back = min(r.finished_at or 0 for r in after)
             progress.update(f"broker back in {restarted - killed:.1f} s, the stream {back - killed:.1f} s", force=True)
             return {"broker_restart_s": restarted - killed, "stream_back_s": back - killed}
         time.sleep(0.5)
@@ -218,23 +220,21 @@ def _caught_up(settings: Settings, driver: int, rate: float, steady_rows: float 
     it: a kill now finds the stream in its steady state, not draining a backlog. (The lag alone
     does not tell: while the broker was away, the load waited in its producer, not in the topic,
     and came as a burst after one small batch: a kill then hit a batch of 57k events.)"""
-    records = [r for r in batch_records(settings) if r.get("driver") == driver and r.get("input_rows")]
+    records = [r for r in batch_records(settings) if r.driver == driver and r.input_rows]
     if not records:
         return False
     newest = records[-1]
-    recent = time.time() - float(newest.get("finished_at") or 0) < max(2 * newest["batch_duration_ms"] / 1000, 5)
-    steady = steady_rows is None or (
-        len(records) >= 3 and all(r["input_rows"] <= 1.5 * steady_rows for r in records[-3:])
-    )
-    return recent and steady and float(newest.get("consumer_lag_records") or 0) <= 2 * rate
+    recent = time.time() - (newest.finished_at or 0) < max(2 * newest.batch_duration_ms / 1000, 5)
+    steady = steady_rows is None or (len(records) >= 3 and all(r.input_rows <= 1.5 * steady_rows for r in records[-3:]))
+    return recent and steady and newest.consumer_lag_records <= 2 * rate
 
 
 def _steady(settings: Settings, driver: int) -> tuple[float, float]:
     """The median size and duration (s) of the driver's last five batches: its steady batch."""
-    records = [r for r in batch_records(settings) if r.get("driver") == driver and r.get("input_rows")][-5:]
+    records = [r for r in batch_records(settings) if r.driver == driver and r.input_rows][-5:]
     return (
-        float(statistics.median(r["input_rows"] for r in records)),
-        float(statistics.median(r["batch_duration_ms"] for r in records)) / 1000,
+        float(statistics.median(r.input_rows for r in records)),
+        float(statistics.median(r.batch_duration_ms for r in records)) / 1000,
     )
 
 
@@ -246,10 +246,10 @@ def _active_pid(settings: Settings) -> int:
     return next(d.pid for d in read_drivers(settings) if d.role == "active")
 
 
-def _batch_after(settings: Settings, driver: int, since: float) -> dict | None:
+def _batch_after(settings: Settings, driver: int, since: float) -> BatchRecord | None:
     """The record of the first batch that `driver` committed after `since`, if any."""
-    after = [r for r in batch_records(settings) if r.get("driver") == driver and (r.get("finished_at") or 0) > since]
-    return min(after, key=lambda r: r["finished_at"]) if after else None
+    after = [r for r in batch_records(settings) if r.driver == driver and (r.finished_at or 0) > since]
+    return min(after, key=lambda r: r.finished_at or 0) if after else None
 
 
 def _wait_scored(settings: Settings, offered: int) -> None:

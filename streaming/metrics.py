@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 from prometheus_client import values as prometheus_values
 from prometheus_client.core import HistogramMetricFamily
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pyspark.sql.streaming import StreamingQueryListener
 
 from infra.settings import Settings
@@ -41,6 +42,49 @@ class BatchMetrics:
     skipped_as_written: bool = False  # a replay of a batch whose sinks were all written
     phases_ms: dict[str, float] = field(default_factory=dict)
     finished_at: float = 0.0
+
+
+class BatchRecord(BaseModel):
+    """A line of the stream's metrics file: a committed micro-batch, as Spark's progress report
+    and the batch function (`BatchMetrics`) saw it. `warden status`, the dashboard, the demo and
+    the bench read the file through `parse_batch_record` only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # Spark's progress report.
+    batch_id: int
+    timestamp: str | None = None
+    num_input_rows: int = 0
+    input_rows_per_second: float = 0.0
+    processed_rows_per_second: float = 0.0
+    batch_duration_ms: float = 0.0
+    consumer_lag_records: float = 0.0
+    max_partition_lag_records: float = 0.0
+    lag_by_partition: dict[str, int] = {}
+    driver: int = 0  # the pid of the driver that ran the batch
+    # The batch function's record; `finished_at` is None when there is none (a trigger whose
+    # batch function did not record: it was refused as the job stopped, or it failed).
+    input_rows: int = 0
+    scored_rows: int = 0
+    alerts: int = 0
+    dead_letters: dict[str, int] = {}
+    feature_status: dict[str, int] = {}
+    model_name: str = ""
+    model_version: str = ""
+    latency_ms: dict[str, float] = {}
+    latency_bins_ms: list[tuple[float, float]] = []
+    kafka_latency_ms: dict[str, float] = {}
+    skipped_as_written: bool = False
+    phases_ms: dict[str, float] = {}
+    finished_at: float | None = None
+
+
+def parse_batch_record(line: str | bytes) -> BatchRecord | None:
+    """A line of the metrics file as a record; None for a line being written (or torn)."""
+    try:
+        return BatchRecord.model_validate_json(line)
+    except ValidationError:
+        return None
 
 
 # The `_created` series of every counter double the exposition and no dashboard of ours reads them.
@@ -243,25 +287,25 @@ class StreamMetrics:
         lag = float((source.get("metrics") or {}).get("maxOffsetsBehindLatest", 0) or 0)
         by_partition = _lag_by_partition(source)
         durations = progress.get("durationMs") or {}
-        record = {
-            "batch_id": batch_id,
-            "timestamp": progress.get("timestamp"),
-            "num_input_rows": progress.get("numInputRows", 0),
-            "input_rows_per_second": progress.get("inputRowsPerSecond", 0.0),
-            "processed_rows_per_second": progress.get("processedRowsPerSecond", 0.0),
-            "batch_duration_ms": progress.get("batchDuration", durations.get("triggerExecution", 0)),
-            "consumer_lag_records": float(sum(by_partition.values())),
-            "max_partition_lag_records": lag,
-            "lag_by_partition": by_partition,
-            "driver": os.getpid(),
+        record = BatchRecord(
+            batch_id=batch_id,
+            timestamp=progress.get("timestamp"),
+            num_input_rows=progress.get("numInputRows", 0),
+            input_rows_per_second=progress.get("inputRowsPerSecond", 0.0),
+            processed_rows_per_second=progress.get("processedRowsPerSecond", 0.0),
+            batch_duration_ms=progress.get("batchDuration", durations.get("triggerExecution", 0)),
+            consumer_lag_records=float(sum(by_partition.values())),
+            max_partition_lag_records=lag,
+            lag_by_partition=by_partition,
+            driver=os.getpid(),
             **(asdict(ours) if ours else {}),
-        }
+        )
         for partition, behind in by_partition.items():
             self.lag.labels(partition).set(behind)
-        self.batch_seconds.observe(float(record["batch_duration_ms"] or 0) / 1000)
+        self.batch_seconds.observe(record.batch_duration_ms / 1000)
         with self.path.open("a") as out:
-            out.write(json.dumps(record) + "\n")
-        if self._takeover is not None and record["num_input_rows"]:  # scoring again, not an empty trigger
+            out.write(record.model_dump_json() + "\n")
+        if self._takeover is not None and record.num_input_rows:  # scoring again, not an empty trigger
             self._finish_takeover(self._takeover, batch_id)
 
     def _finish_takeover(self, takeover: Takeover, batch_id: int) -> None:
@@ -323,27 +367,24 @@ class ProgressListener(StreamingQueryListener):
         pass
 
 
-def batch_records(settings: Settings, after_batch: int = -1) -> list[dict[str, Any]]:
+def batch_records(settings: Settings, after_batch: int = -1) -> list[BatchRecord]:
     """Every batch record after `after_batch`, oldest first (a batch retried after a restart
     keeps its newest record)."""
     path = metrics_file(settings)
     if not path.exists():
         return []
-    records: dict[int, dict[str, Any]] = {}
+    records: dict[int, BatchRecord] = {}
     for line in path.read_text().splitlines():
-        with contextlib.suppress(ValueError):  # a line being written
-            record = dict(json.loads(line))
-            if int(record["batch_id"]) > after_batch:
-                records[int(record["batch_id"])] = record
+        record = parse_batch_record(line)
+        if record is not None and record.batch_id > after_batch:
+            records[record.batch_id] = record
     return [records[batch] for batch in sorted(records)]
 
 
-def pooled_latency(
-    records: list[dict[str, Any]], quantiles: tuple[float, ...] = (0.5, 0.95, 0.99)
-) -> dict[float, float]:
+def pooled_latency(records: list[BatchRecord], quantiles: tuple[float, ...] = (0.5, 0.95, 0.99)) -> dict[float, float]:
     """Event time → sink latency percentiles (ms) over all the events of `records`, from each
     batch's latency histogram; empty when they scored nothing."""
-    bins = sorted((float(ms), float(count)) for record in records for ms, count in record.get("latency_bins_ms", []))
+    bins = sorted((ms, count) for record in records for ms, count in record.latency_bins_ms)
     total = sum(count for _, count in bins)
     if not total:
         return {}
@@ -357,7 +398,7 @@ def pooled_latency(
     return found
 
 
-def last_batch(settings: Settings) -> dict[str, Any] | None:
+def last_batch(settings: Settings) -> BatchRecord | None:
     """The newest batch record, for `warden status`."""
     path = metrics_file(settings)
     try:
@@ -369,8 +410,6 @@ def last_batch(settings: Settings) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     for line in reversed(lines):
-        try:
-            return dict(json.loads(line))
-        except ValueError:
-            continue
+        if (record := parse_batch_record(line)) is not None:
+            return record
     return None

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,7 +25,7 @@ from infra.settings import Settings, get_settings
 from infra.stack import manager
 from models import registry
 from streaming.kafka_io import count_records, end_offsets
-from streaming.metrics import batch_records, pooled_latency
+from streaming.metrics import BatchRecord, batch_records, pooled_latency
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -246,13 +246,13 @@ def _until_swapped(
             scored = [
                 record
                 for record in batch_records(settings, after)
-                if record.get("scored_rows") and str(record["model_version"]) == version
+                if record.scored_rows and record.model_version == version
             ]
             if scored:
                 progress.done(
-                    f"batch {scored[0]['batch_id']}: {scored[0]['scored_rows']:,} events scored by version {version}"
+                    f"batch {scored[0].batch_id}: {scored[0].scored_rows:,} events scored by version {version}"
                 )
-                return produced, int(scored[0]["batch_id"])
+                return produced, scored[0].batch_id
             time.sleep(1.0)
         progress.update(f"{produced:,} events produced, no batch scored by version {version} yet", force=True)
     return produced, None
@@ -260,7 +260,7 @@ def _until_swapped(
 
 def _last_batch_id(settings: Settings) -> int:
     records = batch_records(settings)
-    return int(records[-1]["batch_id"]) if records else -1
+    return records[-1].batch_id if records else -1
 
 
 def _watch(
@@ -269,23 +269,23 @@ def _watch(
     """Follow the stream's batch records after `after_batch` until it has scored `expected` events."""
     progress = ProgressLine(label)
     phase = Phase(produced=expected, last_batch=after_batch)
-    records: list[dict[str, Any]] = []
+    records: list[BatchRecord] = []
     deadline = time.monotonic() + 600
     while phase.rows < expected and time.monotonic() < deadline:
         if stream.poll() is not None:
             raise click.ClickException(f"the stream exited with code {stream.returncode}; see {log}")
-        records = [record for record in batch_records(settings, after_batch) if "scored_rows" in record]
+        records = [record for record in batch_records(settings, after_batch) if record.finished_at is not None]
         phase.batches = len(records)
-        phase.rows = sum(int(record["input_rows"]) for record in records)
-        phase.alerts = sum(int(record["alerts"]) for record in records)
-        phase.dead = sum(sum(record["dead_letters"].values()) for record in records)
+        phase.rows = sum(record.input_rows for record in records)
+        phase.alerts = sum(record.alerts for record in records)
+        phase.dead = sum(sum(record.dead_letters.values()) for record in records)
         if records:
-            phase.last_batch = int(records[-1]["batch_id"])
+            phase.last_batch = records[-1].batch_id
             newest = records[-1]
             progress.update(
                 f"{phase.rows:,} of {expected:,} scored in {phase.batches} batches, {phase.alerts:,} alerts, "
-                f"batch {newest['batch_id']} latency p50 {newest['latency_ms'].get('p50', 0) / 1000:.1f} s, "
-                f"model v{newest['model_version']}"
+                f"batch {newest.batch_id} latency p50 {newest.latency_ms.get('p50', 0) / 1000:.1f} s, "
+                f"model v{newest.model_version}"
             )
         time.sleep(0.5)
     phase.latency_ms = pooled_latency(records)

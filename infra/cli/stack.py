@@ -139,14 +139,13 @@ def _show_stream(settings: Settings) -> None:
     if record is None:
         click.echo("     stream   no batch recorded yet (start it with `warden stream`)")
         return
-    age = time.time() - float(record.get("finished_at") or 0)
+    age = time.time() - (record.finished_at or 0)
     # A running job renews its driver's record every second: that is what tells it is up.
     state = "running" if active_driver(settings) else f"not running (last batch {age / 60:.0f} min ago)"
-    latency = record.get("latency_ms") or {}
     click.echo(
-        f"     stream   {state}: batch {record['batch_id']}, {record.get('processed_rows_per_second', 0):,.0f} events/s, "
-        f"lag {record.get('consumer_lag_records', 0):,.0f} records, latency p50 {latency.get('p50', 0) / 1000:.1f} s, "
-        f"model {record.get('model_name', '?')} v{record.get('model_version', '?')}; "
+        f"     stream   {state}: batch {record.batch_id}, {record.processed_rows_per_second:,.0f} events/s, "
+        f"lag {record.consumer_lag_records:,.0f} records, latency p50 {record.latency_ms.get('p50', 0) / 1000:.1f} s, "
+        f"model {record.model_name or '?'} v{record.model_version or '?'}; "
         f"metrics http://127.0.0.1:{settings.metrics_port}/metrics"
     )
 

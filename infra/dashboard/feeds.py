@@ -10,6 +10,7 @@ None of them adds work to the stream: they read its files, its topic and MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -24,7 +25,7 @@ from infra.exceptions import ServiceError
 from infra.logs import KAFKA_CLIENT_LOG
 from infra.settings import Settings
 from streaming.drivers import active_driver, read_drivers
-from streaming.metrics import metrics_file, model_events_file, takeovers_file
+from streaming.metrics import BatchRecord, metrics_file, model_events_file, parse_batch_record, takeovers_file
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ LATEST_ALERTS = 25
 ALERT_MINUTES = 60
 
 
-class JsonLinesTail:
+class LinesTail:
     """New lines of a file that another process appends to; starts over if it is replaced."""
 
     def __init__(self, path: Path) -> None:
@@ -42,8 +43,8 @@ class JsonLinesTail:
         self._offset = 0
         self._inode: int | None = None
 
-    def read(self) -> tuple[list[dict[str, Any]], bool]:
-        """(new records, whether the file was replaced since the last read)."""
+    def read(self) -> tuple[list[bytes], bool]:
+        """(new complete lines, whether the file was replaced since the last read)."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
@@ -58,13 +59,16 @@ class JsonLinesTail:
             chunk = stream.read()
         complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
         self._offset += len(complete)
-        records = []
-        for line in complete.splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-        return records, replaced
+        return complete.splitlines(), replaced
+
+
+def _json_objects(lines: list[bytes]) -> list[dict[str, Any]]:
+    """The lines of a JSON-lines file of events (model events, takeovers) that parse."""
+    found = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return found
 
 
 class StreamFeed:
@@ -72,9 +76,9 @@ class StreamFeed:
 
     def __init__(self, settings: Settings, keep: int = 720) -> None:
         self.settings = settings
-        self.batches_file = JsonLinesTail(metrics_file(settings))
-        self.events_file = JsonLinesTail(model_events_file(settings))
-        self.takeovers_file = JsonLinesTail(takeovers_file(settings))
+        self.batches_file = LinesTail(metrics_file(settings))
+        self.events_file = LinesTail(model_events_file(settings))
+        self.takeovers_file = LinesTail(takeovers_file(settings))
         self.takeovers: deque[dict[str, Any]] = deque(maxlen=200)
         self.batches: deque[dict[str, Any]] = deque(maxlen=keep)
         self.lag_by_partition: dict[str, int] = {}
@@ -83,33 +87,28 @@ class StreamFeed:
         self.totals: Counter[str] = Counter()
 
     def poll(self) -> None:
-        records, replaced = self.batches_file.read()
+        lines, replaced = self.batches_file.read()
         if replaced:  # a fresh query: the counts start again
             self.batches.clear()
             self.dead_letters.clear()
             self.totals.clear()
             self.lag_by_partition = {}
-        for record in records:
-            if "batch_id" not in record:
+        for line in lines:
+            record = parse_batch_record(line)
+            if record is None:
                 continue
             self.batches.append(_point(record))
-            self.lag_by_partition = record.get("lag_by_partition") or {}
-            self.dead_letters.update(record.get("dead_letters") or {})
-            self.totals.update(
-                {
-                    "input": record.get("input_rows", 0),
-                    "scored": record.get("scored_rows", 0),
-                    "alerts": record.get("alerts", 0),
-                }
-            )
-        events, replaced = self.events_file.read()
+            self.lag_by_partition = record.lag_by_partition
+            self.dead_letters.update(record.dead_letters)
+            self.totals.update({"input": record.input_rows, "scored": record.scored_rows, "alerts": record.alerts})
+        lines, replaced = self.events_file.read()
         if replaced:
             self.events.clear()
-        self.events.extend(events)
-        takeovers, replaced = self.takeovers_file.read()
+        self.events.extend(_json_objects(lines))
+        lines, replaced = self.takeovers_file.read()
         if replaced:
             self.takeovers.clear()
-        self.takeovers.extend(takeovers)
+        self.takeovers.extend(_json_objects(lines))
 
     def panel(self) -> dict[str, Any]:
         running = active_driver(self.settings) is not None
@@ -150,25 +149,25 @@ class StreamFeed:
         }
 
 
-def _point(record: dict[str, Any]) -> dict[str, Any]:
+def _point(record: BatchRecord) -> dict[str, Any]:
     """One batch as a point of the time series (kept small: the page gets the whole series)."""
-    scored = int(record.get("scored_rows") or 0)
+    scored = record.scored_rows
     # The batch's own scoring rate, as Spark's processedRowsPerSecond is its own processing rate. Over
     # the time since the previous batch finished, the first batch of a run would be 0 and one after an
     # idle wait would be spread over the wait: a burst scored after a pause was drawn at 0.
-    seconds = float(record.get("batch_duration_ms") or 0) / 1000
+    seconds = record.batch_duration_ms / 1000
     return {
-        "t": float(record.get("finished_at") or time.time()),
-        "batch": record["batch_id"],
-        "input": int(record.get("input_rows") or record.get("num_input_rows") or 0),
+        "t": record.finished_at or time.time(),
+        "batch": record.batch_id,
+        "input": record.input_rows or record.num_input_rows,
         "scored": scored,
-        "in_per_s": float(record.get("input_rows_per_second") or 0.0),
+        "in_per_s": record.input_rows_per_second,
         "scored_per_s": scored / seconds if seconds > 0 else 0.0,
-        "lag": float(record.get("consumer_lag_records") or 0.0),
-        "latency_ms": record.get("latency_ms") or {},
-        "alerts": int(record.get("alerts") or 0),
-        "model_name": record.get("model_name", ""),
-        "model_version": record.get("model_version", ""),
+        "lag": record.consumer_lag_records,
+        "latency_ms": record.latency_ms,
+        "alerts": record.alerts,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
     }
 
 

@@ -22,9 +22,10 @@ from streaming.metrics import (
     TAKEOVER,
     BatchMetrics,
     StreamMetrics,
+    batch_records,
     last_batch,
-    metrics_file,
     model_events_file,
+    parse_batch_record,
     read_takeovers,
 )
 from tests.conftest import free_port
@@ -118,11 +119,12 @@ def test_lag_is_reported_per_partition_in_prometheus_and_the_batch_record(
     assert lag == {"0": 6.0, "1": 0.0, "10": 4.0}
     record = last_batch(settings)
     assert record is not None
-    assert record["lag_by_partition"] == {"0": 6, "1": 0, "10": 4}
-    assert list(record["lag_by_partition"]) == ["0", "1", "10"], "partitions in numeric order"
-    assert record["consumer_lag_records"] == 10.0
-    assert record["dead_letters"] == {"invalid_json": 1, "out_of_range": 1}
-    assert record["model_version"] == "4"
+    assert record.lag_by_partition == {"0": 6, "1": 0, "10": 4}
+    assert list(record.lag_by_partition) == ["0", "1", "10"], "partitions in numeric order"
+    assert record.consumer_lag_records == 10.0
+    assert record.dead_letters == {"invalid_json": 1, "out_of_range": 1}
+    assert record.model_version == "4"
+    assert record.finished_at is not None  # the batch function's part is there
     info = _families(stream)["warden_stream_model_info"].samples
     assert [(s.labels["model_name"], s.labels["model_version"], s.value) for s in info] == [("iot-anomaly", "4", 1.0)]
 
@@ -156,8 +158,8 @@ def test_a_takeover_is_recorded_with_its_first_batch_and_counted_across_drivers(
     assert takeover["kind"] == TAKEOVER and takeover["cause"] == "exited" and takeover["fenced"] == 1
     assert takeover["detection_seconds"] == pytest.approx(1.0, abs=0.01)
     assert 3.0 <= takeover["seconds"] < 60
-    [record] = [r for r in last_records(settings) if r["batch_id"] == 8]
-    assert record["driver"] == os.getpid()
+    [record] = [r for r in batch_records(settings) if r.batch_id == 8]
+    assert record.driver == os.getpid()
 
     # The next driver's endpoint goes on counting from the file: a counter that never goes back.
     port = free_port()
@@ -172,5 +174,16 @@ def test_a_takeover_is_recorded_with_its_first_batch_and_counted_across_drivers(
     assert samples["warden_stream_last_takeover_duration_seconds"] == pytest.approx(takeover["seconds"], abs=0.01)
 
 
-def last_records(settings: Settings) -> list[dict]:
-    return [json.loads(line) for line in metrics_file(settings).read_text().splitlines()]
+def test_a_batch_record_is_read_by_its_one_parser_whatever_the_line_holds(
+    metrics: tuple[StreamMetrics, Settings],
+) -> None:
+    stream, settings = metrics
+    stream.record_progress(_progress(6, {"0": 10}, {"0": 10}))  # a trigger the batch function did not record
+    record = last_batch(settings)
+    assert record is not None and record.batch_id == 6
+    assert record.finished_at is None and record.input_rows == 0
+    assert parse_batch_record('{"batch_id": 7, "num_input_rows": ') is None  # a line being written
+    assert parse_batch_record('{"num_input_rows": 3}') is None  # not a batch record
+    # A field a newer writer adds is ignored by an older reader, not an error.
+    newer = parse_batch_record('{"batch_id": 8, "scored_rows": 5, "finished_at": 1.5, "added_later": true}')
+    assert newer is not None and (newer.batch_id, newer.scored_rows, newer.finished_at) == (8, 5, 1.5)

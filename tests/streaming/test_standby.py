@@ -120,7 +120,7 @@ def test_two_drivers_never_run_the_query_at_once(drivers: Drivers) -> None:
     assert f"is held by pid {first.proc.pid} (active" in refused.stderr
     assert "--standby" in refused.stderr
     # The standby waits: it never ran a batch.
-    assert {record["driver"] for record in batch_records(settings)} == {first.proc.pid}
+    assert {record.driver for record in batch_records(settings)} == {first.proc.pid}
     assert f"waiting to take over from driver pid {first.proc.pid}" in second.output()
     # It rehearsed a batch's two paths, the scored events and the dead letters.
     assert f"rehearsal {REHEARSALS}/{REHEARSALS}: the topic's newest events scored" in second.output()
@@ -182,7 +182,7 @@ def test_a_hung_driver_is_fenced_and_never_commits_after_the_takeover(drivers: D
     wait_for(lambda: len(scored(settings)) >= drivers.offered, 300, f"all {drivers.offered:,} events scored", standby)
     time.sleep(3)  # a write from the hung driver would land now
     _assert_exactly_once(drivers)
-    late = [r for r in batch_records(settings) if r["driver"] == hung.proc.pid and r["finished_at"] > takeover["at"]]
+    late = [r for r in batch_records(settings) if r.driver == hung.proc.pid and (r.finished_at or 0) > takeover["at"]]
     assert late == []
 
 

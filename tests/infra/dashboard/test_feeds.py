@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from infra.dashboard.feeds import RATE_WINDOW_S, JsonLinesTail, StreamFeed
+from infra.dashboard.feeds import RATE_WINDOW_S, LinesTail, StreamFeed
 from infra.settings import load_settings
 from streaming.drivers import Driver
 from streaming.metrics import metrics_file, model_events_file, takeovers_file
@@ -22,23 +22,23 @@ def _append(path: Path, *records: dict, partial: str = "") -> None:
 
 def test_a_line_being_written_is_read_once_it_is_complete(tmp_path: Path) -> None:
     path = tmp_path / "records.jsonl"
-    tail = JsonLinesTail(path)
+    tail = LinesTail(path)
     assert tail.read() == ([], False)
     _append(path, {"n": 1}, partial='{"n": ')
-    assert tail.read() == ([{"n": 1}], False)
+    assert tail.read() == ([b'{"n": 1}'], False)
     _append(path, partial="2}\n")
-    assert tail.read() == ([{"n": 2}], False)
+    assert tail.read() == ([b'{"n": 2}'], False)
     assert tail.read() == ([], False)
 
 
 def test_a_replaced_file_is_read_from_its_start(tmp_path: Path) -> None:
     path = tmp_path / "records.jsonl"
-    tail = JsonLinesTail(path)
+    tail = LinesTail(path)
     _append(path, {"n": 1}, {"n": 2})
     assert len(tail.read()[0]) == 2
     path.unlink()
     _append(path, {"n": 3})
-    assert tail.read() == ([{"n": 3}], True)
+    assert tail.read() == ([b'{"n": 3}'], True)
 
 
 def test_the_stream_panel_adds_up_batches_and_starts_over_with_a_new_query(tmp_path: Path) -> None:
