@@ -77,139 +77,188 @@ def run_stream(
     with Driver(settings) as driver:
         if not standby:
             driver.take_now()
-        return _drive(settings, driver, duration, progress, stop)
+        return StreamJob(settings, driver, duration, progress, stop).run()
 
 
-def _drive(
-    settings: Settings, driver: Driver, duration: float | None, progress: ProgressLine, stop: threading.Event
-) -> StreamReport:
-    report = StreamReport()
-    started = time.monotonic()
-    metrics = StreamMetrics(settings, serve=driver.active)
+class StreamJob:
+    """One driver's run of the query: wait for a champion, start the query (a standby first
+    rehearses and waits to take it over), supervise it (a failed query restarts from its
+    checkpoint), stop it (the batch in flight finishes, no other starts)."""
 
-    def swapped(old: ScoringModel | None, new: ScoringModel) -> None:
-        report.swaps += 1
-        if driver.active:  # a standby follows the champion too, but the active driver tells of it
-            metrics.record_model_event(SWAP, new.version, old.version if old else "")
-        progress.update(
+    def __init__(
+        self, settings: Settings, driver: Driver, duration: float | None, progress: ProgressLine, stop: threading.Event
+    ) -> None:
+        self.settings = settings
+        self.driver = driver
+        self.duration = duration
+        self.progress = progress
+        self.stop_requested = stop
+        self.report = StreamReport()
+        self.started = time.monotonic()
+        self.metrics = StreamMetrics(settings, serve=driver.active)
+        # The sink of the query that runs: connected while the query plans its first batch. Its
+        # `init_transactions` fences any earlier driver of the query on the alert topics and waits
+        # for the broker to abort what that one left open: off the path of a takeover's first batch.
+        self._connecting = ThreadPoolExecutor(1, thread_name_prefix="kafka-sink")
+        self._sink: Future[TransactionalKafkaSink] | None = None
+        self._watcher: ChampionWatcher | None = None
+        self._statistics: OnlineStatistics | None = None
+
+    def run(self) -> StreamReport:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            spark, watcher = self._wait_for_champion()
+            if watcher.current is None:
+                self.report.exit_reason = "stopped before a champion was available"
+                return self.report
+            processor, events, readings = self._prepare(spark, watcher)
+            query = self._start(spark, processor, events, readings)
+            if query is None:
+                self.report.exit_reason = "stopped as a standby"
+                return self.report
+            query = self._supervise(query, processor, events, watcher)
+            self._stop(query, processor)
+            self.report.exit_reason = "stopped"
+            return self.report
+        finally:
+            self._close()
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self.stop_requested.set()
+
+    def _out_of_time(self) -> bool:
+        return self.duration is not None and time.monotonic() - self.started > self.duration
+
+    def _swapped(self, old: ScoringModel | None, new: ScoringModel) -> None:
+        self.report.swaps += 1
+        if self.driver.active:  # a standby follows the champion too, but the active driver tells of it
+            self.metrics.record_model_event(SWAP, new.version, old.version if old else "")
+        self.progress.update(
             f"now scoring with version {new.version}" + (f" (was {old.version})" if old else ""), force=True
         )
 
-    def refused(info: VersionInfo, why: str) -> None:
-        report.refusals += 1
-        if driver.active:
-            metrics.record_model_event(REFUSAL, info.version, reason=why)
-        progress.update(f"refused version {info.version}: {why}", force=True)
+    def _refused(self, info: VersionInfo, why: str) -> None:
+        self.report.refusals += 1
+        if self.driver.active:
+            self.metrics.record_model_event(REFUSAL, info.version, reason=why)
+        self.progress.update(f"refused version {info.version}: {why}", force=True)
 
-    if threading.current_thread() is threading.main_thread():
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-
-    # Before Spark: a registry that does not answer fails the command in a second, not after the JVM's start.
-    client = configure_mlflow(settings)
-    spark = stream_session(settings, QUERY_NAME)
-    watcher = ChampionWatcher(spark, client, settings.model_name, settings.champion_poll_seconds, swapped, refused)
-    while watcher.current is None and not stop.is_set():
-        watcher.check()
-        if watcher.current is not None:
-            break
-        progress.update(
-            f'waiting for a champion: no loadable version under alias "champion" of {settings.model_name}; '
-            "train one (`warden train`) and promote it (`warden promote`)",
-            force=True,
+    def _wait_for_champion(self) -> tuple[SparkSession, ChampionWatcher]:
+        """The session, and a watcher of the champion alias that holds a model unless the job
+        was stopped first."""
+        settings = self.settings
+        # Before Spark: a registry that does not answer fails the command in a second, not after the JVM's start.
+        client = configure_mlflow(settings)
+        spark = stream_session(settings, QUERY_NAME)
+        watcher = ChampionWatcher(
+            spark, client, settings.model_name, settings.champion_poll_seconds, self._swapped, self._refused
         )
-        if duration is not None and time.monotonic() - started > duration:
-            stop.set()
-            break
-        stop.wait(settings.champion_poll_seconds)
-    if stop.is_set():
-        report.exit_reason = "stopped before a champion was available"
-        return report
-    watcher.start()
+        while not self.stop_requested.is_set():
+            watcher.check()
+            if watcher.current is not None:
+                self._watcher = watcher
+                watcher.start()
+                break
+            self.progress.update(
+                f'waiting for a champion: no loadable version under alias "champion" of {settings.model_name}; '
+                "train one (`warden train`) and promote it (`warden promote`)",
+                force=True,
+            )
+            if self._out_of_time():
+                self.stop_requested.set()
+                break
+            self.stop_requested.wait(settings.champion_poll_seconds)
+        return spark, watcher
 
-    from features.store import feature_store
+    def _prepare(self, spark: SparkSession, watcher: ChampionWatcher) -> tuple[BatchProcessor, DataFrame, LastReadings]:
+        """The batch function and the parsed stream it is handed, ready to start."""
+        from features.store import feature_store
 
-    statistics = OnlineStatistics(feature_store(settings), settings.stream_statistics_refresh_seconds)
-    statistics.start()
-    # The sink of the query that runs: connected while the query plans its first batch. Its
-    # `init_transactions` fences any earlier driver of the query on the alert topics and waits
-    # for the broker to abort what that one left open: off the path of a takeover's first batch.
-    connecting = ThreadPoolExecutor(1, thread_name_prefix="kafka-sink")
-    sink: list[Future[TransactionalKafkaSink]] = []
+        settings = self.settings
+        self._statistics = OnlineStatistics(feature_store(settings), settings.stream_statistics_refresh_seconds)
+        self._statistics.start()
+        readings = LastReadings(spark, str(settings.checkpoint_dir / "last_readings"))
+        self.tables = DeltaBatchWriter(spark, settings.lake_url)
+        processor = BatchProcessor(
+            settings,
+            spark,
+            self._statistics,
+            lambda: watcher.current,
+            self.tables,
+            readings,
+            self._kafka_sink,
+            self.metrics,
+        )
+        self.driver.watch(processor.running_for)
+        spark.streams.addListener(ProgressListener(self.metrics))
+        # Parsed and validated on the streaming DataFrame: the plan is built and analysed once, not
+        # in every batch.
+        events = parse_events(telemetry_records(spark, settings), settings.max_event_bytes)
+        return processor, events, readings
 
-    def kafka_sink() -> TransactionalKafkaSink:
-        return sink[0].result()
+    def _kafka_sink(self) -> TransactionalKafkaSink:
+        if self._sink is None:  # the batch function runs only while a query does
+            raise RuntimeError("no Kafka sink: no query was started")
+        return self._sink.result()
 
-    def close_sink() -> None:
+    def _close_sink(self) -> None:
         # A sink that never connected (the broker away) has nothing to close.
-        if sink and sink[0].exception() is None:
-            sink[0].result().close()
-        sink.clear()
+        if self._sink is not None and self._sink.exception() is None:
+            self._sink.result().close()
+        self._sink = None
 
-    readings = LastReadings(spark, str(settings.checkpoint_dir / "last_readings"))
-    tables = DeltaBatchWriter(spark, settings.lake_url)
-    processor = BatchProcessor(
-        settings,
-        spark,
-        statistics,
-        lambda: watcher.current,
-        tables,
-        readings,
-        kafka_sink,
-        metrics,
-    )
-    driver.watch(processor.running_for)
-    spark.streams.addListener(ProgressListener(metrics))
-    # Parsed and validated on the streaming DataFrame: the plan is built and analysed once, not
-    # in every batch.
-    events = parse_events(telemetry_records(spark, settings), settings.max_event_bytes)
-
-    def start_query() -> StreamingQuery:
+    def _start_query(self, processor: BatchProcessor, events: DataFrame) -> StreamingQuery:
         query = (
             events.writeStream.queryName(QUERY_NAME)
             .foreachBatch(processor)
-            .option("checkpointLocation", str(settings.checkpoint_dir))
-            .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
+            .option("checkpointLocation", str(self.settings.checkpoint_dir))
+            .trigger(processingTime=f"{self.settings.stream_trigger_seconds} seconds")
             .start()
         )
         # The transactional id follows the query's id, kept in its checkpoint across restarts.
-        sink.append(connecting.submit(TransactionalKafkaSink, settings, str(query.id)))
+        self._sink = self._connecting.submit(TransactionalKafkaSink, self.settings, str(query.id))
         return query
 
-    standby = not driver.active
-    takeover = None
-    if standby:
-        rehearse(settings, spark, processor, readings, progress)
-        takeover = driver.wait_to_take_over(stop, progress)
-        if not driver.active:
-            watcher.stop()
-            statistics.stop()
-            report.exit_reason = "stopped as a standby"
-            return report
-    tables.expect_replay(unfinished_batch(settings), LAKE_TABLES)
-    query = start_query()
-    if standby:  # what the first batch does not need comes after the query's start
-        metrics.serve()
-    if takeover is not None:
-        metrics.record_takeover(takeover)
-        progress.update(
-            f"took the query over from driver pid {takeover.previous} ({takeover.cause}, last heard of "
-            f"{takeover.detected_at - takeover.last_heartbeat:.1f} s ago), query started in "
-            f"{time.time() - takeover.detected_at:.2f} s",
-            force=True,
-        )
-    failures = 0  # consecutive failed attempts; a committed batch resets it
-    batches_at_start = 0
-    try:
+    def _start(
+        self, spark: SparkSession, processor: BatchProcessor, events: DataFrame, readings: LastReadings
+    ) -> StreamingQuery | None:
+        """The running query; None when the job stopped as a standby, before it took the query over."""
+        standby = not self.driver.active
+        takeover = None
+        if standby:
+            rehearse(self.settings, spark, processor, readings, self.progress)
+            takeover = self.driver.wait_to_take_over(self.stop_requested, self.progress)
+            if not self.driver.active:
+                return None
+        self.tables.expect_replay(unfinished_batch(self.settings), LAKE_TABLES)
+        query = self._start_query(processor, events)
+        if standby:  # what the first batch does not need comes after the query's start
+            self.metrics.serve()
+        if takeover is not None:
+            self.metrics.record_takeover(takeover)
+            self.progress.update(
+                f"took the query over from driver pid {takeover.previous} ({takeover.cause}, last heard of "
+                f"{takeover.detected_at - takeover.last_heartbeat:.1f} s ago), query started in "
+                f"{time.time() - takeover.detected_at:.2f} s",
+                force=True,
+            )
+        return query
+
+    def _supervise(
+        self, query: StreamingQuery, processor: BatchProcessor, events: DataFrame, watcher: ChampionWatcher
+    ) -> StreamingQuery:
+        """Until a stop or the duration: show progress, restart a failed query from its checkpoint
+        (QueryGaveUp after WARDEN_STREAM_MAX_RESTARTS failures in a row). The query running last."""
+        settings, progress, stop = self.settings, self.progress, self.stop_requested
+        failures = 0  # consecutive failed attempts; a committed batch resets it
+        batches_at_start = 0
         while not stop.is_set():
             if query.isActive:
                 with contextlib.suppress(StreamingQueryException):  # handled below, once it is inactive
                     query.awaitTermination(1.0)  # type: ignore[arg-type]
-                if duration is not None and time.monotonic() - started > duration:
+                if self._out_of_time():
                     stop.set()
                 _show(progress, query.lastProgress, watcher)
                 continue
@@ -220,11 +269,11 @@ def _drive(
             # A failed batch (a DataNode or the online store gone for a moment) ends the query;
             # its checkpoint makes a restart replay that batch, and the sinks keep replays exact.
             reason = failure_reason(raised, failure)
-            failures = 1 if metrics.totals["batches"] > batches_at_start else failures + 1
+            failures = 1 if self.metrics.totals["batches"] > batches_at_start else failures + 1
             if failures > settings.stream_max_restarts:
                 raise QueryGaveUp(f"the streaming query failed {failures} times in a row, giving up: {reason}")
             wait = min(2.0**failures, 30.0)
-            report.restarts += 1
+            self.report.restarts += 1
             progress.update(
                 f"batch failed: {reason}; restarting from the checkpoint in {wait:.0f} s "
                 f"(attempt {failures}/{settings.stream_max_restarts})",
@@ -232,27 +281,33 @@ def _drive(
             )
             if stop.wait(wait) or not _wait_for_broker(settings, stop, progress):
                 break
-            close_sink()  # a producer that lived through the failure may be unusable: a new one, fenced anew
-            batches_at_start = metrics.totals["batches"]
-            query = start_query()
-        # Let the batch in flight finish and commit its sinks, refuse to start another, stop.
+            self._close_sink()  # a producer that lived through the failure may be unusable: a new one, fenced anew
+            batches_at_start = self.metrics.totals["batches"]
+            query = self._start_query(processor, events)
+        return query
+
+    @staticmethod
+    def _stop(query: StreamingQuery, processor: BatchProcessor) -> None:
+        """Let the batch in flight finish and commit its sinks, refuse to start another, stop."""
         processor.stopping.set()
         with processor.busy:
             pass
         if query.isActive:
             query.stop()
-        report.exit_reason = "stopped"
-    finally:
-        watcher.stop()
-        statistics.stop()
-        close_sink()
-        connecting.shutdown()
-        report.seconds = time.monotonic() - started
-        report.batches = metrics.totals["batches"]
-        report.rows = metrics.totals["rows"]
-        report.alerts = metrics.totals["alerts"]
-        report.dead_letters = metrics.totals["dead_letters"]
-    return report
+
+    def _close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._statistics is not None:
+            self._statistics.stop()
+        self._close_sink()
+        self._connecting.shutdown()
+        totals = self.metrics.totals
+        self.report.seconds = time.monotonic() - self.started
+        self.report.batches = totals["batches"]
+        self.report.rows = totals["rows"]
+        self.report.alerts = totals["alerts"]
+        self.report.dead_letters = totals["dead_letters"]
 
 
 def unfinished_batch(settings: Settings) -> int | None:
