@@ -158,7 +158,7 @@ class BatchProcessor:
                 if batch_id < self.kafka_sink().next_batch_id():
                     # Replayed after a crash that followed its Kafka transaction: every sink was
                     # written before that transaction committed, so nothing is written again.
-                    self.metrics.record_batch(BatchMetrics(batch_id, skipped_as_written=True))
+                    self.metrics.record_batch(BatchMetrics(batch_id=batch_id, skipped_as_written=True))
                 else:
                     # A driver's first batch may wait for its Kafka sink to connect (`streaming.job`).
                     clock.lap("sink")
@@ -175,7 +175,7 @@ class BatchProcessor:
         model = self.champion()
         if model is None:  # the job only starts once a champion is loaded
             raise RuntimeError("no champion model loaded")
-        metrics = BatchMetrics(batch_id, model_name=model.info.name, model_version=model.version)
+        metrics = BatchMetrics(batch_id=batch_id, model_name=model.info.name, model_version=model.version)
         metrics.phases_ms = clock.phases
         readings = self.readings.before(batch_id)
         # Every device met so far: the batch's own are known only once it has been read, and

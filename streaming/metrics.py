@@ -12,7 +12,6 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,33 +25,34 @@ from infra.settings import Settings
 from streaming.drivers import Takeover
 
 
-@dataclass
-class BatchMetrics:
+class BatchMetrics(BaseModel):
+    """What the batch function records of a batch, as it goes."""
+
     batch_id: int
     input_rows: int = 0
     scored_rows: int = 0
     alerts: int = 0
-    dead_letters: dict[str, int] = field(default_factory=dict)
-    feature_status: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = {}
+    feature_status: dict[str, int] = {}
     model_name: str = ""
     model_version: str = ""
-    latency_ms: dict[str, float] = field(default_factory=dict)  # event ts → sink, percentiles
-    latency_bins_ms: list[tuple[float, float]] = field(default_factory=list)  # (latency, events) bins
-    kafka_latency_ms: dict[str, float] = field(default_factory=dict)  # Kafka timestamp → sink
+    latency_ms: dict[str, float] = {}  # event ts → sink, percentiles
+    latency_bins_ms: list[tuple[float, float]] = []  # (latency, events) bins
+    kafka_latency_ms: dict[str, float] = {}  # Kafka timestamp → sink
     skipped_as_written: bool = False  # a replay of a batch whose sinks were all written
-    phases_ms: dict[str, float] = field(default_factory=dict)
-    finished_at: float = 0.0
+    phases_ms: dict[str, float] = {}
+    # When the batch function recorded it; None in a BatchRecord without the batch function's
+    # part (a trigger whose batch function did not record: refused as the job stopped, or failed).
+    finished_at: float | None = None
 
 
-class BatchRecord(BaseModel):
-    """A line of the stream's metrics file: a committed micro-batch, as Spark's progress report
-    and the batch function (`BatchMetrics`) saw it. `warden status`, the dashboard, the demo and
-    the bench read the file through `parse_batch_record` only."""
+class BatchRecord(BatchMetrics):
+    """A line of the stream's metrics file: a committed micro-batch, as the batch function and
+    Spark's progress report saw it. `warden status`, the dashboard, the demo and the bench read
+    the file through `parse_batch_record` only."""
 
     model_config = ConfigDict(frozen=True)
 
-    # Spark's progress report.
-    batch_id: int
     timestamp: str | None = None
     num_input_rows: int = 0
     input_rows_per_second: float = 0.0
@@ -62,21 +62,6 @@ class BatchRecord(BaseModel):
     max_partition_lag_records: float = 0.0
     lag_by_partition: dict[str, int] = {}
     driver: int = 0  # the pid of the driver that ran the batch
-    # The batch function's record; `finished_at` is None when there is none (a trigger whose
-    # batch function did not record: it was refused as the job stopped, or it failed).
-    input_rows: int = 0
-    scored_rows: int = 0
-    alerts: int = 0
-    dead_letters: dict[str, int] = {}
-    feature_status: dict[str, int] = {}
-    model_name: str = ""
-    model_version: str = ""
-    latency_ms: dict[str, float] = {}
-    latency_bins_ms: list[tuple[float, float]] = []
-    kafka_latency_ms: dict[str, float] = {}
-    skipped_as_written: bool = False
-    phases_ms: dict[str, float] = {}
-    finished_at: float | None = None
 
 
 def parse_batch_record(line: str | bytes) -> BatchRecord | None:
@@ -288,7 +273,6 @@ class StreamMetrics:
         by_partition = _lag_by_partition(source)
         durations = progress.get("durationMs") or {}
         record = BatchRecord(
-            batch_id=batch_id,
             timestamp=progress.get("timestamp"),
             num_input_rows=progress.get("numInputRows", 0),
             input_rows_per_second=progress.get("inputRowsPerSecond", 0.0),
@@ -298,7 +282,7 @@ class StreamMetrics:
             max_partition_lag_records=lag,
             lag_by_partition=by_partition,
             driver=os.getpid(),
-            **(asdict(ours) if ours else {}),
+            **(ours.model_dump() if ours else {"batch_id": batch_id}),
         )
         for partition, behind in by_partition.items():
             self.lag.labels(partition).set(behind)

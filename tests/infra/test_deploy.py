@@ -23,7 +23,7 @@ def _exported(tmp_path: Path) -> set[str]:
     metrics = StreamMetrics(load_settings(home=tmp_path), serve=False)
     metrics.record_batch(
         BatchMetrics(
-            0,
+            batch_id=0,
             input_rows=1,
             dead_letters={"invalid_json": 1},
             feature_status={"fresh": 1},

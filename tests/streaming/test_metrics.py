@@ -60,7 +60,7 @@ def _progress(batch_id: int, latest: dict[str, int], end: dict[str, int]) -> dic
 
 def _batch(batch_id: int) -> BatchMetrics:
     return BatchMetrics(
-        batch_id,
+        batch_id=batch_id,
         input_rows=120,
         scored_rows=118,
         alerts=3,
