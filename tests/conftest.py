@@ -99,13 +99,10 @@ def spark_cluster_env() -> dict[str, str]:
 
 def settings_for(env: dict[str, str]) -> Settings:
     """The settings a `warden` process started with `env` on top of this one's would load."""
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
         return load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def run_warden(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -174,15 +171,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The session's settings, in this process's environment for the whole run."""
     env = {**stack_env(tmp_path_factory.mktemp("warden-home")), **TEST_SETTINGS}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    get_settings.cache_clear()  # a DAG parsed before this read the developer's settings
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        get_settings.cache_clear()  # a DAG parsed before this read the developer's settings
+        yield env
     get_settings.cache_clear()
 
 
