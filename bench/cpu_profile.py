@@ -22,7 +22,7 @@ RATE = 50  # samples per second
 _FRAME = re.compile(r"^(?P<function>.+?) \((?P<file>[^:]+)(?::\d+)?\)$")
 # py-spy names a module by its path under its sys.path entry: ours are these packages (and the
 # bench's baselines); Feast's own `feast/infra/...` is not.
-_OURS = ("streaming/", "features/", "models/", "pipelines/", "infra/", "baselines/")
+_OURS = ("streaming/", "simulator/", "features/", "models/", "pipelines/", "infra/", "baselines/")
 
 
 def start(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:

@@ -118,8 +118,12 @@ def get_version(client: MlflowClient, name: str, version: str) -> VersionInfo:
 def register(client: MlflowClient, name: str, model_uri: str, tags: dict[str, str], timeout: int = 300) -> VersionInfo:
     """Register a logged model as a new version of `name`; MLflow waits up to `timeout` s for it to be READY."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    created = mlflow.register_model(model_uri, name, await_registration_for=timeout, tags=tags)
+    try:
+        created = mlflow.register_model(model_uri, name, await_registration_for=timeout, tags=tags)
+    except MlflowException as exc:  # what MLflow's wait raises for a failed or late registration
+        raise VersionNotReady(f"model {name}: the new version did not become READY: {exc.message}") from None
     version = client.get_model_version(name, created.version)
     if version.status != "READY":
         raise VersionNotReady(f"model {name} version {created.version} did not become READY ({version.status})")

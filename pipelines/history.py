@@ -38,13 +38,17 @@ def read_events(spark: SparkSession, lake: Lake) -> DataFrame:
     return reduce(DataFrame.unionByName, frames)
 
 
+# What Spark says of a dataset that is not there: no folder, or a folder without a file.
+_MISSING = ("PATH_NOT_FOUND", "UNABLE_TO_INFER_SCHEMA")
+
+
 def read_parquet(spark: SparkSession, location: str, missing: str) -> DataFrame:
     """The Parquet dataset at `location`; a LakeError saying `missing` (what it is, what to do)
-    when there is none. Any other failure to read it propagates."""
+    when there is none, or only its empty folder. Any other failure to read it propagates."""
     try:
         return spark.read.parquet(location)
     except AnalysisException as exc:
-        if exc.getCondition() != "PATH_NOT_FOUND":
+        if exc.getCondition() not in _MISSING:
             raise
         raise LakeError(missing) from None
 

@@ -110,9 +110,11 @@ class StreamJob:
             signal.signal(signal.SIGINT, self._on_signal)
         try:
             spark, watcher = self._wait_for_champion()
-            if watcher.current is None:
+            if watcher.current is None or self.stop_requested.is_set():
                 self.report.exit_reason = "stopped before a champion was available"
                 return self.report
+            self._watcher = watcher
+            watcher.start()
             processor, events, readings = self._prepare(spark, watcher)
             query = self._start(spark, processor, events, readings)
             if query is None:
@@ -146,8 +148,8 @@ class StreamJob:
         self.progress.update(f"refused version {info.version}: {why}", force=True)
 
     def _wait_for_champion(self) -> tuple[SparkSession, ChampionWatcher]:
-        """The session, and a watcher of the champion alias that holds a model unless the job
-        was stopped first."""
+        """The session, and a watcher of the champion alias (not yet following it) that holds a
+        model unless the job was stopped first."""
         settings = self.settings
         # Before Spark: a registry that does not answer fails the command in a second, not after the JVM's start.
         client = configure_mlflow(settings)
@@ -158,8 +160,6 @@ class StreamJob:
         while not self.stop_requested.is_set():
             watcher.check()
             if watcher.current is not None:
-                self._watcher = watcher
-                watcher.start()
                 break
             self.progress.update(
                 f'waiting for a champion: no loadable version under alias "champion" of {settings.model_name}; '
@@ -374,7 +374,8 @@ def failure_reason(raised: BaseException | None, failure: StreamingQueryExceptio
             cause = cause.getCause()
         line = str(cause.toString())
     elif isinstance(raised, PySparkException):  # a Spark error converted for Python: its condition leads
-        line = f"{type(raised).__name__}: {raised.getMessage()}"
+        # Only an error with a condition (a SparkThrowable) has a message of its own to give.
+        line = f"{type(raised).__name__}: {raised.getMessage() or _first_line(raised)}"
     elif raised is not None:
         line = f"{type(raised).__name__}: {raised}"
     else:
@@ -382,6 +383,12 @@ def failure_reason(raised: BaseException | None, failure: StreamingQueryExceptio
     line = " ".join(line.split())
     # The head names the exception, the tail what it says; the middle is mostly a path.
     return line if len(line) <= 240 else f"{line[:100]} … {line[-130:]}"
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of what an exception says (a converted Spark error appends its JVM stack)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _show(progress: ProgressLine, last: dict | None, watcher: ChampionWatcher) -> None:  # type: ignore[type-arg]

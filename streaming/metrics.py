@@ -51,7 +51,8 @@ class BatchRecord(BatchMetrics):
     Spark's progress report saw it. `warden status`, the dashboard, the demo and the bench read
     the file through `parse_batch_record` only."""
 
-    model_config = ConfigDict(frozen=True)
+    # NaN and infinity written as JSON's usual constants, as `json.dumps` did, so that they read back.
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="constants")
 
     timestamp: str | None = None
     num_input_rows: int = 0
@@ -288,7 +289,8 @@ class StreamMetrics:
             self.lag.labels(partition).set(behind)
         self.batch_seconds.observe(record.batch_duration_ms / 1000)
         with self.path.open("a") as out:
-            out.write(record.model_dump_json() + "\n")
+            # Unset fields left out: a trigger the batch function did not record has no `finished_at`.
+            out.write(record.model_dump_json(exclude_unset=True) + "\n")
         if self._takeover is not None and record.num_input_rows:  # scoring again, not an empty trigger
             self._finish_takeover(self._takeover, batch_id)
 

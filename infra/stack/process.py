@@ -111,11 +111,15 @@ class ManagedProcess:
                 os.kill(pid, signal.SIGTERM)
         else:
             _signal_group(pid, signal.SIGTERM)
-        _, left = psutil.wait_procs(_group(pid), timeout=timeout)
-        if left or _group(pid):
+        # The group is listed again each round: a member may start late, and a zombie (which
+        # `wait_procs` would wait for until its parent reaps it) counts as gone.
+        deadline = time.monotonic() + timeout
+        while (members := _group(pid)) and time.monotonic() < deadline:
+            psutil.wait_procs(members, timeout=min(0.5, max(deadline - time.monotonic(), 0.01)))
+        if _group(pid):
             _signal_group(pid, signal.SIGKILL)
             while members := _group(pid):
-                psutil.wait_procs(members, timeout=1.0)
+                psutil.wait_procs(members, timeout=0.5)
         self.pid_file.unlink(missing_ok=True)
         return True
 

@@ -80,9 +80,12 @@ def test_missing_labels_are_one_line_naming_the_fix_and_other_failures_are_not_h
     with pytest.raises(LakeError, match=r"^labels missing under .*; run `warden backfill`$"):
         read_labels(spark, lake)
 
-    # A folder that holds something other than Parquet is not "missing": Spark's own error stands.
     not_parquet = tmp_path / "lake" / "labels"
-    not_parquet.mkdir(parents=True)
+    not_parquet.mkdir(parents=True)  # a folder with nothing in it is as good as missing
+    with pytest.raises(LakeError, match=r"^labels missing under "):
+        read_labels(spark, lake)
+
+    # A folder that holds something other than Parquet is not "missing": Spark's own error stands.
     (not_parquet / "part-0.parquet").write_text("not parquet")
     with pytest.raises(Exception) as failed:
         read_labels(spark, lake).collect()
