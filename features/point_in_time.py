@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
 from pyspark.sql import functions as F
 
-from infra.exceptions import ConfigError
+from features.exceptions import FeatureDefinitionError
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -51,7 +51,9 @@ def historical_features(
         features = [field.name for field in projection.features]
         source = view.batch_source
         if not isinstance(source, FileSource):
-            raise ConfigError(f"feature view {view.name} reads {type(source).__name__}; the training join reads files")
+            raise FeatureDefinitionError(
+                f"feature view {view.name} reads {type(source).__name__}; the training join reads files"
+            )
         rows = spark.read.parquet(spark_url(source.path)).select(
             F.col(key), F.col(source.timestamp_field).alias(_TIME), *(F.col(name) for name in features)
         )
@@ -69,7 +71,9 @@ def key_of(store: FeatureStore, service: str) -> str:
         for key in store.get_feature_view(projection.name).join_keys
     }
     if len(keys) != 1:
-        raise ConfigError(f"the feature service {service} joins on {sorted(keys)}; the training join needs one key")
+        raise FeatureDefinitionError(
+            f"the feature service {service} joins on {sorted(keys)}; the training join needs one key"
+        )
     return keys.pop()
 
 
