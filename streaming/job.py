@@ -115,8 +115,8 @@ class StreamJob:
                 return self.report
             self._watcher = watcher
             watcher.start()
-            processor, events, readings = self._prepare(spark, watcher)
-            query = self._start(spark, processor, events, readings)
+            processor, events = self._prepare(spark, watcher)
+            query = self._start(spark, processor, events)
             if query is None:
                 self.report.exit_reason = "stopped as a standby"
                 return self.report
@@ -172,22 +172,20 @@ class StreamJob:
             self.stop_requested.wait(settings.champion_poll_seconds)
         return spark, watcher
 
-    def _prepare(self, spark: SparkSession, watcher: ChampionWatcher) -> tuple[BatchProcessor, DataFrame, LastReadings]:
+    def _prepare(self, spark: SparkSession, watcher: ChampionWatcher) -> tuple[BatchProcessor, DataFrame]:
         """The batch function and the parsed stream it is handed, ready to start."""
         from features.store import feature_store
 
         settings = self.settings
         self._statistics = OnlineStatistics(feature_store(settings), settings.stream_statistics_refresh_seconds)
         self._statistics.start()
-        readings = LastReadings(spark, str(settings.checkpoint_dir / "last_readings"))
-        self.tables = DeltaBatchWriter(spark, settings.lake_url)
         processor = BatchProcessor(
             settings,
             spark,
             self._statistics,
             lambda: watcher.current,
-            self.tables,
-            readings,
+            DeltaBatchWriter(spark, settings.lake_url),
+            LastReadings(spark, str(settings.checkpoint_dir / "last_readings")),
             self._kafka_sink,
             self.metrics,
         )
@@ -196,7 +194,7 @@ class StreamJob:
         # Parsed and validated on the streaming DataFrame: the plan is built and analysed once, not
         # in every batch.
         events = parse_events(telemetry_records(spark, settings), settings.max_event_bytes)
-        return processor, events, readings
+        return processor, events
 
     def _kafka_sink(self) -> TransactionalKafkaSink:
         if self._sink is None:  # the batch function runs only while a query does
@@ -221,18 +219,16 @@ class StreamJob:
         self._sink = self._connecting.submit(TransactionalKafkaSink, self.settings, str(query.id))
         return query
 
-    def _start(
-        self, spark: SparkSession, processor: BatchProcessor, events: DataFrame, readings: LastReadings
-    ) -> StreamingQuery | None:
+    def _start(self, spark: SparkSession, processor: BatchProcessor, events: DataFrame) -> StreamingQuery | None:
         """The running query; None when the job stopped as a standby, before it took the query over."""
         standby = not self.driver.active
         takeover = None
         if standby:
-            rehearse(self.settings, spark, processor, readings, self.progress)
+            rehearse(self.settings, spark, processor, processor.readings, self.progress)
             takeover = self.driver.wait_to_take_over(self.stop_requested, self.progress)
             if not self.driver.active:
                 return None
-        self.tables.expect_replay(unfinished_batch(self.settings), LAKE_TABLES)
+        processor.tables.expect_replay(unfinished_batch(self.settings), LAKE_TABLES)
         query = self._start_query(processor, events)
         if standby:  # what the first batch does not need comes after the query's start
             self.metrics.serve()
