@@ -4,7 +4,10 @@ Starts when `retrain` registers a challenger. The review shows the challenger's 
 beside the champion's on the same window. Approve moves the `champion` alias (the running
 stream follows it) and the old champion becomes `previous`; Reject tags the version rejected
 with the reason; either way who decided and when is recorded on the model version. No answer
-within the configured timeout counts as a rejection.
+within 24 hours counts as a rejection.
+
+A run started by the `model_challenger` asset reviews the model its event names; a run triggered
+by hand reviews `{"model_name": "…"}`, or WARDEN_MODEL_NAME.
 """
 
 from __future__ import annotations
@@ -14,12 +17,11 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from approval import DECISION_KEY, RecordedApprovalOperator  # dags/approval.py, beside this file
 
-from infra.settings import get_settings
-from pipelines.approval import DECISION_KEY, RecordedApprovalOperator
-
-SETTINGS = get_settings()
 REVIEW = "ti.xcom_pull(task_ids='describe')"
+# No answer by then counts as a rejection.
+APPROVAL_TIMEOUT = timedelta(hours=24)
 
 
 @dag(
@@ -27,17 +29,24 @@ REVIEW = "ti.xcom_pull(task_ids='describe')"
     schedule=[Asset.ref(name="model_challenger")],  # declared by `retrain`, which registers the challenger
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
+    params={
+        "model_name": Param(
+            None, type=["null", "string"], description="The registered model to review; empty: WARDEN_MODEL_NAME."
+        )
+    },
     default_args={"owner": "streamwarden", "retries": 2, "retry_delay": timedelta(minutes=1)},
     tags=["streamwarden", "models"],
     doc_md=__doc__,
 )
 def promote() -> None:
     @task
-    def describe(dag_run=None) -> dict[str, str]:  # noqa: ANN001 - injected by Airflow
+    def describe(params=None, triggering_asset_events=None) -> dict[str, str]:  # noqa: ANN001 - injected by Airflow
         from pipelines import tasks
 
-        # A registry may hold several models: a run triggered with {"model_name": …} reviews that one.
-        review = tasks.describe_challenger((dag_run.conf or {}).get("model_name"))
+        # A registry may hold several models: review the one the run names, or the asset event's.
+        events = [event for batch in (triggering_asset_events or {}).values() for event in batch]
+        model_name = params["model_name"] or next((e.extra.get("model_name") for e in events if e.extra), None)
+        review = tasks.describe_challenger(model_name)
         if review is None:
             raise AirflowSkipException("no challenger is waiting for a decision")
         return review
@@ -55,7 +64,7 @@ def promote() -> None:
             ),
         },
         defaults="Reject",
-        response_timeout=timedelta(hours=SETTINGS.approval_timeout_hours),
+        response_timeout=APPROVAL_TIMEOUT,
     )
 
     @task

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from features.formulas import BASELINE_COLUMNS, BASELINE_OF, BASELINE_TIME, STATS_COLUMNS, STATS_TIME
+from infra.lake import Lake
 from infra.logs import library_output
 from infra.settings import Settings
 
@@ -30,23 +30,22 @@ def feature_store(settings: Settings) -> FeatureStore:
     wherever WARDEN_FEAST_CONFIG's feature_store.yaml puts them (Redis, a SQL registry)."""
     from feast import FeatureStore
 
+    # feature_store.yaml takes its paths from WARDEN_FEAST_DIR, which the context sets (`infra.environment`).
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    # feature_store.yaml takes its paths from the environment (Feast expands ${VARS} in it).
-    os.environ["WARDEN_FEAST_DIR"] = str(settings.feast_dir)
     return FeatureStore(repo_path=str(REPO_DIR), fs_yaml_file=settings.feast_config or REPO_DIR / "feature_store.yaml")
 
 
-def apply_definitions(store: FeatureStore, settings: Settings) -> None:
+def apply_definitions(store: FeatureStore, settings: Settings, lake: Lake) -> None:
     """What `feast apply` does, from the repository's modules.
 
-    The definitions are built from `settings` (the lake they read, the window lengths), not at
+    The definitions are built from `settings` (the window lengths) and the lake they read, not at
     import, so one process can serve any lake.
     """
     from features.repo import entities, feature_services, feature_views
 
-    device_stats = feature_views.device_stats(settings)
-    device_baseline = feature_views.device_baseline(settings)
-    device_metadata = feature_views.device_metadata(settings)
+    device_stats = feature_views.device_stats(settings, lake)
+    device_baseline = feature_views.device_baseline(settings, lake)
+    device_metadata = feature_views.device_metadata(lake)
     store.apply(
         [
             entities.device,

@@ -1,6 +1,6 @@
 """Configuration, the embedded local stack, the JVM artifact list and the `warden` command line."""
 
 from infra.exceptions import WardenError
-from infra.settings import Settings, get_settings
+from infra.settings import Settings, load_settings
 
-__all__ = ["Settings", "WardenError", "get_settings"]
+__all__ = ["Settings", "WardenError", "load_settings"]

@@ -7,14 +7,11 @@ only starts them on a development machine.
 
 from __future__ import annotations
 
-import os
-
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from infra.logs import KAFKA_CLIENT_LOG
 from infra.probes import PROBE_TIMEOUTS, Health, State, ask_patiently, http_health, port_is_open, require, slow
-from infra.secrets import mlflow_password
 from infra.settings import Settings
 
 # What librdkafka reports for a request that was late, rather than refused.
@@ -69,33 +66,6 @@ def require_kafka(settings: Settings) -> None:
         kafka_health(settings),
         "start it with `warden up`, or fix WARDEN_KAFKA_BOOTSTRAP",
     )
-
-
-# MLflow's client retries a failed request 7 times with backoff, for about 4 minutes, and waits 120 s
-# for each answer: a server that stops during a command would hold it that long. Two retries (about
-# 3 s of backoff) and 30 s per answer (a busy server on this machine answers in less) fail in
-# seconds. A value set in the environment wins.
-_CLIENT_RETRIES = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-
-
-def mlflow_client_env(settings: Settings) -> dict[str, str]:
-    """Environment for any MLflow client process (our CLI, Airflow tasks, the stream)."""
-    return {
-        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-        "MLFLOW_TRACKING_USERNAME": settings.mlflow_username,
-        "MLFLOW_TRACKING_PASSWORD": mlflow_password(settings),
-        # MLflow 3 reports usage to its vendor by default; nothing leaves this machine.
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        # Progress bars of artifact downloads would interleave with the stream's own output.
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        # The client prints "View run … at …" after every run; our progress lines name each run once.
-        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-        **{name: os.environ.get(name, value) for name, value in _CLIENT_RETRIES.items()},
-    }
 
 
 def mlflow_health(settings: Settings) -> Health:

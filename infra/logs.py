@@ -42,8 +42,6 @@ def configure(settings: Settings) -> None:
     """Route this process's logging: everything to `library_log`, our packages' lines (or with
     `verbose`, every line) to stderr too."""
     logs_dir(settings).mkdir(parents=True, exist_ok=True)
-    # MLflow attaches a terminal handler of its own at import unless told not to.
-    os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
     to_file = logging.FileHandler(library_log(settings), delay=True)
     to_file.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -7,7 +7,7 @@ streamwarden's own configuration. Bad values fail at load time with the variable
 from __future__ import annotations
 
 import getpass
-from functools import cache
+import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -224,11 +224,11 @@ class Settings(BaseSettings):
     training_window_days: PositiveInt = Field(
         default=7, description="Retraining uses the last D days of labeled history."
     )
-    retrain_schedule: str = Field(
-        default="@daily", description='Cron or preset of the `retrain` DAG; "" leaves it to manual triggers.'
-    )
-    feature_refresh_schedule: str = Field(
-        default="*/15 * * * *", description="Cron or preset of the `feature_refresh` DAG."
+    airflow_schedules: bool = Field(
+        default=True,
+        description="Airflow runs the DAGs on their schedules (declared in dags/: retrain daily, feature_refresh every "
+        "15 minutes, promote on a new challenger); false leaves every DAG to manual triggers (the embedded stack "
+        "sets Airflow's [scheduler] use_job_schedule from it).",
     )
     lock_wait_seconds: float = Field(
         default=3600.0,
@@ -246,9 +246,6 @@ class Settings(BaseSettings):
     gate_min_recall: float = Field(default=0.60, ge=0.0, le=1.0, description="Floor: test recall.")
     gate_min_test_anomalies: PositiveInt = Field(
         default=30, description="Fewest anomalies the test split must hold for its F1 to judge a candidate."
-    )
-    approval_timeout_hours: float = Field(
-        default=24.0, gt=0.0, description="An approval request with no answer by then counts as rejected."
     )
 
     # Data validation of the training window (pipelines/validation.py)
@@ -423,14 +420,20 @@ class Settings(BaseSettings):
         return shown
 
 
-@cache
-def get_settings() -> Settings:
-    """Settings from the environment, loaded once per process."""
-    return load_settings()
+# Names that no longer configure anything, and what does it now: a value set for one would
+# otherwise be ignored without a word.
+_REMOVED = {
+    "WARDEN_RETRAIN_SCHEDULE": "the schedules are declared in dags/; WARDEN_AIRFLOW_SCHEDULES=false turns them off",
+    "WARDEN_FEATURE_REFRESH_SCHEDULE": "the schedules are declared in dags/; "
+    "WARDEN_AIRFLOW_SCHEDULES=false turns them off",
+    "WARDEN_APPROVAL_TIMEOUT_HOURS": "the approval's timeout is declared in dags/promote.py (24 h)",
+}
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Load settings, turning a validation error into one readable ConfigError."""
+    if removed := sorted(set(_REMOVED) & set(os.environ)):
+        raise ConfigError(f"{removed[0]} is no longer read: {_REMOVED[removed[0]]}")
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from typing import TYPE_CHECKING, Any
 
 from infra.exceptions import ConfigError, LakeError, ServiceError
@@ -59,17 +57,11 @@ def delta_jars(settings: Settings) -> list[str]:
 
 
 def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) -> SparkSession:
-    """A session on WARDEN_SPARK_MASTER; on a cluster `spark.jars` also ships the jars to executors."""
+    """A session on WARDEN_SPARK_MASTER; on a cluster `spark.jars` also ships the jars to executors.
+
+    Build it through `infra.context.Context`, which sets the environment pyspark reads first
+    (`infra.environment`: loopback, UTC, this interpreter for Python workers, the JDK)."""
     check_reachable(settings)
-    # Spark picks a non-loopback address by default; the embedded stack is loopback only.
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    # pyspark turns timestamps into naive local datetimes: make local time UTC, like the session.
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    # Python workers (pandas UDFs) run this interpreter, with this venv's packages.
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    if settings.java_home is not None:
-        os.environ.setdefault("JAVA_HOME", str(settings.java_home))
     from pyspark.sql import SparkSession
 
     builder = (

@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING
 from features.formulas import FEATURE_COLUMNS
 from models.estimators import RANDOM_FOREST, XGBOOST
 from models.exceptions import ModelRejected
-from models.registry import CHAMPION, VersionInfo, version_by_alias
+from models.registry import CHAMPION, ModelRegistry, VersionInfo
 from models.scoring import SCORE, Scorer, scorer_for
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -95,15 +94,14 @@ class ChampionWatcher:
     def __init__(
         self,
         spark: SparkSession,
-        client: MlflowClient,
-        model_name: str,
+        registry: ModelRegistry,
         poll_seconds: float,
         on_swap: Callable[[ScoringModel | None, ScoringModel], None] = lambda old, new: None,
         on_refuse: Callable[[VersionInfo, str], None] = lambda info, why: None,
     ) -> None:
         self.spark = spark
-        self.client = client
-        self.model_name = model_name
+        self.registry = registry
+        self.model_name = registry.name
         self.poll_seconds = poll_seconds
         self.on_swap = on_swap
         self.on_refuse = on_refuse
@@ -114,7 +112,7 @@ class ChampionWatcher:
 
     def check(self) -> None:
         """Resolve the alias once; load, validate and swap if it moved to a new version."""
-        info = version_by_alias(self.client, self.model_name, CHAMPION)
+        info = self.registry.by_alias(CHAMPION)
         if info is None or info.version in self.refused:
             return
         if self.current is not None and self.current.version == info.version:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from features.schema import ANOMALY_KINDS, TELEMETRY_TABLE_SCHEMA
 from infra.lake import Lake
 from infra.progress import ProgressLine
-from infra.settings import Settings
 from simulator.generator import TelemetryGenerator, fleet_registry
 
 _PREFIX = "backfill-"
@@ -35,7 +34,7 @@ class BackfillReport:
     lake: str = ""
 
 
-def backfill(settings: Settings, params: BackfillParams, progress: ProgressLine | None = None) -> BackfillReport:
+def backfill(lake: Lake, params: BackfillParams, progress: ProgressLine | None = None) -> BackfillReport:
     """Write `days` days of telemetry and labels ending at `end`, partitioned by date, and the
     fleet's registry (devices/).
 
@@ -43,7 +42,6 @@ def backfill(settings: Settings, params: BackfillParams, progress: ProgressLine 
     in `scored`, which it does not touch), so a backfill can be repeated safely.
     """
     progress = progress or ProgressLine("backfill")
-    lake = Lake(settings)
     lake.check_writable()
     end = params.end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=params.days)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from infra.exceptions import LakeError
 from infra.lake import DELTA_TABLES, Lake
 from infra.progress import ProgressLine
-from infra.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -26,12 +25,11 @@ class Compaction:
         return f"{self.table}: {self.files_removed:,} files into {self.files_added:,}, {self.files_vacuumed:,} deleted"
 
 
-def compact_tables(settings: Settings, progress: ProgressLine | None = None) -> list[Compaction]:
+def compact_tables(lake: Lake, progress: ProgressLine | None = None) -> list[Compaction]:
     """Compact every Delta table of the lake that exists, then vacuum it: files removed more than
     the table's `delta.deletedFileRetentionDuration` ago (2 days, `infra.lake.table_properties`)
     are deleted, so a reader or a time travel within that period still finds its files."""
     progress = progress or ProgressLine("compaction")
-    lake = Lake(settings)
     done = []
     for table in DELTA_TABLES:
         try:

@@ -11,11 +11,11 @@ from pyspark.sql import functions as F
 
 from features.formulas import BASELINE_COLUMNS, BASELINE_OF, BASELINE_TIME, OF_TYPE, OWN
 from features.logic import baseline_stats, window_stats
-from features.store import apply_definitions, feature_store, materialize
+from features.store import apply_definitions, materialize
+from infra.context import Context
 from infra.exceptions import LakeError
 from infra.lake import Lake
 from infra.progress import ProgressLine
-from infra.settings import Settings
 from pipelines.history import read_events, read_parquet
 
 STATS_DATASET = "feast/device_stats"
@@ -32,8 +32,7 @@ class RefreshReport:
 
 
 def refresh_features(
-    settings: Settings,
-    spark: SparkSession,
+    ctx: Context,
     end: datetime,
     start: datetime | None = None,
     progress: ProgressLine | None = None,
@@ -45,7 +44,7 @@ def refresh_features(
     `start` None means the whole history. Re-running the same interval replaces its file.
     """
     progress = progress or ProgressLine("feature refresh")
-    lake = Lake(settings)
+    settings, spark, lake = ctx.settings, ctx.spark, ctx.lake
     window = timedelta(minutes=settings.feature_window_minutes)
     history = read_events(spark, lake)
     if start is None:
@@ -67,9 +66,8 @@ def refresh_features(
         f"{table.num_rows:,} statistics and {baseline_table.num_rows:,} baseline rows written; materializing",
         force=True,
     )
-    store = feature_store(settings)
-    apply_definitions(store, settings)
-    materialize(store, settings, start, end)
+    apply_definitions(ctx.feature_store, settings, lake)
+    materialize(ctx.feature_store, settings, start, end)
     devices = len(set(table.column("device_id").to_pylist()))
     progress.done(
         f"{table.num_rows:,} statistics rows for {devices} devices, {baseline_table.num_rows:,} daily baselines, "

@@ -13,18 +13,23 @@ registration step and a person in the MLflow UI both read it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql import SparkSession
 
+from infra.context import Context
 from infra.settings import Settings
-from models import registry
 from models.evaluation import Quality
 from models.exceptions import ModelRejected
 from models.loader import load_version
+from models.registry import CHAMPION, TAG_GATE_REASONS, TAG_PROMOTABLE, ModelRegistry
 from pipelines.exceptions import GateNotRun
 from pipelines.split_coverage import split_coverage
 from pipelines.training import Candidate, judge_on
 from pipelines.training_set import read_training_set
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 TAG_AGAINST = "gate_champion_version"
 FLOORED = ("precision", "recall", "f1")
@@ -49,7 +54,15 @@ def best_of(candidates: list[Candidate], metric: str) -> Candidate:
     return max(candidates, key=lambda c: (c.quality.value(metric), c.quality.pr_auc))
 
 
-def judge(settings: Settings, spark: SparkSession, location: str, candidates: list[Candidate]) -> Verdict:
+def judge_runs(ctx: Context, location: str, run_ids: list[str]) -> Verdict:
+    """The gate's verdict on the best of the candidates these MLflow runs trained."""
+    candidates = [Candidate.of(ctx.registry.client.get_run(run_id)) for run_id in run_ids]
+    return judge(ctx.settings, ctx.spark, ctx.registry, location, candidates)
+
+
+def judge(
+    settings: Settings, spark: SparkSession, registry: ModelRegistry, location: str, candidates: list[Candidate]
+) -> Verdict:
     """Pick the best candidate by the configured metric and hold it to the floors and the champion."""
     metric, margin = settings.gate_metric, settings.gate_margin
     best = best_of(candidates, metric)
@@ -66,8 +79,7 @@ def judge(settings: Settings, spark: SparkSession, location: str, candidates: li
             + " vs the per-device z-score's "
             + ", ".join(f"{best.floor.value(n):.3f}" for n in ABOVE_UNSUPERVISED)
         )
-    client = registry.configure_mlflow(settings)
-    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+    champion = registry.by_alias(CHAMPION)
     champion_quality = None
     if champion is None:
         notes.append("no champion yet: judged on the floors only")
@@ -104,8 +116,8 @@ def _record(verdict: Verdict) -> None:
     with mlflow.start_run(run_id=verdict.candidate.run_id):
         mlflow.set_tags(
             {
-                registry.TAG_PROMOTABLE: str(verdict.promotable).lower(),
-                registry.TAG_GATE_REASONS: "; ".join(verdict.reasons),
+                TAG_PROMOTABLE: str(verdict.promotable).lower(),
+                TAG_GATE_REASONS: "; ".join(verdict.reasons),
                 TAG_AGAINST: verdict.champion_version or "",
             }
         )
@@ -113,11 +125,11 @@ def _record(verdict: Verdict) -> None:
             mlflow.log_metrics(verdict.champion_quality.as_metrics(prefix="champion_test_"))
 
 
-def recorded(client: object, candidate: Candidate) -> Verdict:
+def recorded(client: MlflowClient, candidate: Candidate) -> Verdict:
     """The verdict recorded on a candidate's run by `judge` (for the registration step)."""
-    run = client.get_run(candidate.run_id)  # type: ignore[attr-defined]
+    run = client.get_run(candidate.run_id)
     tags = run.data.tags
-    if registry.TAG_PROMOTABLE not in tags:
+    if TAG_PROMOTABLE not in tags:
         raise GateNotRun(
             f"run {candidate.run_id} has not been through the evaluation gate; run the evaluate step first"
         )
@@ -125,8 +137,8 @@ def recorded(client: object, candidate: Candidate) -> Verdict:
     champion_quality = Quality.from_metrics(metrics, "champion_test_") if "champion_test_f1" in metrics else None
     return Verdict(
         candidate,
-        tags[registry.TAG_PROMOTABLE] == "true",
-        tuple(r for r in tags.get(registry.TAG_GATE_REASONS, "").split("; ") if r),
+        tags[TAG_PROMOTABLE] == "true",
+        tuple(r for r in tags.get(TAG_GATE_REASONS, "").split("; ") if r),
         tags.get(TAG_AGAINST) or None,
         champion_quality,
     )

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from infra.settings import Settings
 from models import registry
 from pipelines.unsupervised_floor import METRIC_PREFIX as FLOOR_PREFIX
 from pipelines.unsupervised_floor import Z_LIMIT
 
 
 def decide(
-    settings: Settings, version: str, approve: bool, decided_by: str, reason: str, override_gate: bool = False
+    models: registry.ModelRegistry,
+    version: str,
+    approve: bool,
+    decided_by: str,
+    reason: str,
+    override_gate: bool = False,
 ) -> registry.VersionInfo:
     """Approve (champion moves to `version`, the old champion becomes previous) or reject it.
-    Approving a version the gate refused needs `override_gate` (registry.promote)."""
-    client = registry.configure_mlflow(settings)
+    Approving a version the gate refused needs `override_gate` (ModelRegistry.promote)."""
     if approve:
-        return registry.promote(client, settings.model_name, version, decided_by, reason, override_gate)
-    return registry.reject(client, settings.model_name, version, decided_by, reason)
+        return models.promote(version, decided_by, reason, override_gate)
+    return models.reject(version, decided_by, reason)
 
 
 def outcome(info: registry.VersionInfo, approved: bool) -> str:
@@ -29,19 +32,18 @@ def outcome(info: registry.VersionInfo, approved: bool) -> str:
 _REVIEWED = ("precision", "recall", "f1", "pr_auc")
 
 
-def review(settings: Settings) -> dict[str, str] | None:
+def review(models: registry.ModelRegistry) -> dict[str, str] | None:
     """The challenger waiting for a decision, as a Markdown review for the approver, or None.
 
     The champion's column is its score on the challenger's own test window (the gate measured
     both on the same rows), so the two columns compare like with like.
     """
-    client = registry.configure_mlflow(settings)
-    challenger = registry.version_by_alias(client, settings.model_name, registry.CHALLENGER)
+    challenger = models.by_alias(registry.CHALLENGER)
     if challenger is None:
         return None
-    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
-    metrics = client.get_run(challenger.run_id).data.metrics
-    tags = client.get_model_version(settings.model_name, challenger.version).tags
+    champion = models.by_alias(registry.CHAMPION)
+    metrics = models.client.get_run(challenger.run_id).data.metrics
+    tags = models.client.get_model_version(models.name, challenger.version).tags
     head = f"| test window | challenger v{challenger.version} ({challenger.kind}) |"
     head += f" champion v{champion.version} ({champion.kind}) |" if champion else " champion |"
     lines = [head, "|---|---|---|"]
@@ -56,7 +58,7 @@ def review(settings: Settings) -> dict[str, str] | None:
         )
     body = "\n".join(
         [
-            f"### Promote {settings.model_name} v{challenger.version} to champion?",
+            f"### Promote {models.name} v{challenger.version} to champion?",
             "",
             *lines,
             "",
@@ -75,7 +77,7 @@ def review(settings: Settings) -> dict[str, str] | None:
             "the current champion becomes `previous`.",
         ]
     )
-    return {"model_name": settings.model_name, "version": challenger.version, "body": body}
+    return {"model_name": models.name, "version": challenger.version, "body": body}
 
 
 def _floor_line(metrics: dict[str, float]) -> str:

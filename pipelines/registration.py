@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from infra.context import Context
 from infra.logs import library_output
 from infra.settings import Settings
 from models import registry
@@ -32,20 +33,24 @@ def version_tags(candidate: Candidate, run: Run) -> dict[str, str]:
     }
 
 
-def register_candidate(settings: Settings, candidate: Candidate) -> tuple[registry.VersionInfo, gate.Verdict]:
-    client = registry.configure_mlflow(settings)
-    verdict = gate.recorded(client, candidate)
-    existing = client.search_model_versions(f"name = '{settings.model_name}' and run_id = '{candidate.run_id}'")
-    if existing:
-        version = registry.get_version(client, settings.model_name, str(existing[0].version))
-    else:
+def register_run(ctx: Context, run_id: str) -> tuple[registry.VersionInfo, gate.Verdict]:
+    """Register the candidate the MLflow run `run_id` trained, as the gate judged it."""
+    return register_candidate(ctx.settings, ctx.registry, Candidate.of(ctx.registry.client.get_run(run_id)))
+
+
+def register_candidate(
+    settings: Settings, models: registry.ModelRegistry, candidate: Candidate
+) -> tuple[registry.VersionInfo, gate.Verdict]:
+    verdict = gate.recorded(models.client, candidate)
+    version = models.version_of_run(candidate.run_id)
+    if version is None:
         tags = {
-            **version_tags(candidate, client.get_run(candidate.run_id)),
+            **version_tags(candidate, models.client.get_run(candidate.run_id)),
             registry.TAG_PROMOTABLE: str(verdict.promotable).lower(),
             registry.TAG_GATE_REASONS: "; ".join(verdict.reasons),
         }
         with library_output(settings):  # MLflow prints "Successfully registered model …" itself
-            version = registry.register(client, settings.model_name, candidate.model_uri, tags=tags)
+            version = models.register(candidate.model_uri, tags=tags)
     if verdict.promotable:
-        registry.set_challenger(client, version)
+        models.set_challenger(version)
     return version, verdict

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from features.formulas import FEATURE_COLUMNS
+from infra.context import Context
 from infra.memory import MeasuredStep
 from infra.progress import ProgressLine
 from infra.settings import PROJECT_ROOT, Settings
@@ -107,8 +108,7 @@ def split_counts(data: DataFrame, window: Window) -> dict[str, tuple[int, int]]:
 
 
 def train_candidates(
-    settings: Settings,
-    spark: SparkSession,
+    ctx: Context,
     location: str,
     window: Window,
     kinds: tuple[str, ...],
@@ -118,15 +118,15 @@ def train_candidates(
     """Fit each kind on the training set at `location`, pick its threshold on the validation
     split, judge it on the test split and log it to MLflow; the candidates, one per kind."""
     progress = progress or ProgressLine("train")
+    settings, spark, client = ctx.settings, ctx.spark, ctx.registry.client
     data = read_training_set(spark, location).cache()
     try:
         counts = split_counts(data, window)
         coverage = split_coverage(data)
         progress.update(f"splits: {coverage.summary()}", force=True)
-        client = registry.configure_mlflow(settings)
         import mlflow
 
-        experiment = mlflow.set_experiment(settings.model_name)
+        experiment = mlflow.set_experiment(ctx.registry.name)
         commit = git_commit()
         train_split = data.where("split = 'train'")
         validation, test = data.where("split = 'validation'"), data.where("split = 'test'")

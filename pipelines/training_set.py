@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import Window as SparkWindow
@@ -12,10 +12,14 @@ from pyspark.sql import functions as F
 from features.formulas import REPORTED_COLUMNS
 from features.logic import add_features, grid_floor, usable_stats
 from features.point_in_time import historical_features
-from features.store import FEATURE_SERVICE, feature_store
+from features.store import FEATURE_SERVICE
+from infra.context import Context
 from infra.lake import PARTITION_COLUMN, Lake
-from infra.settings import Settings
+from infra.memory import MeasuredStep
+from infra.progress import ProgressLine
+from infra.spark_progress import spark_progress
 from models.estimators import LABEL
+from models.registry import TAG_WINDOW
 from pipelines.history import read_events, read_labels, read_parquet
 
 SPLITS = ("train", "validation", "test")
@@ -43,9 +47,8 @@ class Window:
         return cls(datetime.fromisoformat(start), datetime.fromisoformat(end))
 
 
-def labeled_events(settings: Settings, spark: SparkSession, window: Window) -> DataFrame:
+def labeled_events(spark: SparkSession, lake: Lake, window: Window) -> DataFrame:
     """Telemetry in [start, end) joined with its ground truth (events without a label are left out)."""
-    lake = Lake(settings)
     history = read_events(spark, lake)
     labels = read_labels(spark, lake)
     in_window = (F.col("ts") >= window.start) & (F.col("ts") < window.end)
@@ -54,7 +57,7 @@ def labeled_events(settings: Settings, spark: SparkSession, window: Window) -> D
     return events.join(truth, "event_id")
 
 
-def point_in_time_stats(settings: Settings, spark: SparkSession, events: DataFrame) -> DataFrame:
+def point_in_time_stats(ctx: Context, events: DataFrame) -> DataFrame:
     """Join each event with the newest device statistics whose window ended at or before it
     (and the newest baseline and registry row, the other views of the feature service), in
     Spark (`features.point_in_time`).
@@ -62,13 +65,12 @@ def point_in_time_stats(settings: Settings, spark: SparkSession, events: DataFra
     Statistics exist only on the grid, so the newest row at or before `ts` is the newest at or
     before grid_floor(ts): the join looks up each (device, grid point) once, not each event.
     """
-    keyed = events.withColumn(_GRID, grid_floor(F.col("ts"), settings.feature_step_minutes))
-    store = feature_store(settings)
-    with_stats = historical_features(spark, store, FEATURE_SERVICE, keyed, _GRID, Lake(settings).spark_url)
+    keyed = events.withColumn(_GRID, grid_floor(F.col("ts"), ctx.settings.feature_step_minutes))
+    with_stats = historical_features(ctx.spark, ctx.feature_store, FEATURE_SERVICE, keyed, _GRID, ctx.lake.spark_url)
     return with_stats.drop(_GRID)
 
 
-def build_training_set(settings: Settings, spark: SparkSession, window: Window) -> DataFrame:
+def build_training_set(ctx: Context, window: Window) -> DataFrame:
     """Labeled events with FEATURE_COLUMNS, `label`, `device_type` and a time-ordered `split`.
 
     The split is by time within each device, never shuffled: each device's oldest 70 % of
@@ -78,8 +80,8 @@ def build_training_set(settings: Settings, spark: SparkSession, window: Window) 
     after device (or experiment after experiment) different devices and faults in each split.
     `pipelines.split_coverage` checks what each split holds.
     """
-    events = labeled_events(settings, spark, window)
-    with_stats = usable_stats(point_in_time_stats(settings, spark, events), settings.feature_max_age_minutes)
+    events = labeled_events(ctx.spark, ctx.lake, window)
+    with_stats = usable_stats(point_in_time_stats(ctx, events), ctx.settings.feature_max_age_minutes)
     featured = add_features(with_stats).withColumn(LABEL, F.col("is_anomaly").cast("int"))
     position = F.percent_rank().over(SparkWindow.partitionBy("device_id").orderBy("ts", "event_id"))
     split = F.when(position < 0.70, "train").when(position < 0.85, "validation").otherwise("test")
@@ -104,15 +106,44 @@ class WrittenSet:
     files: int
 
 
-def write_training_set(settings: Settings, spark: SparkSession, window: Window) -> WrittenSet:
+def write_training_set(ctx: Context, window: Window) -> WrittenSet:
     """Build the window's training set and write it to the lake, by Spark, never through Python.
 
     A re-run for the same window replaces it, so the step is safe to retry.
     """
-    location = Lake(settings).url(f"{DATASET}/{window.id}")
-    build_training_set(settings, spark, window).write.mode("overwrite").parquet(location)
-    written = spark.read.parquet(location)
+    location = ctx.lake.url(f"{DATASET}/{window.id}")
+    build_training_set(ctx, window).write.mode("overwrite").parquet(location)
+    written = ctx.spark.read.parquet(location)
     return WrittenSet(location, written.count(), len(written.inputFiles()))
+
+
+def prepare_training_set(ctx: Context, window: Window) -> str:
+    """Refresh the window's statistics in Feast's offline source, then build and write the set;
+    its size, time and peak memory go to a `training-set-<window>` run in MLflow. Its location."""
+    from pipelines.feature_refresh import refresh_features
+
+    history_start = window.start - timedelta(minutes=ctx.settings.feature_window_minutes)
+    with MeasuredStep() as refreshing:
+        refresh_features(ctx, window.end, history_start, ProgressLine("features"))
+    progress = ProgressLine("training set")
+    with MeasuredStep() as building:
+        with spark_progress(ctx.spark, progress, "joining statistics point-in-time, writing the set"):
+            written = write_training_set(ctx, window)
+    progress.done(f"{written.rows:,} rows in {written.files} files at {written.location}, in {building.usage}")
+    import mlflow
+
+    mlflow.set_experiment(ctx.registry.name)
+    with mlflow.start_run(run_name=f"training-set-{window.id}"):
+        mlflow.set_tags({"stage": "training_set", TAG_WINDOW: str(window), "location": written.location})
+        mlflow.log_metrics(
+            {
+                "training_set_rows": written.rows,
+                "training_set_files": written.files,
+                **refreshing.usage.as_metrics("refresh_"),
+                **building.usage.as_metrics("build_"),
+            }
+        )
+    return written.location
 
 
 def read_training_set(spark: SparkSession, location: str) -> DataFrame:

@@ -21,8 +21,12 @@ from great_expectations.data_context.types.base import (
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from infra.context import Context
 from infra.lake import PARTITION_COLUMN, Lake
+from infra.memory import MeasuredStep
 from infra.settings import Settings
+from models.registry import TAG_WINDOW
+from pipelines.exceptions import DataValidationError
 from pipelines.expectations import LABEL_COLUMNS, SUITE_NAME, training_window_suite
 from pipelines.history import read_events, read_labels
 from pipelines.training_set import Window
@@ -51,9 +55,33 @@ class ValidationReport:
         return f"failed {len(self.failures)}/{total} on {self.rows:,} rows: " + "; ".join(self.failures)
 
 
-def validate_history(settings: Settings, spark: SparkSession, window: Window) -> ValidationReport:
+def validate_window(ctx: Context, window: Window) -> ValidationReport:
+    """Run the expectation suite on the window; the report is kept as an MLflow artifact either
+    way, and a failure raises DataValidationError before anything is trained."""
+    with MeasuredStep() as validating:
+        report = validate_history(ctx.settings, ctx.spark, ctx.lake, window)
+    import mlflow
+
+    mlflow.set_experiment(ctx.registry.name)
+    with mlflow.start_run(run_name=f"validate-{window.id}") as run:
+        mlflow.set_tags({"stage": "validation", TAG_WINDOW: str(window)})
+        mlflow.log_metrics(
+            {
+                "validation_rows": report.rows,
+                "validation_failures": len(report.failures),
+                **validating.usage.as_metrics(),
+            }
+        )
+        mlflow.log_dict(report.as_dict(), "validation_report.json")
+    if not report.success:
+        ctx.registry.client.set_terminated(run.info.run_id, "FAILED")
+        raise DataValidationError(report)
+    return report
+
+
+def validate_history(settings: Settings, spark: SparkSession, lake: Lake, window: Window) -> ValidationReport:
     """Validate the lake's labeled events in `window`, read as the training set reads them."""
-    return validate_frame(_labeled_rows(settings, spark, window), settings, window)
+    return validate_frame(_labeled_rows(spark, lake, window), settings, window)
 
 
 def validate_frame(frame: DataFrame, settings: Settings, window: Window) -> ValidationReport:
@@ -90,10 +118,9 @@ def validate_frame(frame: DataFrame, settings: Settings, window: Window) -> Vali
     )
 
 
-def _labeled_rows(settings: Settings, spark: SparkSession, window: Window) -> DataFrame:
+def _labeled_rows(spark: SparkSession, lake: Lake, window: Window) -> DataFrame:
     """What `training_set.labeled_events` reads, without its de-duplication: repeated event ids
     are one of the things validation must see."""
-    lake = Lake(settings)
     history = read_events(spark, lake)
     labels = read_labels(spark, lake)
     in_window = (F.col("ts") >= window.start) & (F.col("ts") < window.end)

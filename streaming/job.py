@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException, StreamingQueryException
 
+from infra.context import Context
 from infra.exceptions import ServiceError
 from infra.progress import ProgressLine
 from infra.settings import Settings
-from infra.spark import spark_session
 from models.loader import ChampionWatcher, ScoringModel
-from models.registry import VersionInfo, configure_mlflow
+from models.registry import VersionInfo
 from streaming.batch import LAKE_TABLES, BatchProcessor
 from streaming.drivers import Driver
 from streaming.exceptions import QueryGaveUp, StopRequested
@@ -60,7 +60,7 @@ class StreamReport:
 
 
 def run_stream(
-    settings: Settings,
+    ctx: Context,
     duration: float | None = None,
     progress: ProgressLine | None = None,
     stop: threading.Event | None = None,
@@ -73,11 +73,11 @@ def run_stream(
     checkpoint is an error."""
     progress = progress or ProgressLine("stream")
     stop = stop or threading.Event()
-    require_broker(settings)
-    with Driver(settings) as driver:
+    require_broker(ctx.settings)
+    with Driver(ctx.settings) as driver:
         if not standby:
             driver.take_now()
-        return StreamJob(settings, driver, duration, progress, stop).run()
+        return StreamJob(ctx, driver, duration, progress, stop).run()
 
 
 class StreamJob:
@@ -86,9 +86,10 @@ class StreamJob:
     checkpoint), stop it (the batch in flight finishes, no other starts)."""
 
     def __init__(
-        self, settings: Settings, driver: Driver, duration: float | None, progress: ProgressLine, stop: threading.Event
+        self, ctx: Context, driver: Driver, duration: float | None, progress: ProgressLine, stop: threading.Event
     ) -> None:
-        self.settings = settings
+        self.ctx = ctx
+        self.settings = settings = ctx.settings
         self.driver = driver
         self.duration = duration
         self.progress = progress
@@ -152,11 +153,9 @@ class StreamJob:
         model unless the job was stopped first."""
         settings = self.settings
         # Before Spark: a registry that does not answer fails the command in a second, not after the JVM's start.
-        client = configure_mlflow(settings)
-        spark = stream_session(settings, QUERY_NAME)
-        watcher = ChampionWatcher(
-            spark, client, settings.model_name, settings.champion_poll_seconds, self._swapped, self._refused
-        )
+        registry = self.ctx.registry
+        spark = stream_session(self.ctx)
+        watcher = ChampionWatcher(spark, registry, settings.champion_poll_seconds, self._swapped, self._refused)
         while not self.stop_requested.is_set():
             watcher.check()
             if watcher.current is not None:
@@ -174,10 +173,8 @@ class StreamJob:
 
     def _prepare(self, spark: SparkSession, watcher: ChampionWatcher) -> tuple[BatchProcessor, DataFrame]:
         """The batch function and the parsed stream it is handed, ready to start."""
-        from features.store import feature_store
-
         settings = self.settings
-        self._statistics = OnlineStatistics(feature_store(settings), settings.stream_statistics_refresh_seconds)
+        self._statistics = OnlineStatistics(self.ctx.feature_store, settings.stream_statistics_refresh_seconds)
         self._statistics.start()
         processor = BatchProcessor(
             settings,
@@ -335,9 +332,9 @@ def _wait_for_broker(settings: Settings, stop: threading.Event, progress: Progre
             return False
 
 
-def stream_session(settings: Settings, app_name: str) -> SparkSession:
-    """The Spark session of a streaming driver, set for small, frequent batches."""
-    spark = spark_session(settings, app_name)
+def stream_session(ctx: Context) -> SparkSession:
+    """The context's Spark session (with the Kafka connector), set for small, frequent batches."""
+    settings, spark = ctx.settings, ctx.spark
     # Adaptive execution re-plans every stage: seconds of fixed cost on batches of a few thousand
     # rows. A shuffle (the features' per-device window) makes as many tasks as the batch has.
     spark.conf.set("spark.sql.adaptive.enabled", "false")

@@ -53,6 +53,7 @@ class SimulationReport:
 
 def simulate(
     settings: Settings,
+    lake: Lake,
     params: SimulationParams,
     progress: ProgressLine | None = None,
     stop: threading.Event | None = None,
@@ -65,7 +66,6 @@ def simulate(
     """
     progress = progress or ProgressLine("simulate")
     require_broker(settings)
-    lake = Lake(settings)
     lake.check_writable()
     total = params.events if params.events is not None else round(params.rate * params.duration)
     generator = TelemetryGenerator(

@@ -147,8 +147,7 @@ HISTORY_DAYS = 2
 # What every `warden` process of the suite runs with, beside its ports: the scheduled DAGs stay
 # off (only the runs a test triggers compete for the two cores) and the models train small.
 TEST_SETTINGS = {
-    "WARDEN_RETRAIN_SCHEDULE": "",
-    "WARDEN_FEATURE_REFRESH_SCHEDULE": "",
+    "WARDEN_AIRFLOW_SCHEDULES": "false",
     "WARDEN_TRAINING_WINDOW_DAYS": str(HISTORY_DAYS),
     "WARDEN_RF_NUM_TREES": "12",
     "WARDEN_RF_MAX_DEPTH": "8",

@@ -3,13 +3,12 @@
 from feast import FileSource
 
 from infra.lake import Lake
-from infra.settings import Settings
 
 
-def device_stats_source(settings: Settings) -> FileSource:
+def device_stats_source(lake: Lake) -> FileSource:
     return FileSource(
         name="device_stats_source",
-        path=Lake(settings).offline_url("feast/device_stats"),
+        path=lake.offline_url("feast/device_stats"),
         timestamp_field="window_end",
         description="Per-device rolling sensor statistics on a fixed time grid.",
         owner="streamwarden",
@@ -17,10 +16,10 @@ def device_stats_source(settings: Settings) -> FileSource:
     )
 
 
-def device_baseline_source(settings: Settings) -> FileSource:
+def device_baseline_source(lake: Lake) -> FileSource:
     return FileSource(
         name="device_baseline_source",
-        path=Lake(settings).offline_url("feast/device_baseline"),
+        path=lake.offline_url("feast/device_baseline"),
         timestamp_field="window_end",
         description="Per-device long-term sensor baselines, one row per device and day.",
         owner="streamwarden",
@@ -28,10 +27,10 @@ def device_baseline_source(settings: Settings) -> FileSource:
     )
 
 
-def device_metadata_source(settings: Settings) -> FileSource:
+def device_metadata_source(lake: Lake) -> FileSource:
     return FileSource(
         name="device_metadata_source",
-        path=Lake(settings).offline_url("devices"),
+        path=lake.offline_url("devices"),
         timestamp_field="registered_at",
         description="The device registry: one row per device and registration.",
         owner="streamwarden",

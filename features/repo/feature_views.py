@@ -8,10 +8,11 @@ from feast.types import Float64, Int64, String, UnixTimestamp
 from features.formulas import BASELINE_COLUMNS, BASELINE_OF, BASELINE_TIME, OF_TYPE, OWN, STATS_COLUMNS, STATS_TIME
 from features.repo.data_sources import device_baseline_source, device_metadata_source, device_stats_source
 from features.repo.entities import device
+from infra.lake import Lake
 from infra.settings import Settings
 
 
-def device_stats(settings: Settings) -> FeatureView:
+def device_stats(settings: Settings, lake: Lake) -> FeatureView:
     return FeatureView(
         name="device_stats",
         entities=[device],
@@ -22,7 +23,7 @@ def device_stats(settings: Settings) -> FeatureView:
             Field(name=STATS_TIME, dtype=UnixTimestamp, description="End of the window these statistics cover."),
             *(Field(name=name, dtype=Float64) for name in STATS_COLUMNS),
         ],
-        source=device_stats_source(settings),
+        source=device_stats_source(lake),
         online=True,
         description=f"Mean and standard deviation of each sensor over the last {settings.feature_window_minutes} minutes.",
         owner="streamwarden",
@@ -33,7 +34,7 @@ def device_stats(settings: Settings) -> FeatureView:
     )
 
 
-def device_baseline(settings: Settings) -> FeatureView:
+def device_baseline(settings: Settings, lake: Lake) -> FeatureView:
     return FeatureView(
         name="device_baseline",
         entities=[device],
@@ -49,7 +50,7 @@ def device_baseline(settings: Settings) -> FeatureView:
                 description=f"'{OWN}': the device's own history; '{OF_TYPE}': its type's, for a device without history.",
             ),
         ],
-        source=device_baseline_source(settings),
+        source=device_baseline_source(lake),
         online=True,
         description=f"Robust mean and standard deviation of each sensor over the last {settings.feature_baseline_days} days, "
         "the device's own or, before it has history, its type's.",
@@ -58,13 +59,13 @@ def device_baseline(settings: Settings) -> FeatureView:
     )
 
 
-def device_metadata(settings: Settings) -> FeatureView:
+def device_metadata(lake: Lake) -> FeatureView:
     return FeatureView(
         name="device_metadata",
         entities=[device],
         ttl=timedelta(0),  # a device's type does not expire
         schema=[Field(name="device_type", dtype=String, description="Kind of machine the device monitors.")],
-        source=device_metadata_source(settings),
+        source=device_metadata_source(lake),
         online=True,
         description="Device registry attributes.",
         owner="streamwarden",

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import click
 
-from infra.settings import get_settings
+from infra.cli.common import pass_settings
+from infra.settings import Settings
 from simulator.scenarios import SCENARIOS
 
 _POSITIVE = click.FloatRange(min=0, min_open=True)
@@ -40,7 +41,9 @@ def _utc(value: datetime | None) -> datetime | None:
     default=None,
     help="Event time of the first reading, UTC (YYYY-MM-DDTHH:MM:SS). Default: now.",
 )
+@pass_settings
 def simulate_command(
+    settings: Settings,
     devices: int,
     rate: float,
     duration: float,
@@ -54,11 +57,12 @@ def simulate_command(
     Ground truth (is_anomaly, anomaly_type) goes to the lake's labels/, never into the event.
     """
     # Imported here: every `warden` command loads this module, and the simulator pulls in pyarrow.
+    from infra.lake import Lake
     from streaming.simulation import SimulationParams, simulate
 
-    settings = get_settings()
     report = simulate(
         settings,
+        Lake(settings),
         SimulationParams(devices, rate, duration, events, anomaly_rate, seed, _utc(start)),
     )
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(report.anomalies.items())) or "none"
@@ -89,15 +93,19 @@ def simulate_command(
     help="steady: every device sends every round, short faults; realistic: devices start one after another, "
     "go silent and come back cold, run in regimes of their own that shift, and faults last minutes to an hour.",
 )
-def backfill_command(days: int, devices: int, interval: float, anomaly_rate: float, seed: int, scenario: str) -> None:
+@pass_settings
+def backfill_command(
+    settings: Settings, days: int, devices: int, interval: float, anomaly_rate: float, seed: int, scenario: str
+) -> None:
     """Write simulated history to the lake (the telemetry Delta table, labels/ Parquet, by date).
 
     Also writes the fleet's device registry (devices/). Re-running replaces earlier backfill
     output on the dates it covers; the stream's tables are left alone.
     """
+    from infra.lake import Lake
     from pipelines.backfill import BackfillParams, backfill
 
-    report = backfill(get_settings(), BackfillParams(days, devices, interval, anomaly_rate, seed, scenario=scenario))
+    report = backfill(Lake(settings), BackfillParams(days, devices, interval, anomaly_rate, seed, scenario=scenario))
     click.echo(
         f"wrote {report.events:,} events ({sum(report.anomalies.values()):,} anomalous) for "
         f"{report.start:%Y-%m-%d}..{report.end:%Y-%m-%d} (end exclusive) to {report.lake}"

@@ -15,20 +15,18 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from infra.cli.common import pass_settings
+from infra.context import Context
 from infra.logs import library_log, logs_dir
 from infra.progress import ProgressLine
-from infra.settings import Settings, get_settings
+from infra.settings import Settings
 from infra.stack import manager
 from models import registry
 from streaming.kafka_io import count_records, end_offsets
 from streaming.metrics import BatchRecord, batch_records, pooled_latency
-
-if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
 
 DEMO_USER = "warden-demo"
 
@@ -46,7 +44,7 @@ class Phase:
     last_batch: int = -1
 
 
-def _first_champion(settings: Settings, spark: SparkSession) -> str:
+def _first_champion(ctx: Context) -> str:
     """The champion's version; trains and approves a first model when there is none, or when the
     champion was trained on other model inputs than the stream computes (it would refuse it)."""
     from features.formulas import FEATURE_COLUMNS
@@ -54,8 +52,8 @@ def _first_champion(settings: Settings, spark: SparkSession) -> str:
     from pipelines.promotion import decide
     from pipelines.retrain import retrain, window_ending
 
-    client = registry.configure_mlflow(settings)
-    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+    settings = ctx.settings
+    champion = ctx.registry.by_alias(registry.CHAMPION)
     if champion is not None and list(champion.features) == list(FEATURE_COLUMNS):
         click.echo(f"  champion: version {champion.version} ({champion.kind})")
         return champion.version
@@ -66,7 +64,7 @@ def _first_champion(settings: Settings, spark: SparkSession) -> str:
         )
     # A quick first model: the paper's Random Forest alone.
     report = retrain(
-        settings, spark, window_ending(settings, datetime.now(UTC)), (RANDOM_FOREST,), progress=ProgressLine("  train")
+        ctx, window_ending(settings, datetime.now(UTC)), (RANDOM_FOREST,), progress=ProgressLine("  train")
     )
     assert report.version is not None and report.verdict is not None  # noqa: S101 - retrain() always fills the report; this narrows its type
     # The stream needs a first champion: one the gate refused is approved over it, and says so.
@@ -74,7 +72,7 @@ def _first_champion(settings: Settings, spark: SparkSession) -> str:
     if refused:
         click.echo(f"  the gate refused version {report.version.version}: {report.verdict.summary()}")
     reason = "first model, approved by the demo" + (" over the gate's refusal" if refused else "")
-    decide(settings, report.version.version, True, DEMO_USER, reason, override_gate=refused)
+    decide(ctx.registry, report.version.version, True, DEMO_USER, reason, override_gate=refused)
     click.echo(
         f"  approved version {report.version.version} ({report.version.kind}) as champion (decided by {DEMO_USER}"
         + (", gate overridden)" if refused else ")")
@@ -82,7 +80,7 @@ def _first_champion(settings: Settings, spark: SparkSession) -> str:
     return report.version.version
 
 
-def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str, str]:
+def _retrain_and_approve(ctx: Context) -> tuple[str, str]:
     """Retrain on the history including what the stream just scored, and approve the candidate:
     over the gate's refusal, explicitly and recorded, if it did not pass (the demo's next step
     shows the swap; the gate's verdict is printed either way)."""
@@ -94,16 +92,16 @@ def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str, 
     now = datetime.now(UTC)
     # Up to the next minute, not the hour: the window must hold the live events the stream just scored.
     end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    window = Window(end - timedelta(days=settings.training_window_days), end)
+    window = Window(end - timedelta(days=ctx.settings.training_window_days), end)
     # XGBoost alone: the candidate of another kind than the Random Forest champion (the product's
     # default retraining fits both and keeps the better; the demo saves the minute that costs).
-    report = retrain(settings, spark, window, (XGBOOST,), progress=ProgressLine("  retrain"))
+    report = retrain(ctx, window, (XGBOOST,), progress=ProgressLine("  retrain"))
     assert report.version is not None and report.verdict is not None  # noqa: S101 - retrain() always fills the report; this narrows its type
     refused = not report.verdict.promotable
     reason = "retrained on the stream's history, approved by the demo" + (
         " over the gate's refusal, to show the swap" if refused else ""
     )
-    decide(settings, report.version.version, True, DEMO_USER, reason, override_gate=refused)
+    decide(ctx.registry, report.version.version, True, DEMO_USER, reason, override_gate=refused)
     summary = report.verdict.summary() + ("; approved over the gate by the demo, to show the swap" if refused else "")
     return report.version.version, summary
 
@@ -111,7 +109,6 @@ def _retrain_and_approve(settings: Settings, spark: SparkSession) -> tuple[str, 
 def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> None:
     # Imported here, not at the top: every `warden` command loads this module, and these pull in
     # Great Expectations, scikit-learn and Spark (seconds of start-up for `warden status`).
-    from infra.spark import spark_session
     from pipelines.backfill import BackfillParams, backfill
     from streaming.simulation import SimulationParams, simulate
 
@@ -120,10 +117,9 @@ def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> N
     # The demo retrains itself (step 6); a scheduled retraining or feature refresh started by an
     # Airflow it brings up would share the two cores with the live phase and hold the training
     # lock. An Airflow that is already running keeps its schedules.
-    settings = settings.model_copy(
-        update={"training_window_days": 2, "retrain_schedule": "", "feature_refresh_schedule": ""}
-    )
+    settings = settings.model_copy(update={"training_window_days": 2, "airflow_schedules": False})
     manager.up(settings, manager.default_services(settings), progress=ProgressLine("  up"))
+    ctx = Context.build("warden-demo-train", settings)
     click.echo("  up: the DAGs' schedules are off in an Airflow the demo starts; step 6 retrains")
     # Started now, it builds its Spark session and loads its libraries while the history is written
     # and the first model trained, then waits for a champion: the warm-up below meets a ready job.
@@ -139,30 +135,33 @@ def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> N
     swapped_to = ""
     try:
         steps.begin("2/8 backfill two days of history into the lake")
-        history = backfill(settings, BackfillParams(days=2, devices=devices), ProgressLine("  backfill"))
+        history = backfill(ctx.lake, BackfillParams(days=2, devices=devices), ProgressLine("  backfill"))
         steps.begin("3/8 make sure a champion model exists (train and approve one if not)")
-        spark = spark_session(settings, "warden-demo-train", with_kafka=False)
-        champion = _first_champion(settings, spark)
+        champion = _first_champion(ctx)
         steps.begin("4/8 the stream's first batch: one reading per device")
         # One reading per device: the first batch pays the stream's cold start (and scores any
         # backlog left in the topic), so the live phase below measures the running job.
-        warm_up = simulate(settings, SimulationParams(devices=devices, rate=rate, events=devices, seed=99), _quiet())
+        warm_up = simulate(
+            settings, ctx.lake, SimulationParams(devices=devices, rate=rate, events=devices, seed=99), _quiet()
+        )
         cold = _watch(settings, stream, _last_batch_id(settings), warm_up.events, log, "  warm-up")
         steps.begin(f"5/8 live: {rate:,.0f} events/s for {seconds:.0f} s while the stream scores them")
         before = end_offsets(settings, settings.topic_telemetry)
-        live_run = simulate(settings, SimulationParams(devices=devices, rate=rate, duration=seconds), _quiet())
+        live_run = simulate(
+            settings, ctx.lake, SimulationParams(devices=devices, rate=rate, duration=seconds), _quiet()
+        )
         after = end_offsets(settings, settings.topic_telemetry)
         live = _watch(settings, stream, cold.last_batch, live_run.events, log, "  stream")
         steps.begin(
             "6/8 retrain (XGBoost) on the history the stream just wrote, approve the candidate (over the gate, "
             "explicitly, if it refused)"
         )
-        swapped_to, verdict = _retrain_and_approve(settings, spark)
+        swapped_to, verdict = _retrain_and_approve(ctx)
         click.echo(f"  gate: {verdict}")
         steps.begin(
             "7/8 the running stream follows the champion alias: live events until one is scored by the new version"
         )
-        second, swap_batch = _until_swapped(settings, stream, devices, rate, swapped_to, log)
+        second, swap_batch = _until_swapped(ctx, stream, devices, rate, swapped_to, log)
     finally:
         stream.send_signal(signal.SIGTERM)
         code = stream.wait(180)
@@ -226,12 +225,14 @@ def _percentiles(latency_ms: dict[float, float] | None) -> str:
 
 
 def _until_swapped(
-    settings: Settings, stream: subprocess.Popen[bytes], devices: int, rate: float, version: str, log: Path
+    ctx: Context, stream: subprocess.Popen[bytes], devices: int, rate: float, version: str, log: Path
 ) -> tuple[int, int | None]:
     """Produce live events a few seconds at a time until a batch is scored by `version`: the
     stream swaps models at a batch boundary a few seconds after the alias moved. Returns (events
     produced, the first batch scored by `version` or None)."""
     from streaming.simulation import SimulationParams, simulate
+
+    settings = ctx.settings
 
     after = _last_batch_id(settings)
     progress = ProgressLine("  stream")
@@ -239,7 +240,9 @@ def _until_swapped(
     for seed in range(1, 13):
         if stream.poll() is not None:
             raise click.ClickException(f"the stream exited with code {stream.returncode}; see {log}")
-        chunk = simulate(settings, SimulationParams(devices=devices, rate=rate, duration=5, seed=seed), _quiet())
+        chunk = simulate(
+            settings, ctx.lake, SimulationParams(devices=devices, rate=rate, duration=5, seed=seed), _quiet()
+        )
         produced += chunk.events
         deadline = time.monotonic() + 3 * settings.champion_poll_seconds + 10
         while time.monotonic() < deadline:
@@ -302,11 +305,12 @@ def _watch(
     help="Live events per second the stream scores.",
 )
 @click.option("--seconds", type=click.FloatRange(min=1), default=30.0, help="How long the live phase produces events.")
-def demo(devices: int, rate: float, seconds: float) -> None:
+@pass_settings
+def demo(settings: Settings, devices: int, rate: float, seconds: float) -> None:
     """Run the platform end to end: up, backfill, train and approve a first champion if none,
     stream live events at a steady rate and report their latency, retrain on what the stream
     wrote, approve, and watch the running stream switch models; stop cleanly."""
-    run_demo(get_settings(), devices, rate, seconds)
+    run_demo(settings, devices, rate, seconds)
 
 
 COMMANDS = [demo]

@@ -12,7 +12,7 @@ import requests
 
 from infra.exceptions import WardenError
 from infra.logs import configure as configure_logging
-from infra.settings import get_settings
+from infra.settings import load_settings
 
 
 class WardenGroup(click.Group):
@@ -72,17 +72,17 @@ def _lost_connection(exc: BaseException | None) -> str | None:
     help="Show tracebacks for errors, and the libraries' log lines (Spark, py4j, MLflow, Feast), "
     "which otherwise go to files under $WARDEN_HOME/logs. Same as WARDEN_VERBOSE=true.",
 )
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(context: click.Context, verbose: bool) -> None:
     """streamwarden: real-time anomaly detection on IoT telemetry.
 
     Kafka, Spark Structured Streaming, Feast, MLflow and Airflow, on one machine by default.
     Settings come from WARDEN_* environment variables (see `warden status`).
     """
-    if verbose:
-        # The setting, for this process and the ones it starts (the demo's `warden stream`).
-        os.environ["WARDEN_VERBOSE"] = "true"
-        get_settings.cache_clear()
-    configure_logging(get_settings())
+    # Read once for the command; the processes it starts get them through `Settings.to_env`.
+    settings = load_settings(verbose=True) if verbose else load_settings()
+    configure_logging(settings)
+    context.obj = settings
 
 
 def _register() -> None:

@@ -6,8 +6,9 @@ import getpass
 
 import click
 
+from infra.cli.common import pass_settings
 from infra.progress import ProgressLine
-from infra.settings import get_settings
+from infra.settings import Settings
 from models.estimators import MODEL_KINDS
 
 
@@ -26,7 +27,8 @@ from models.estimators import MODEL_KINDS
     help="Model kinds to fit (repeatable). Default: all.",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the estimators.")
-def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
+@pass_settings
+def train_command(settings: Settings, days: int | None, kinds: tuple[str, ...], seed: int) -> None:
     """Validate the history, build the training set, train, gate and register a candidate.
 
     The same steps the Airflow `retrain` DAG runs, without Airflow. A promotable candidate
@@ -36,18 +38,16 @@ def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
 
     from infra.endpoints import require_mlflow
 
-    settings = get_settings()
     if days is not None:
         settings = settings.model_copy(update={"training_window_days": days})
     # Training reaches the registry only after Spark has read and validated the lake: ask it first,
     # even before importing the pipeline (Spark, Great Expectations and scikit-learn take seconds).
     require_mlflow(settings)
-    from infra.spark import spark_session
+    from infra.context import Context
     from pipelines.retrain import retrain, window_ending
 
     window = window_ending(settings, datetime.now(UTC))
-    spark = spark_session(settings, "warden-train", with_kafka=False)
-    report = retrain(settings, spark, window, kinds or MODEL_KINDS, seed, ProgressLine("train"))
+    report = retrain(Context.build("warden-train", settings), window, kinds or MODEL_KINDS, seed, ProgressLine("train"))
     click.echo(f"steps ({', '.join(report.usage)}), each its time and peak memory (sampled):")
     for name, usage in report.usage.items():
         click.echo(f"  {name:<14} {usage}")
@@ -85,14 +85,19 @@ def train_command(days: int | None, kinds: tuple[str, ...], seed: int) -> None:
     is_flag=True,
     help="Approve a version the gate refused; the override is recorded on it with who decided and why.",
 )
-def promote_command(version: str, approve: bool, reason: str, decided_by: str, override_gate: bool) -> None:
+@pass_settings
+def promote_command(
+    settings: Settings, version: str, approve: bool, reason: str, decided_by: str, override_gate: bool
+) -> None:
     """Approve or reject a model version; the running stream follows the champion alias."""
     from pipelines.promotion import decide, outcome
 
     if override_gate and not approve:
         raise click.UsageError("--override-gate goes with --approve: a rejection needs no override")
-    settings = get_settings()
-    info = decide(settings, version, approve, decided_by, reason, override_gate)
+    from infra.context import Context
+
+    registry = Context.build("warden-promote", settings).registry
+    info = decide(registry, version, approve, decided_by, reason, override_gate)
     click.echo(
         f"{settings.model_name} version {info.version} ({info.kind}) {outcome(info, approve)}; decided by {decided_by}"
     )
@@ -112,15 +117,18 @@ def promote_command(version: str, approve: bool, reason: str, decided_by: str, o
     "moment the active driver dies, or once it has been silent for WARDEN_STREAM_LEASE_SECONDS (it is killed "
     "first). Without it, a query already running on the checkpoint is an error.",
 )
-def stream_command(duration: float | None, standby: bool) -> None:
+@pass_settings
+def stream_command(settings: Settings, duration: float | None, standby: bool) -> None:
     """Run the streaming job: Kafka → validate → features → champion model → alerts and lake.
 
     Waits for a champion model if there is none. SIGTERM finishes the batch in flight,
     commits it and exits 0. One driver runs the query; `--standby` drivers wait beside it.
     """
-    from streaming.job import run_stream
+    from infra.context import Context
+    from streaming.job import QUERY_NAME, run_stream
 
-    report = run_stream(get_settings(), duration=duration, progress=ProgressLine("stream"), standby=standby)
+    ctx = Context.build(QUERY_NAME, settings, with_kafka=True)
+    report = run_stream(ctx, duration=duration, progress=ProgressLine("stream"), standby=standby)
     click.echo(
         f"{report.exit_reason}: {report.batches} batches, {report.rows:,} events, {report.alerts:,} alerts, "
         f"{report.dead_letters:,} dead letters, {report.swaps} model swaps ({report.refusals} refused), "

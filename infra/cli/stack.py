@@ -6,10 +6,11 @@ import time
 
 import click
 
+from infra.cli.common import pass_settings
 from infra.exceptions import ConfigError
 from infra.probes import State
 from infra.secrets import mlflow_password
-from infra.settings import Settings, get_settings
+from infra.settings import Settings
 from infra.stack import manager
 from infra.stack.airflow import ADMIN_USER, AirflowStack
 
@@ -39,13 +40,13 @@ _SERVICES = click.Choice(manager.SERVICE_NAMES)
     help="Also start a Spark standalone master and worker on 127.0.0.1 (the master at "
     "WARDEN_SPARK_MASTER, default spark://127.0.0.1:7077). Implied when WARDEN_SPARK_MASTER is spark://127.0.0.1:….",
 )
-def up(services: tuple[str, ...], lake: str | None, spark_cluster: bool) -> None:
+@pass_settings
+def up(settings: Settings, services: tuple[str, ...], lake: str | None, spark_cluster: bool) -> None:
     """Start the embedded stack on 127.0.0.1 and create the contract's topics.
 
     Idempotent: services already running are left alone. Data lives under WARDEN_HOME and
     survives `warden down`.
     """
-    settings = get_settings()
     if lake == "local" and settings.lake_on_hdfs:
         raise ConfigError(f"--lake local, but WARDEN_LAKE_ROOT is {settings.lake_url}; unset it or use --lake hdfs")
     names = list(services or manager.default_services(settings))
@@ -79,9 +80,10 @@ def up(services: tuple[str, ...], lake: str | None, spark_cluster: bool) -> None
     is_flag=True,
     help="Also delete the services' data (topics, registry, Airflow DB); purging Kafka also resets the stream's checkpoint.",
 )
-def down(services: tuple[str, ...], purge: bool) -> None:
+@pass_settings
+def down(settings: Settings, services: tuple[str, ...], purge: bool) -> None:
     """Stop every service that `warden up` started; no process is left behind."""
-    stopped = manager.down(get_settings(), services or manager.SERVICE_NAMES, purge=purge)
+    stopped = manager.down(settings, services or manager.SERVICE_NAMES, purge=purge)
     click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
     if purge:
         click.echo("purged service data")
@@ -89,12 +91,12 @@ def down(services: tuple[str, ...], purge: bool) -> None:
 
 @click.command()
 @click.option("--settings/--no-settings", "show_settings", default=True, help="Also print the effective settings.")
-def status(show_settings: bool) -> None:
+@pass_settings
+def status(settings: Settings, show_settings: bool) -> None:
     """Probe each service with a real request and show URLs, logins and settings.
 
     A service that answers late, twice, is `slow`; exits 1 only when a service is down.
     """
-    settings = get_settings()
     statuses = manager.status(settings)
     for entry in statuses:
         # DOWN in capitals: the one state that needs someone to act.
@@ -119,14 +121,11 @@ def _show_schedules(settings: Settings) -> None:
     """What Airflow runs by itself, and whether a training or refresh holds the lock right now."""
     from infra.locks import current_holder
 
-    def shown(schedule: str) -> str:
-        return schedule or "manual only"
-
     holder = current_holder(settings)
+    schedules = "as dags/ declares them" if settings.airflow_schedules else "off, manual triggers only"
     click.echo(
-        f"Scheduled: retrain {shown(settings.retrain_schedule)}, feature_refresh {shown(settings.feature_refresh_schedule)} "
-        "(WARDEN_RETRAIN_SCHEDULE, WARDEN_FEATURE_REFRESH_SCHEDULE); they and `warden train` take turns on the "
-        f"training lock, now {'held by ' + holder if holder else 'free'}"
+        f"Airflow's schedules: {schedules} (WARDEN_AIRFLOW_SCHEDULES); the DAGs and `warden train` take turns "
+        f"on the training lock, now {'held by ' + holder if holder else 'free'}"
     )
 
 
@@ -173,7 +172,8 @@ def _show_drivers(settings: Settings) -> None:
 
 
 @click.command()
-def dashboard() -> None:
+@pass_settings
+def dashboard(settings: Settings) -> None:
     """Serve the live operations dashboard on 127.0.0.1 (port WARDEN_DASHBOARD_PORT, 8050).
 
     Throughput, consumer lag, latency, alerts, dead letters, the champion and the challenger,
@@ -183,7 +183,6 @@ def dashboard() -> None:
     from infra.dashboard.app import serve
     from infra.stack.process import require_free_port
 
-    settings = get_settings()
     require_free_port("127.0.0.1", settings.dashboard_port, "the dashboard")
     click.echo(f"dashboard: {settings.dashboard_url}")
     serve(settings)

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from infra.context import Context
 from infra.dashboard.feeds import AlertFeed, RegistryFeed, StreamFeed
 from infra.settings import Settings
 
@@ -68,7 +69,8 @@ def _json(value: Any) -> bytes:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    dashboard = Dashboard(settings)
+    # The dashboard's context: it reads the registry (MLflow) and the stream's files, never Spark.
+    dashboard = Dashboard(Context.build("warden-dashboard", settings).settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -310,15 +310,16 @@ class RegistryFeed(BackgroundFeed):
         from models import registry
 
         try:
-            client = registry.configure_mlflow(self.settings)
+            # Connected again at each read: MLflow may have been restarted since the last one.
+            models = registry.ModelRegistry.connect(self.settings)
         except ServiceError as exc:
             return {"available": False, "message": f"The registry: {exc}.", "versions": []}
         try:
             versions = []
             for alias in (registry.CHAMPION, registry.CHALLENGER):
-                info = registry.version_by_alias(client, self.settings.model_name, alias)
+                info = models.by_alias(alias)
                 if info is not None:
-                    versions.append(_version(client, alias, info))
+                    versions.append(_version(models.client, alias, info))
         except Exception as exc:  # whatever MLflow raises, the panel says it and the page goes on
             log.warning("reading the registry failed: %s", exc)
             return {

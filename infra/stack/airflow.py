@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.endpoints import mlflow_client_env
+from infra.environment import mlflow_client_env
 from infra.exceptions import ServiceError
 from infra.probes import Health, State, http_get
 from infra.settings import PROJECT_ROOT, Settings
@@ -62,8 +62,10 @@ class AirflowStack:
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            # The platform's DAGs are meant to run: schedules on, new or changed files seen in 30 s.
+            # The platform's DAGs are meant to run: unpaused, new or changed files seen in 30 s, and
+            # on their schedules unless WARDEN_AIRFLOW_SCHEDULES turns them off.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.settings.airflow_schedules),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "SPARK_LOCAL_IP": "127.0.0.1",
         }

@@ -43,7 +43,7 @@ def test_status_probes_every_service(full_stack: tuple[dict[str, str], Settings]
     assert password and f"{ADMIN_USER} / {password}" in result.stdout
     assert f"mlflow_tracking_uri = {settings.mlflow_tracking_uri}" in result.stdout
     # The suite's stack runs no schedule; status says what Airflow would run by itself.
-    assert "Scheduled: retrain manual only, feature_refresh manual only" in result.stdout
+    assert "Airflow's schedules: off, manual triggers only" in result.stdout
     assert "training lock, now free" in result.stdout
 
 

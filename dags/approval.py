@@ -3,7 +3,10 @@
 ApprovalOperator returns the reviewer's answer on Approve but, on Reject, skips its downstream
 tasks without pushing anything, so who rejected and why would be lost. This subclass pushes
 the answer (XCom key `decision`) before the operator acts on it; the DAG's last task records it
-on the model version whichever way it went. Only `dags/promote.py` imports this module.
+on the model version whichever way it went.
+
+It sits beside `promote.py`, the DAG that uses it (Airflow puts the DAG folder on `sys.path`);
+`.airflowignore` keeps the DAG processor from parsing it as a DAG file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class RecordedApprovalOperator(ApprovalOperator):
                     # None when the response timeout applied the default answer.
                     "responded_by_user": event.get("responded_by_user"),
                     "responded_at": responded_at.isoformat() if responded_at else None,
+                    # How long a person had: the record of a timeout says it.
+                    "timeout_hours": self.response_timeout.total_seconds() / 3600 if self.response_timeout else None,
                 },
             )
         return super().execute_complete(context, event)
