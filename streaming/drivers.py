@@ -46,6 +46,7 @@ from filelock import FileLock, Timeout
 from infra.exceptions import BusyError
 from infra.progress import ProgressLine
 from infra.settings import Settings
+from infra.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -297,11 +298,12 @@ def _fence(record: DriverRecord) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     # Gone, or a zombie that its parent has not reaped yet: either way it runs no more code.
-    deadline = time.monotonic() + FENCE_WAIT_SECONDS
-    alive = victims
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.01)
-        alive = [(pid, created) for pid, created in alive if _matches(pid, created)]
+    alive = wait_until(
+        lambda: [(pid, created) for pid, created in victims if _matches(pid, created)],
+        done=lambda left: not left,
+        timeout=FENCE_WAIT_SECONDS,
+        interval=0.01,
+    )
     if alive:
         raise BusyError(
             f"driver pid {record.pid} could not be fenced: {', '.join(str(pid) for pid, _ in alive)} still alive "

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -15,6 +14,7 @@ from infra.exceptions import ServiceError
 from infra.logs import KAFKA_CLIENT_LOG
 from infra.probes import PROBE_TIMEOUTS
 from infra.settings import Settings
+from infra.waiting import wait_until
 
 KAFKA_FETCH_MAX_WAIT_MS = 5
 
@@ -142,9 +142,10 @@ def committed_records(settings: Settings, topic: str, timeout: float = 120.0) ->
     pending = {partition for partition, end in ends.items() if end > 0}
     consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in pending])
     records: list[Record] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while pending and time.monotonic() < deadline:
+
+    def read_on() -> bool:
+        """Read what came next; whether every partition is read to its end."""
+        if pending:
             for message in consumer.consume(num_messages=10_000, timeout=0.5):
                 value = message.value()
                 if message.error() is None and value is not None:
@@ -154,6 +155,10 @@ def committed_records(settings: Settings, topic: str, timeout: float = 120.0) ->
             for position in consumer.position([TopicPartition(topic, partition) for partition in pending]):
                 if position.offset >= ends[position.partition]:
                     pending.discard(position.partition)
+        return not pending
+
+    try:
+        wait_until(read_on, timeout=timeout)
     finally:
         consumer.close()
     if pending:
@@ -170,9 +175,10 @@ def count_records(settings: Settings, start: Offsets, end: Offsets, timeout: flo
     pending = {p: end.by_partition[p] for p in end.by_partition if end.by_partition[p] > start.by_partition.get(p, 0)}
     counts = dict.fromkeys(end.by_partition, 0)
     consumer.assign([TopicPartition(end.topic, p, start.by_partition.get(p, 0)) for p in pending])
-    deadline = time.monotonic() + timeout
-    try:
-        while pending and time.monotonic() < deadline:
+
+    def count_on() -> bool:
+        """Count what came next; whether every partition is counted to its end."""
+        if pending:
             for message in consumer.consume(num_messages=10_000, timeout=0.5):
                 if message.error() is not None:
                     continue
@@ -181,6 +187,10 @@ def count_records(settings: Settings, start: Offsets, end: Offsets, timeout: flo
                     counts[partition] += 1
                     if offset + 1 >= pending[partition]:
                         del pending[partition]
+        return not pending
+
+    try:
+        wait_until(count_on, timeout=timeout)
     finally:
         consumer.close()
     if pending:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from pyspark.errors import AnalysisException
 from pyspark.sql import functions as F
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from infra.exceptions import ServiceError
 from infra.lake import PARTITION_COLUMN, table_properties
@@ -213,16 +214,13 @@ class TransactionalKafkaSink:
     def next_batch_id(self) -> int:
         """The first batch id whose records are not committed yet: asked of the broker once, then
         known, since no other producer can commit under this transactional id after the fencing."""
-        deadline = time.monotonic() + 60
-        while self._next is None:
-            try:
-                committed = self._consumer.committed([self._marker], timeout=30)[0]
-            except KafkaException as exc:
-                # The group's coordinator moves or loads for a moment after a broker (re)start.
-                if exc.args[0].code() not in _COORDINATOR_MOVING or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-                continue
+        if self._next is None:
+            committed = Retrying(
+                retry=retry_if_exception(_coordinator_moving),
+                stop=stop_after_delay(60),
+                wait=wait_fixed(0.5),
+                reraise=True,
+            )(self._consumer.committed, [self._marker], timeout=30)[0]
             self._next = max(committed.offset, 0)
         return self._next
 
@@ -272,3 +270,8 @@ class TransactionalKafkaSink:
     def close(self) -> None:
         self._consumer.close()
         self._producer.flush(30)
+
+
+def _coordinator_moving(exc: BaseException) -> bool:
+    """The group's coordinator moves or loads for a moment after a broker (re)start."""
+    return isinstance(exc, KafkaException) and exc.args[0].code() in _COORDINATOR_MOVING
