@@ -396,28 +396,24 @@ class Settings(BaseSettings):
 
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables, for the processes the stack starts."""
-        env = {}
-        for name, field in type(self).model_fields.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            alias = field.validation_alias
-            key = alias.choices[0] if isinstance(alias, AliasChoices) else f"WARDEN_{name.upper()}"
-            env[str(key)] = str(value)
-        return env
+        # Python values, not JSON ones: a secret is still a SecretStr here, and a flag str(True).
+        return {
+            _variable(name): str(value.get_secret_value() if isinstance(value, SecretStr) else value)
+            for name, value in self.model_dump(exclude_none=True).items()
+        }
 
     def as_dict(self) -> dict[str, Any]:
         """The effective settings, secrets masked, for `warden status`."""
-        shown: dict[str, Any] = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, SecretStr):
-                value = "********"
-            shown[name] = str(value) if isinstance(value, Path) else value
+        shown = self.model_dump(mode="json")  # paths as strings
+        shown.update({name: "********" for name, value in self if isinstance(value, SecretStr)})
         shown["lake_root"] = self.lake_url
         return shown
+
+
+def _variable(field: str) -> str:
+    """The environment variable of a setting: the first of its aliases, or WARDEN_<FIELD>."""
+    alias = Settings.model_fields[field].validation_alias
+    return str(alias.choices[0]) if isinstance(alias, AliasChoices) else f"WARDEN_{field.upper()}"
 
 
 # Names that no longer configure anything, and what does it now: a value set for one would
