@@ -24,6 +24,7 @@ from infra.logs import library_log, logs_dir
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from infra.stack import manager
+from infra.waiting import wait_until
 from models import registry
 from streaming.kafka_io import count_records, end_offsets
 from streaming.metrics import BatchRecord, batch_records, pooled_latency
@@ -244,19 +245,18 @@ def _until_swapped(
             settings, ctx.lake, SimulationParams(devices=devices, rate=rate, duration=5, seed=seed), _quiet()
         )
         produced += chunk.events
-        deadline = time.monotonic() + 3 * settings.champion_poll_seconds + 10
-        while time.monotonic() < deadline:
-            scored = [
+        scored = wait_until(
+            lambda: [
                 record
                 for record in batch_records(settings, after)
                 if record.scored_rows and record.model_version == version
-            ]
-            if scored:
-                progress.done(
-                    f"batch {scored[0].batch_id}: {scored[0].scored_rows:,} events scored by version {version}"
-                )
-                return produced, scored[0].batch_id
-            time.sleep(1.0)
+            ],
+            timeout=3 * settings.champion_poll_seconds + 10,
+            interval=1.0,
+        )
+        if scored:
+            progress.done(f"batch {scored[0].batch_id}: {scored[0].scored_rows:,} events scored by version {version}")
+            return produced, scored[0].batch_id
         progress.update(f"{produced:,} events produced, no batch scored by version {version} yet", force=True)
     return produced, None
 
@@ -272,9 +272,9 @@ def _watch(
     """Follow the stream's batch records after `after_batch` until it has scored `expected` events."""
     progress = ProgressLine(label)
     phase = Phase(produced=expected, last_batch=after_batch)
-    records: list[BatchRecord] = []
-    deadline = time.monotonic() + 600
-    while phase.rows < expected and time.monotonic() < deadline:
+
+    def read_on() -> list[BatchRecord]:
+        """The stream's finished batches after `after_batch`, added up in `phase`."""
         if stream.poll() is not None:
             raise click.ClickException(f"the stream exited with code {stream.returncode}; see {log}")
         records = [record for record in batch_records(settings, after_batch) if record.finished_at is not None]
@@ -290,7 +290,11 @@ def _watch(
                 f"batch {newest.batch_id} latency p50 {newest.latency_ms.get('p50', 0) / 1000:.1f} s, "
                 f"model v{newest.model_version}"
             )
-        time.sleep(0.5)
+        return records
+
+    records: list[BatchRecord] = []
+    if phase.rows < expected:
+        records = wait_until(read_on, done=lambda _: phase.rows >= expected, timeout=600, interval=0.5)
     phase.latency_ms = pooled_latency(records)
     progress.done(f"{phase.rows:,} events scored in {phase.batches} batches, {phase.alerts:,} alerts")
     return phase
