@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from infra.context import Context
 from infra.secrets import mlflow_password
-from infra.settings import PROJECT_ROOT, Settings, get_settings, load_settings
-from infra.spark import spark_session
+from infra.settings import PROJECT_ROOT, Settings, load_settings
 from infra.stack import manager
 from infra.stack.kafka import KafkaBroker
 from models import registry
@@ -173,9 +173,7 @@ def session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        get_settings.cache_clear()  # a DAG parsed before this read the developer's settings
         yield env
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
@@ -257,7 +255,7 @@ def history(kafka: Settings, session_env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def spark(settings: Settings) -> Iterator[object]:
     # The product's own session, with its JVM scorer; the DAG tasks run under `dag.test()` reuse it.
-    session = spark_session(settings, "warden-tests", with_kafka=False)
+    session = Context.build("warden-tests", settings).spark
     yield session
     session.stop()
     # py4j says goodbye from __del__ at interpreter exit, to a stream pytest has closed by then.
@@ -298,8 +296,9 @@ def trained(history: Settings, mlflow_server: Settings, airflow_db: None, spark:
     states = task_states(run)
     assert str(run.state) == "success", states
     assert set(states.values()) == {"success"}, states
-    client = registry.configure_mlflow(history)
-    challenger = registry.version_by_alias(client, history.model_name, registry.CHALLENGER)
+    models = Context.build("warden-tests", history).registry
+    client = models.client
+    challenger = models.by_alias(registry.CHALLENGER)
     assert challenger is not None, "the first promotable model goes straight to challenger"
     experiment = client.get_run(challenger.run_id).info.experiment_id
     found = client.search_runs([experiment], "tags.training_set LIKE '%' and attributes.status = 'FINISHED'")
@@ -312,14 +311,12 @@ def register_copies(settings: Settings, trained: Trained, kinds: Sequence[str]) 
     from pipelines.registration import version_tags
     from pipelines.training import Candidate
 
-    client = registry.configure_mlflow(settings)
+    models = Context.build("warden-tests", settings).registry
     versions = []
     for kind in kinds:
-        run = client.get_run(trained.runs[kind])
+        run = models.client.get_run(trained.runs[kind])
         candidate = Candidate.of(run)
-        versions.append(
-            registry.register(client, settings.model_name, candidate.model_uri, version_tags(candidate, run))
-        )
+        versions.append(models.register(candidate.model_uri, version_tags(candidate, run)))
     return versions
 
 

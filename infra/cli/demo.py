@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from infra.cli.common import pass_settings
-from infra.context import Context
 from infra.logs import library_log, logs_dir
 from infra.progress import ProgressLine
 from infra.settings import Settings
@@ -28,6 +28,9 @@ from infra.waiting import wait_until
 from models import registry
 from streaming.kafka_io import count_records, end_offsets
 from streaming.metrics import BatchRecord, batch_records, pooled_latency
+
+if TYPE_CHECKING:
+    from infra.context import Context
 
 DEMO_USER = "warden-demo"
 
@@ -110,6 +113,7 @@ def _retrain_and_approve(ctx: Context) -> tuple[str, str]:
 def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> None:
     # Imported here, not at the top: every `warden` command loads this module, and these pull in
     # Great Expectations, scikit-learn and Spark (seconds of start-up for `warden status`).
+    from infra.context import Context
     from pipelines.backfill import BackfillParams, backfill
     from streaming.simulation import SimulationParams, simulate
 

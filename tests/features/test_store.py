@@ -10,13 +10,14 @@ from feast.feature_view import FeatureViewState
 
 from features.formulas import STATS_COLUMNS, STATS_TIME
 from features.store import apply_definitions, feature_store, online_features
+from infra.context import Context
 from infra.settings import load_settings
 
 
 def test_online_reads_go_on_while_a_view_is_materializing(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path)
-    store = feature_store(settings)
-    apply_definitions(store, settings)
+    ctx = Context.build("warden-tests", load_settings(home=tmp_path))
+    store = ctx.feature_store
+    apply_definitions(store, ctx.settings, ctx.lake)
     now = pd.Timestamp(datetime.now(UTC)).floor("s")
     stats = pd.DataFrame(
         {
@@ -38,7 +39,7 @@ def test_online_reads_go_on_while_a_view_is_materializing(tmp_path: Path) -> Non
         view.state = FeatureViewState.MATERIALIZING
         store.registry.apply_feature_view(view, store.project, commit=True)
 
-    reader = feature_store(settings)  # the stream's own store, in another process
+    reader = feature_store(ctx.settings)  # the stream's own store, in another process
     assert reader.get_feature_view("device_metadata").state == FeatureViewState.MATERIALIZING
     frame = online_features(reader, ["dev-1", "dev-unknown"])
     assert frame.loc[0, "device_type"] == "pump"

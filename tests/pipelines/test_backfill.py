@@ -19,10 +19,10 @@ END = datetime(2026, 11, 20, tzinfo=UTC)
 
 def test_backfill_is_read_by_spark_with_the_contract_schema(spark: SparkSession, tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path, lake_root=str(tmp_path / "lake"))
-    report = backfill(settings, BackfillParams(days=2, devices=5, interval_s=600, end=END, seed=4))
+    lake = Lake(settings)
+    report = backfill(lake, BackfillParams(days=2, devices=5, interval_s=600, end=END, seed=4))
     assert report.events == 2 * 5 * 144
 
-    lake = Lake(settings)
     telemetry = spark.read.format("delta").load(lake.url("telemetry"))
     fields = {f.name: f.dataType for f in telemetry.schema.fields}
     assert fields["event_id"] == T.StringType()
@@ -42,8 +42,8 @@ def test_backfill_is_read_by_spark_with_the_contract_schema(spark: SparkSession,
 def test_backfill_rerun_replaces_its_partitions(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path, lake_root=str(tmp_path / "lake"))
     params = BackfillParams(days=1, devices=3, interval_s=3600, end=END)
-    backfill(settings, params)
-    backfill(settings, params)
+    backfill(Lake(settings), params)
+    backfill(Lake(settings), params)
     assert Lake(settings).read_table("telemetry").num_rows == 3 * 24
 
 
@@ -54,14 +54,14 @@ def test_unwritable_lake_is_one_line(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     settings = load_settings(home=tmp_path, lake_root=str(blocker / "lake"))
     with pytest.raises(LakeError, match="not writable"):
-        backfill(settings, BackfillParams(days=1, devices=1))
+        backfill(Lake(settings), BackfillParams(days=1, devices=1))
 
 
 def test_a_realistic_backfill_has_silent_devices_and_labels_for_every_event(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path, lake_root=str(tmp_path / "lake"))
-    steady = backfill(settings, BackfillParams(days=2, devices=5, interval_s=300, end=END, seed=4))
+    steady = backfill(Lake(settings), BackfillParams(days=2, devices=5, interval_s=300, end=END, seed=4))
     realistic = backfill(
-        settings, BackfillParams(days=2, devices=5, interval_s=300, end=END, seed=4, scenario="realistic")
+        Lake(settings), BackfillParams(days=2, devices=5, interval_s=300, end=END, seed=4, scenario="realistic")
     )
     # The rerun replaced the steady history: only the realistic one is left, with its silences.
     lake = Lake(settings)

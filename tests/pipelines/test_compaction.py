@@ -36,7 +36,7 @@ def test_small_files_become_few_and_every_row_stays(tmp_path: Path) -> None:
     before = lake.read_table("telemetry").sort_by("event_id")
     files_before = len(lake.delta_table("telemetry").file_uris())
 
-    (compaction,) = compact_tables(settings)
+    (compaction,) = compact_tables(lake)
 
     table = lake.delta_table("telemetry")
     assert compaction.table == "telemetry"
@@ -47,4 +47,4 @@ def test_small_files_become_few_and_every_row_stays(tmp_path: Path) -> None:
 
 
 def test_a_lake_without_tables_is_left_alone(tmp_path: Path) -> None:
-    assert compact_tables(load_settings(home=tmp_path, lake_root=str(tmp_path / "lake"))) == []
+    assert compact_tables(Lake(load_settings(home=tmp_path, lake_root=str(tmp_path / "lake")))) == []

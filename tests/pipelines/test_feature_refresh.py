@@ -24,8 +24,8 @@ from features.formulas import (
     TYPE_BASELINE,
 )
 from features.schema import SENSOR_COLUMNS
-from features.store import feature_store, online_features
-from infra.lake import Lake
+from features.store import online_features
+from infra.context import Context
 from infra.settings import load_settings
 from pipelines.backfill import BackfillParams, backfill
 from pipelines.feature_refresh import refresh_features
@@ -36,14 +36,14 @@ DEVICES = [f"dev-{index:05d}" for index in range(4)]
 def test_history_days_old_is_online_for_every_device_after_the_first_refresh(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    settings = load_settings(home=tmp_path, lake_root=str(tmp_path / "lake"))
+    ctx = Context.build("warden-tests", load_settings(home=tmp_path, lake_root=str(tmp_path / "lake")))
+    settings, lake = ctx.settings, ctx.lake
     # History replayed days after it happened: its newest reading is three days old, far beyond
     # the statistics' TTL, from which Feast's own first incremental load would start.
     history_end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
-    backfill(settings, BackfillParams(days=1, devices=len(DEVICES), interval_s=600, end=history_end, seed=5))
+    backfill(lake, BackfillParams(days=1, devices=len(DEVICES), interval_s=600, end=history_end, seed=5))
     # A device of the registry that has not sent a reading yet, of the first device's type: its
     # type's baseline stands in.
-    lake = Lake(settings)
     fleet = lake.read("devices").to_pandas().set_index("device_id")
     newcomer_type = fleet.loc[DEVICES[0], "device_type"]
     newcomer = pa.table(
@@ -54,10 +54,10 @@ def test_history_days_old_is_online_for_every_device_after_the_first_refresh(
         }
     )
     lake.write_file(newcomer, "devices", "newcomer.parquet")
-    refresh_features(settings, spark, datetime.now(UTC))
+    refresh_features(ctx, datetime.now(UTC))
 
     known = [*DEVICES, "dev-newcomer"]
-    online = online_features(feature_store(settings), [*known, "dev-never-seen"]).set_index("device_id")
+    online = online_features(ctx.feature_store, [*known, "dev-never-seen"]).set_index("device_id")
     newest = pd.Timestamp(history_end)
     step, window = (timedelta(minutes=m) for m in (settings.feature_step_minutes, settings.feature_window_minutes))
     for device in DEVICES:
@@ -90,7 +90,7 @@ def test_history_days_old_is_online_for_every_device_after_the_first_refresh(
 
     # A refresh of an interval older than what is online (a retraining of a past window) leaves
     # the newer statistics online: the online store keeps what is written last.
-    refresh_features(settings, spark, history_end - timedelta(hours=12), history_end - timedelta(hours=13))
-    again = online_features(feature_store(settings), DEVICES).set_index("device_id")
+    refresh_features(ctx, history_end - timedelta(hours=12), history_end - timedelta(hours=13))
+    again = online_features(ctx.feature_store, DEVICES).set_index("device_id")
     for column in (STATS_TIME, BASELINE_TIME):
         pd.testing.assert_series_equal(again[column], online.loc[DEVICES, column])

@@ -15,8 +15,9 @@ import pytest
 import requests
 from pyspark.sql import functions as F
 
+from infra.context import Context
 from infra.lake import Lake
-from infra.settings import get_settings
+from infra.settings import load_settings
 from infra.stack.airflow import ADMIN_USER
 from models import registry
 from tests.conftest import DEVICES, AirflowApi, Trained, airflow_get, dag, run_warden, task_states
@@ -24,12 +25,21 @@ from tests.conftest import DEVICES, AirflowApi, Trained, airflow_get, dag, run_w
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def _context() -> Context:
+    """A context for the session's settings, read from its environment as a task's are."""
+    return Context.build("warden-tests")
+
+
+def _registry() -> registry.ModelRegistry:
+    return _context().registry
+
+
 def _client():  # noqa: ANN202
-    return registry.configure_mlflow(get_settings())
+    return _registry().client
 
 
 def _versions() -> list[str]:
-    name = get_settings().model_name
+    name = load_settings().model_name
     return sorted(str(v.version) for v in _client().search_model_versions(f"name = '{name}'"))
 
 
@@ -41,7 +51,7 @@ def retrained(trained: Trained) -> registry.VersionInfo:
 
 def test_retrain_dag_registers_a_challenger_with_its_metrics(retrained: registry.VersionInfo) -> None:
     client = _client()
-    version = client.get_model_version(get_settings().model_name, retrained.version)
+    version = client.get_model_version(load_settings().model_name, retrained.version)
     assert version.tags[registry.TAG_PROMOTABLE] == "true"
     assert "no champion yet" in version.tags[registry.TAG_GATE_REASONS]
     assert retrained.kind in ("random_forest", "xgboost")
@@ -81,7 +91,7 @@ def test_every_device_is_split_by_its_own_clock_and_the_coverage_is_logged(
     # the window before it holds none): Feast, asked for all views at once, dropped the first
     # day's, before the first baseline.
     missing = data.where(F.col("feature_status") == "missing").count()
-    assert 0 < missing <= DEVICES * get_settings().feature_step_minutes, missing
+    assert 0 < missing <= DEVICES * load_settings().feature_step_minutes, missing
     for device in devices:
         train, validation, test = (spans[(device, split)] for split in ("train", "validation", "test"))
         assert train[1] <= validation[0] and validation[1] <= test[0], device
@@ -110,8 +120,8 @@ def test_the_gate_refuses_a_candidate_below_the_unsupervised_floor_or_a_test_spl
         pass
     perfect_floor = Quality(1.0, 1.0, 1.0, 1.0, candidate.quality.rows, candidate.quality.positives)
     below = dataclasses.replace(candidate, run_id=run.info.run_id, floor=perfect_floor)
-    strict = get_settings().model_copy(update={"gate_min_test_anomalies": 10**6})
-    verdict = judge(strict, spark, trained_run.data.tags[TAG_TRAINING_SET], [below])
+    strict = load_settings().model_copy(update={"gate_min_test_anomalies": 10**6})
+    verdict = judge(strict, spark, _registry(), trained_run.data.tags[TAG_TRAINING_SET], [below])
     assert not verdict.promotable
     failures = [r for r in verdict.reasons if "z-score" in r or "needed to judge" in r]
     assert failures[0].startswith(f"the test split holds {candidate.quality.positives} anomalies, fewer than the")
@@ -137,7 +147,7 @@ def test_a_retried_training_step_reuses_its_runs(retrained: registry.VersionInfo
     client = _client()
     # The DAG run's own window: one computed from the clock now may be the next hour's.
     window = client.get_run(retrained.run_id).data.tags[registry.TAG_WINDOW]
-    location = Lake(get_settings()).url(f"training_sets/{Window.parse(window).id}")
+    location = Lake(load_settings()).url(f"training_sets/{Window.parse(window).id}")
     experiment = client.get_run(retrained.run_id).info.experiment_id
     before = len(client.search_runs([experiment]))
     run_ids = tasks.train(window, location)
@@ -192,17 +202,19 @@ def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotabl
     from pipelines.promotion import decide
     from pipelines.retrain import retrain, window_ending
 
-    decide(get_settings(), retrained.version, True, "pytest", "first champion")
-    strict = get_settings().model_copy(update={"gate_margin": 0.5})  # no model beats its champion by 0.5 F1
-    report = retrain(strict, spark, window_ending(strict, datetime.now(UTC)), ("xgboost",), seed=7)
+    decide(_registry(), retrained.version, True, "pytest", "first champion")
+    strict = load_settings().model_copy(update={"gate_margin": 0.5})  # no model beats its champion by 0.5 F1
+    report = retrain(
+        Context.build("warden-tests", strict), window_ending(strict, datetime.now(UTC)), ("xgboost",), seed=7
+    )
     assert report.verdict is not None and not report.verdict.promotable
     assert any("vs champion" in reason for reason in report.verdict.reasons), report.verdict.reasons
     assert report.version is not None and report.version.version != retrained.version
     client = _client()
-    tags = client.get_model_version(get_settings().model_name, report.version.version).tags
+    tags = client.get_model_version(load_settings().model_name, report.version.version).tags
     assert tags[registry.TAG_PROMOTABLE] == "false"
-    assert registry.version_by_alias(client, get_settings().model_name, registry.CHALLENGER) is None
-    assert registry.version_by_alias(client, get_settings().model_name, registry.CHAMPION).version == retrained.version
+    assert _registry().by_alias(registry.CHALLENGER) is None
+    assert _registry().by_alias(registry.CHAMPION).version == retrained.version
 
 
 def test_a_version_the_gate_refused_is_approved_only_with_an_explicit_override(
@@ -211,15 +223,15 @@ def test_a_version_the_gate_refused_is_approved_only_with_an_explicit_override(
     from models.exceptions import PromotionRefused
     from pipelines.promotion import decide
 
-    name = get_settings().model_name
+    name = load_settings().model_name
     refused = max(_versions(), key=int)  # the gate test's candidate, which did not beat the champion
     with pytest.raises(PromotionRefused, match=r"version \d+ failed the gate \(.*vs champion.*\).*--override-gate"):
-        decide(get_settings(), refused, True, "pytest", "looks fine to me")
+        decide(_registry(), refused, True, "pytest", "looks fine to me")
     # The command line says it in one line, and nothing moved.
     result = run_warden({}, "promote", "--version", refused, "--approve", "--reason", "looks fine", "--by", "pytest")
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "--override-gate" in result.stderr, result.stderr
-    assert registry.version_by_alias(_client(), name, registry.CHAMPION).version == retrained.version
+    assert _registry().by_alias(registry.CHAMPION).version == retrained.version
     tags = _client().get_model_version(name, refused).tags
     assert registry.TAG_DECISION not in tags and registry.TAG_GATE_OVERRIDDEN not in tags
 
@@ -234,8 +246,8 @@ def test_a_feature_row_from_after_an_event_is_never_joined_to_it(
     from pipelines.training_set import point_in_time_stats
 
     # A copy of the session's statistics: the planted row must not reach another test's training set.
-    settings = get_settings().model_copy(update={"lake_root": str(tmp_path / "lake")})
-    shutil.copytree(Path(get_settings().lake_url) / STATS_DATASET, Path(settings.lake_url) / STATS_DATASET)
+    settings = load_settings().model_copy(update={"lake_root": str(tmp_path / "lake")})
+    shutil.copytree(Path(load_settings().lake_url) / STATS_DATASET, Path(settings.lake_url) / STATS_DATASET)
     step = timedelta(minutes=settings.feature_step_minutes)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     grid_point = end - 3 * step
@@ -254,14 +266,14 @@ def test_a_feature_row_from_after_an_event_is_never_joined_to_it(
     events = spark.createDataFrame(
         [("pit-1", "dev-00001", grid_point.replace(tzinfo=None))], "event_id string, device_id string, ts timestamp"
     )
-    row = point_in_time_stats(settings, spark, events).first()
+    row = point_in_time_stats(Context.build("warden-tests", settings), events).first()
     assert row is not None
     assert row["mean_temperature"] != 9999.0
     assert row[STATS_TIME] is not None and row[STATS_TIME] <= grid_point.replace(tzinfo=None)
 
 
 def test_corrupted_history_fails_validation_and_registers_nothing(retrained: registry.VersionInfo) -> None:
-    settings = get_settings()
+    settings = load_settings()
     lake = Lake(settings)
     telemetry = lake.read_table("telemetry").drop_columns(["date"])
     newest = telemetry.slice(telemetry.num_rows - 50)
@@ -329,15 +341,15 @@ def _decide_in_airflow(airflow: AirflowApi, answer: str, reason: str, **answers:
 
 def test_approval_in_airflow_moves_the_champion(retrained: registry.VersionInfo, airflow: AirflowApi) -> None:
     client = _client()
-    name = get_settings().model_name
+    name = load_settings().model_name
     # The not-promotable version of the gate test, put up for review again by hand: the reviewer
     # approves it over the gate's refusal, explicitly.
     candidate = max(_versions(), key=int)
     client.set_registered_model_alias(name, registry.CHALLENGER, candidate)
     states = _decide_in_airflow(airflow, "Approve", "beats the champion on the test window", override_gate=True)
     assert states["approve"] == "success" and states["promote_challenger"] == "success", states
-    assert registry.version_by_alias(client, name, registry.CHAMPION).version == candidate
-    assert registry.version_by_alias(client, name, registry.PREVIOUS).version == retrained.version
+    assert _registry().by_alias(registry.CHAMPION).version == candidate
+    assert _registry().by_alias(registry.PREVIOUS).version == retrained.version
     tags = client.get_model_version(name, candidate).tags
     assert tags[registry.TAG_DECISION] == "approved"
     assert tags[registry.TAG_DECIDED_BY] == ADMIN_USER
@@ -348,13 +360,13 @@ def test_approval_in_airflow_moves_the_champion(retrained: registry.VersionInfo,
 
 def test_rejection_in_airflow_keeps_the_champion(retrained: registry.VersionInfo, airflow: AirflowApi) -> None:
     client = _client()
-    name = get_settings().model_name
-    champion = registry.version_by_alias(client, name, registry.CHAMPION).version
+    name = load_settings().model_name
+    champion = _registry().by_alias(registry.CHAMPION).version
     client.set_registered_model_alias(name, registry.CHALLENGER, retrained.version)
     states = _decide_in_airflow(airflow, "Reject", "recall on drift too low")
     assert states["promote_challenger"] == "skipped" and states["record_rejection"] == "success", states
-    assert registry.version_by_alias(client, name, registry.CHAMPION).version == champion
-    assert registry.version_by_alias(client, name, registry.CHALLENGER) is None
+    assert _registry().by_alias(registry.CHAMPION).version == champion
+    assert _registry().by_alias(registry.CHALLENGER) is None
     tags = client.get_model_version(name, retrained.version).tags
     assert tags[registry.TAG_DECISION] == "rejected"
     assert tags[registry.TAG_DECIDED_BY] == ADMIN_USER

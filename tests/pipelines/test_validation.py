@@ -32,7 +32,7 @@ DAMAGED = 12
 
 def lake_with_history(home: Path, **overrides: object) -> Settings:
     settings = load_settings(home=home, lake_root=str(home / "lake"), **{"validation_min_rows": 1000, **overrides})
-    backfill(settings, BackfillParams(days=2, devices=5, interval_s=600, end=END, seed=4))
+    backfill(Lake(settings), BackfillParams(days=2, devices=5, interval_s=600, end=END, seed=4))
     return settings
 
 
@@ -106,7 +106,7 @@ def west_of_utc() -> Iterator[None]:
 
 @pytest.mark.usefixtures("west_of_utc")
 def test_clean_history_passes(spark: SparkSession, tmp_path: Path) -> None:
-    report = validate_history(lake_with_history(tmp_path), spark, WINDOW)
+    report = validate_history(settings := lake_with_history(tmp_path), spark, Lake(settings), WINDOW)
     assert report.failures == []
     assert report.success is True
     assert report.rows == EVENTS
@@ -136,7 +136,7 @@ def test_damaged_history_fails_naming_the_problem(
     spark: SparkSession, tmp_path: Path, damage: Callable[[Settings], Window], named: str
 ) -> None:
     settings = lake_with_history(tmp_path)
-    report = validate_history(settings, spark, damage(settings))
+    report = validate_history(settings, spark, Lake(settings), damage(settings))
     assert report.success is False
     assert len(report.failures) == 1, report.failures
     assert re.fullmatch(named, report.failures[0]), report.failures[0]
@@ -148,14 +148,14 @@ def test_damaged_history_fails_naming_the_problem(
 
 def test_thresholds_are_settings(spark: SparkSession, tmp_path: Path) -> None:
     settings = lake_with_history(tmp_path, validation_max_null_fraction=0.01, validation_min_rows=5000)
-    report = validate_history(settings, spark, nulls_in_humidity(settings))
+    report = validate_history(settings, spark, Lake(settings), nulls_in_humidity(settings))
     # 12 nulls in 1,440 rows are within 1 %; 1,440 rows are not 5,000.
     assert report.failures == [f"window: {EVENTS:,} labeled events, expected at least 5,000"]
 
 
 def test_validation_leaves_no_cached_data_behind(spark: SparkSession, tmp_path: Path) -> None:
     settings = lake_with_history(tmp_path)
-    frame = labeled_events(settings, spark, WINDOW)
+    frame = labeled_events(spark, Lake(settings), WINDOW)
     assert validate_frame(frame, settings, WINDOW).success is True
     assert frame.storageLevel == StorageLevel.NONE
 
@@ -163,14 +163,14 @@ def test_validation_leaves_no_cached_data_behind(spark: SparkSession, tmp_path: 
 def test_missing_lake_is_one_line(spark: SparkSession, tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path, lake_root=str(tmp_path / "empty"))
     with pytest.raises(LakeError, match="run `warden backfill`") as error:
-        validate_history(settings, spark, WINDOW)
+        validate_history(settings, spark, Lake(settings), WINDOW)
     assert "\n" not in str(error.value)
 
 
 def test_contradictory_label_bounds_are_refused(spark: SparkSession, tmp_path: Path) -> None:
     settings = lake_with_history(tmp_path, validation_min_anomaly_fraction=0.5, validation_max_anomaly_fraction=0.3)
     with pytest.raises(ConfigError, match="WARDEN_VALIDATION_MIN_ANOMALY_FRACTION"):
-        validate_history(settings, spark, WINDOW)
+        validate_history(settings, spark, Lake(settings), WINDOW)
 
 
 @pytest.mark.parametrize(

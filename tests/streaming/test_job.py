@@ -15,6 +15,7 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
+from infra.context import Context
 from infra.lake import Lake
 from infra.settings import Settings
 from models import registry
@@ -156,14 +157,12 @@ def test_champion_moves_without_restart_and_broken_models_are_refused(
     settings = settings_of
     running: WardenProcess = stream["running"]
     pid = running.proc.pid
-    client = registry.configure_mlflow(settings)
-    name = settings.model_name
-    rf = registry.get_version(client, name, "1")
-    xgb = registry.get_version(client, name, "2")
+    models = Context.build("warden-tests", settings).registry
+    client, name = models.client, models.name
+    rf = models.version("1")
+    xgb = models.version("2")
     # A version whose artifact is not what its tags say (an RF model tagged xgboost): fails to load.
-    mislabeled = registry.register(
-        client,
-        name,
+    mislabeled = models.register(
         f"runs:/{rf.run_id}/model",
         tags={
             registry.TAG_KIND: "xgboost",
@@ -198,10 +197,10 @@ def test_champion_moves_without_restart_and_broken_models_are_refused(
     rows = scored(settings)
     assert xgb.version in set(rows["model_version"])
     assert running.proc.pid == pid and running.proc.poll() is None
-    info = registry.get_version(client, name, xgb.version)
+    info = models.version(xgb.version)
     decided = client.get_model_version(name, xgb.version).tags
     assert decided[registry.TAG_DECIDED_BY] == "pytest" and decided[registry.TAG_DECIDED_AT]
-    assert registry.version_by_alias(client, name, registry.PREVIOUS) is not None
+    assert models.by_alias(registry.PREVIOUS) is not None
     assert info.kind == "xgboost"
 
 

@@ -16,6 +16,7 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
+from infra.context import Context
 from infra.secrets import mlflow_password
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
@@ -90,7 +91,7 @@ def applications(settings: Settings) -> list[str]:
 
 def test_training_reads_the_hdfs_lake_and_runs_on_the_cluster(cluster_env: dict[str, str]) -> None:
     settings = settings_for(cluster_env)
-    champion = registry.version_by_alias(registry.configure_mlflow(settings), settings.model_name, "champion")
+    champion = Context.build("warden-tests", settings).registry.by_alias(registry.CHAMPION)
     assert champion is not None and champion.version == "1"
     assert "warden-train" in applications(settings)
     lake = settings.lake_url

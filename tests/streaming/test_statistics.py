@@ -12,6 +12,7 @@ from feast import FeatureStore
 
 from features.formulas import STATS_COLUMNS, STATS_TIME
 from features.store import apply_definitions, feature_store
+from infra.context import Context
 from infra.settings import Settings, load_settings
 from streaming.statistics import OnlineStatistics
 
@@ -19,9 +20,9 @@ from streaming.statistics import OnlineStatistics
 @pytest.fixture
 def store_settings(tmp_path: Path) -> Settings:
     """A Feast store of its own, with the repository's definitions applied."""
-    settings = load_settings(home=tmp_path)
-    apply_definitions(feature_store(settings), settings)
-    return settings
+    ctx = Context.build("warden-tests", load_settings(home=tmp_path))
+    apply_definitions(ctx.feature_store, ctx.settings, ctx.lake)
+    return ctx.settings
 
 
 def _write(store: FeatureStore, device: str, value: float) -> None:

@@ -19,6 +19,7 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
+from infra.context import Context
 from infra.secrets import mlflow_password
 from infra.settings import Settings
 from infra.stack.airflow import ADMIN_USER, AirflowStack
@@ -154,9 +155,9 @@ def loop(
     KafkaBroker(ours).ensure_topics()
     # The challenger is the same artifact registered again, as a re-registration after review would be.
     champion, challenger = register_copies(ours, trained, ["xgboost", "xgboost"])
-    client = registry.configure_mlflow(ours)
-    registry.promote(client, ours.model_name, champion.version, "pytest", "first champion")
-    registry.set_challenger(client, challenger)
+    models = Context.build("warden-tests", ours).registry
+    models.promote(champion.version, "pytest", "first champion")
+    models.set_challenger(challenger)
 
     processes = [
         WardenProcess(env, home / "stream.log", "stream"),
@@ -318,11 +319,9 @@ def test_a_promotion_approved_in_the_airflow_ui_reaches_the_dashboard(loop: dict
             assert run["state"] == "success"
             assert loop["stream"].proc.poll() is None, f"the stream died:\n{loop['stream'].output()[-3000:]}"
 
-            client = registry.configure_mlflow(settings)
-            assert (
-                registry.version_by_alias(client, settings.model_name, registry.CHAMPION).version == loop["challenger"]
-            )
-            tags = client.get_model_version(settings.model_name, loop["challenger"]).tags
+            models = Context.build("warden-tests", settings).registry
+            assert models.by_alias(registry.CHAMPION).version == loop["challenger"]
+            tags = models.client.get_model_version(models.name, loop["challenger"]).tags
             assert tags[registry.TAG_DECIDED_BY] == ADMIN_USER
             assert tags[registry.TAG_REASON] == "approved in the UI by the browser test"
 
