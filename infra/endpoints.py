@@ -23,7 +23,7 @@ def admin_client(settings: Settings) -> AdminClient:
     # may take as long as the health probe's patience, so that a busy broker is seen slow, not down.
     return AdminClient(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            "bootstrap.servers": settings.kafka.bootstrap,
             "socket.timeout.ms": int(PROBE_TIMEOUTS[-1] * 1000),
             "log_level": 0,
             "logger": KAFKA_CLIENT_LOG,  # type: ignore[dict-item]  # confluent-kafka's stubs omit `logger`
@@ -33,7 +33,7 @@ def admin_client(settings: Settings) -> AdminClient:
 
 def kafka_health(settings: Settings) -> Health:
     """Up when the broker answers a metadata request and every partition has a leader."""
-    host, port = settings.kafka_listen
+    host, port = settings.kafka.listen
     if not port_is_open(host, port):
         return Health(State.DOWN, f"nothing listens on {host}:{port}")
     admin = admin_client(settings)
@@ -62,7 +62,7 @@ def require_kafka(settings: Settings) -> None:
     """Fail in one line when the broker does not answer."""
     require(
         "kafka",
-        settings.kafka_bootstrap,
+        settings.kafka.bootstrap,
         kafka_health(settings),
         "start it with `warden up`, or fix WARDEN_KAFKA_BOOTSTRAP",
     )

@@ -63,7 +63,7 @@ def lake_filesystem(settings: Settings) -> tuple[fsspec.AbstractFileSystem, str]
     "hdfs" protocol needs libhdfs and a JVM in this process.
     """
     root = settings.lake_url
-    if settings.lake_on_hdfs and not port_is_open(settings.hdfs_namenode[0], settings.hdfs_http_port, timeout=2.0):
+    if settings.lake_on_hdfs and not port_is_open(settings.hdfs_namenode[0], settings.hdfs.http_port, timeout=2.0):
         raise LakeError(
             f"the lake's NameNode does not answer on {settings.webhdfs_url} (WebHDFS); start it with "
             "`warden up --lake hdfs`, or fix WARDEN_LAKE_ROOT and WARDEN_HDFS_HTTP_PORT"
@@ -71,7 +71,7 @@ def lake_filesystem(settings: Settings) -> tuple[fsspec.AbstractFileSystem, str]
     try:
         if settings.lake_on_hdfs:
             fs = fsspec.filesystem(
-                "webhdfs", host=settings.hdfs_namenode[0], port=settings.hdfs_http_port, user=settings.hdfs_user
+                "webhdfs", host=settings.hdfs_namenode[0], port=settings.hdfs.http_port, user=settings.hdfs.user
             )
             return fs, urlsplit(root).path or "/"
         return fsspec.core.url_to_fs(root)  # type: ignore[no-any-return]
@@ -98,7 +98,7 @@ class Lake:
         dask and fsspec): hdfs:// becomes the NameNode's WebHDFS address."""
         if self.settings.lake_on_hdfs:
             s = self.settings
-            return f"webhdfs://{s.hdfs_user}@{s.hdfs_namenode[0]}:{s.hdfs_http_port}{self._path(dataset)}"
+            return f"webhdfs://{s.hdfs.user}@{s.hdfs_namenode[0]}:{s.hdfs.http_port}{self._path(dataset)}"
         return self.url(dataset)
 
     def spark_url(self, offline_url: str) -> str:

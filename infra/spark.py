@@ -35,11 +35,11 @@ def scoring_jars(settings: Settings) -> list[str]:
 def check_reachable(settings: Settings) -> None:
     """Fail in one line, before a JVM starts, when the Spark master or the lake's NameNode does not
     answer: Spark would otherwise retry for a minute and end in a Java stack trace."""
-    if settings.spark_master.startswith("spark://"):
-        host, port = settings.spark_master_listen
+    if settings.spark.master.startswith("spark://"):
+        host, port = settings.spark.master_listen
         if not port_is_open(host, port, timeout=2.0):
             raise ServiceError(
-                f"the Spark master {settings.spark_master} does not answer; start it with "
+                f"the Spark master {settings.spark.master} does not answer; start it with "
                 "`warden up --spark-cluster`, or fix WARDEN_SPARK_MASTER"
             )
     if settings.lake_on_hdfs:
@@ -65,14 +65,14 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
     from pyspark.sql import SparkSession
 
     builder = (
-        SparkSession.builder.master(settings.spark_master)
+        SparkSession.builder.master(settings.spark.master)
         .appName(app_name)
-        .config("spark.driver.memory", settings.spark_driver_memory)
-        .config("spark.executor.memory", settings.spark_executor_memory)
-        .config("spark.driver.maxResultSize", settings.spark_driver_max_result_size)
+        .config("spark.driver.memory", settings.spark.driver_memory)
+        .config("spark.executor.memory", settings.spark.executor_memory)
+        .config("spark.driver.maxResultSize", settings.spark.driver_max_result_size)
         # On a shared standalone cluster one long-running app (the stream) must not take every
         # core: a retraining job would wait for executors forever.
-        .config("spark.cores.max", str(settings.spark_app_max_cores))
+        .config("spark.cores.max", str(settings.spark.app_max_cores))
         # Python workers (pandas UDFs) on a cluster run this interpreter too.
         .config("spark.pyspark.python", sys.executable)
         .config("spark.driver.bindAddress", "127.0.0.1")
@@ -80,7 +80,7 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
         .config("spark.sql.adaptive.enabled", "true")
         # Write each date partition with its own writer instead of sorting every batch by date.
         .config("spark.sql.maxConcurrentOutputFileWriters", "8")
@@ -97,7 +97,7 @@ def spark_session(settings: Settings, app_name: str, with_kafka: bool = True) ->
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         # Rebuilding a table's state from its log is a Spark job of 50 tasks by default: far more
         # tasks than a log of a few hundred small commits needs on two cores.
-        .config("spark.databricks.delta.snapshotPartitions", str(settings.spark_shuffle_partitions))
+        .config("spark.databricks.delta.snapshotPartitions", str(settings.spark.shuffle_partitions))
         # The stream commits to its tables every micro-batch. Per commit, the operation metrics in
         # the table's history cost ~50 ms here (bench/README.md) and nothing of ours reads them.
         # The checksum file of each version (~60 ms a commit) stays: a driver that takes the

@@ -43,20 +43,20 @@ def _freshness_cutoff(settings: Settings, window_end: datetime) -> datetime:
     GX compares the column's max as pyspark collects it: a TimestampType comes back naive, in
     the Python process's local time zone, and comparing it with an aware datetime raises.
     """
-    return (window_end - timedelta(hours=settings.validation_max_staleness_hours)).astimezone().replace(tzinfo=None)
+    return (window_end - timedelta(hours=settings.validation.max_staleness_hours)).astimezone().replace(tzinfo=None)
 
 
 def training_window_suite(settings: Settings, window_end: datetime) -> gx.ExpectationSuite:
     """The checks a window of labeled events must pass before a model trains on it."""
-    low, high = settings.validation_min_anomaly_fraction, settings.validation_max_anomaly_fraction
+    low, high = settings.validation.min_anomaly_fraction, settings.validation.max_anomaly_fraction
     if low > high:
         raise ConfigError(
             f"WARDEN_VALIDATION_MIN_ANOMALY_FRACTION ({low}) is above WARDEN_VALIDATION_MAX_ANOMALY_FRACTION "
             f"({high}); no window could pass, lower the first or raise the second"
         )
-    not_null = 1.0 - settings.validation_max_null_fraction
+    not_null = 1.0 - settings.validation.max_null_fraction
     expectations = [
-        ExpectTableRowCountToBeBetween(min_value=settings.validation_min_rows),
+        ExpectTableRowCountToBeBetween(min_value=settings.validation.min_rows),
         # Extra columns are allowed, as extra event fields are.
         ExpectTableColumnsToMatchSet(column_set=list(LABELED_SCHEMA.names), exact_match=False),
         *(ExpectColumnValuesToBeOfType(column=name, type_=kind) for name, kind in _spark_type_names().items()),

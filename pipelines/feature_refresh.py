@@ -45,7 +45,7 @@ def refresh_features(
     """
     progress = progress or ProgressLine("feature refresh")
     settings, spark, lake = ctx.settings, ctx.spark, ctx.lake
-    window = timedelta(minutes=settings.feature_window_minutes)
+    window = timedelta(minutes=settings.feature.window_minutes)
     history = read_events(spark, lake)
     if start is None:
         first = history.agg(F.min("ts")).first()
@@ -53,14 +53,14 @@ def refresh_features(
         start = earliest.replace(minute=0, second=0, microsecond=0) - window
     progress.update(f"statistics for {start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M}", force=True)
     recent = history.where((F.col("ts") >= start - window) & (F.col("ts") < end))
-    stats = window_stats(recent, settings.feature_window_minutes, settings.feature_step_minutes).where(
+    stats = window_stats(recent, settings.feature.window_minutes, settings.feature.step_minutes).where(
         (F.col("window_end") > start) & (F.col("window_end") <= end)
     )
     table = stats.toArrow()
     interval = f"{start:%Y%m%dT%H%M}-{end:%Y%m%dT%H%M}"
     lake.write_file(table, STATS_DATASET, f"stats-{interval}.parquet")
     # The source gets a file even without a midnight in the interval, so that Feast finds one.
-    baseline_table = daily_baselines(spark, lake, history, settings.feature_baseline_days, start, end).toArrow()
+    baseline_table = daily_baselines(spark, lake, history, settings.feature.baseline_days, start, end).toArrow()
     lake.write_file(baseline_table, BASELINE_DATASET, f"baseline-{interval}.parquet")
     progress.update(
         f"{table.num_rows:,} statistics and {baseline_table.num_rows:,} baseline rows written; materializing",

@@ -64,12 +64,12 @@ def judge(
     settings: Settings, spark: SparkSession, registry: ModelRegistry, location: str, candidates: list[Candidate]
 ) -> Verdict:
     """Pick the best candidate by the configured metric and hold it to the floors and the champion."""
-    metric, margin = settings.gate_metric, settings.gate_margin
+    metric, margin = settings.gate.metric, settings.gate.margin
     best = best_of(candidates, metric)
-    failures = split_coverage(read_training_set(spark, location)).gaps(settings.gate_min_test_anomalies)
+    failures = split_coverage(read_training_set(spark, location)).gaps(settings.gate.min_test_anomalies)
     notes: list[str] = []
     for name in FLOORED:
-        floor = getattr(settings, f"gate_min_{name}")
+        floor = getattr(settings.gate, f"min_{name}")
         if best.quality.value(name) < floor:
             failures.append(f"test {name} {best.quality.value(name):.3f} is below the floor {floor:.3f}")
     if best.floor is not None:

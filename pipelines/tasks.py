@@ -82,7 +82,7 @@ def refresh_features(end: str) -> str:
     ctx = _context("warden-feature-refresh")
     stop = datetime.fromisoformat(end)
     # Two grid steps back: a late event changes the statistics of the last steps, not older ones.
-    start = stop - 2 * timedelta(minutes=ctx.settings.feature_step_minutes)
+    start = stop - 2 * timedelta(minutes=ctx.settings.feature.step_minutes)
     with locks.holding(ctx.settings, "the feature_refresh DAG"):
         report = refresh(ctx, stop, start)
     return f"{report.rows:,} statistics rows for {report.devices} devices up to {report.end.isoformat()}"

@@ -201,11 +201,11 @@ def _fit(
             list(FEATURE_COLUMNS),
             positive_weight(rows, positives),
             seed,
-            settings.rf_num_trees,
-            settings.rf_max_depth,
+            settings.rf.num_trees,
+            settings.rf.max_depth,
         )
         return forest, random_forest_scorer(forest)
-    sample = xgboost_sample(counts, settings.xgb_max_rows)
+    sample = xgboost_sample(counts, settings.xgb.max_rows)
     import mlflow
 
     mlflow.log_params(sample.as_params())
@@ -217,8 +217,8 @@ def _fit(
         list(FEATURE_COLUMNS),
         positive_weight(len(labels), int(labels.sum())),
         seed,
-        settings.xgb_num_rounds,
-        settings.xgb_max_depth,
+        settings.xgb.num_rounds,
+        settings.xgb.max_depth,
     )
     return booster, xgboost_scorer(spark, booster, list(FEATURE_COLUMNS))
 
@@ -226,8 +226,8 @@ def _fit(
 def hyperparameters(settings: Settings, kind: str) -> dict[str, int]:
     """The model's size settings, as logged with its run."""
     if kind == RANDOM_FOREST:
-        return {"num_trees": settings.rf_num_trees, "max_depth": settings.rf_max_depth}
-    return {"num_rounds": settings.xgb_num_rounds, "max_depth": settings.xgb_max_depth}
+        return {"num_trees": settings.rf.num_trees, "max_depth": settings.rf.max_depth}
+    return {"num_rounds": settings.xgb.num_rounds, "max_depth": settings.xgb.max_depth}
 
 
 def feature_list() -> str:

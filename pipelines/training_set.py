@@ -65,7 +65,7 @@ def point_in_time_stats(ctx: Context, events: DataFrame) -> DataFrame:
     Statistics exist only on the grid, so the newest row at or before `ts` is the newest at or
     before grid_floor(ts): the join looks up each (device, grid point) once, not each event.
     """
-    keyed = events.withColumn(_GRID, grid_floor(F.col("ts"), ctx.settings.feature_step_minutes))
+    keyed = events.withColumn(_GRID, grid_floor(F.col("ts"), ctx.settings.feature.step_minutes))
     with_stats = historical_features(ctx.spark, ctx.feature_store, FEATURE_SERVICE, keyed, _GRID, ctx.lake.spark_url)
     return with_stats.drop(_GRID)
 
@@ -81,7 +81,7 @@ def build_training_set(ctx: Context, window: Window) -> DataFrame:
     `pipelines.split_coverage` checks what each split holds.
     """
     events = labeled_events(ctx.spark, ctx.lake, window)
-    with_stats = usable_stats(point_in_time_stats(ctx, events), ctx.settings.feature_max_age_minutes)
+    with_stats = usable_stats(point_in_time_stats(ctx, events), ctx.settings.feature.max_age_minutes)
     featured = add_features(with_stats).withColumn(LABEL, F.col("is_anomaly").cast("int"))
     position = F.percent_rank().over(SparkWindow.partitionBy("device_id").orderBy("ts", "event_id"))
     split = F.when(position < 0.70, "train").when(position < 0.85, "validation").otherwise("test")
@@ -122,7 +122,7 @@ def prepare_training_set(ctx: Context, window: Window) -> str:
     its size, time and peak memory go to a `training-set-<window>` run in MLflow. Its location."""
     from pipelines.feature_refresh import refresh_features
 
-    history_start = window.start - timedelta(minutes=ctx.settings.feature_window_minutes)
+    history_start = window.start - timedelta(minutes=ctx.settings.feature.window_minutes)
     with MeasuredStep() as refreshing:
         refresh_features(ctx, window.end, history_start, ProgressLine("features"))
     progress = ProgressLine("training set")

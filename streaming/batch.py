@@ -272,12 +272,12 @@ class BatchProcessor:
         devices missing from `context`, and summarizes the scored rows (observed metrics)."""
         census, devices, summary = (Observation(f"{name}-{attempt}") for name in ("census", "devices", "summary"))
         numbered = parsed.select(_all(), _row_in_task())
-        inline = self.settings.stream_inline_alerts_max_rows
+        inline = self.settings.stream.inline_alerts_max_rows
         census_metrics = _census_metrics(self.settings.max_event_bytes, inline)
         valid = numbered.observe(census, *census_metrics).drop(_ROW_IN_TASK)
         valid = valid.where(_is_valid())
         events = valid.join(_one_partition(context), "device_id", "left")
-        featured = add_features(usable_stats(events, self.settings.feature_max_age_minutes), with_earlier=True)
+        featured = add_features(usable_stats(events, self.settings.feature.max_age_minutes), with_earlier=True)
         featured = featured.select(_all(), _newest_in_batch()).observe(devices, *_device_metrics())
         # A device missing from the context has no batch id to file its rows under: they are
         # left out, and the batch is scored again (`_process`).

@@ -114,7 +114,7 @@ def active_driver(settings: Settings) -> DriverRecord | None:
         (
             record
             for record in read_drivers(settings)
-            if record.role == Role.ACTIVE and record.silent_for() <= settings.stream_lease_seconds
+            if record.role == Role.ACTIVE and record.silent_for() <= settings.stream.lease_seconds
         ),
         None,
     )
@@ -195,7 +195,7 @@ class Driver:
                 if holder.pid != announced:
                     announced = holder.pid
                     progress.update(f"standby: ready, waiting to take over from driver {holder.describe()}", force=True)
-                lease = self.settings.stream_lease_seconds
+                lease = self.settings.stream.lease_seconds
                 if holder.silent_for() > lease:
                     progress.update(
                         f"driver pid {holder.pid} silent for {holder.silent_for():.1f} s (lease {lease:g} s): "
@@ -248,7 +248,7 @@ class Driver:
                 log.warning("driver heartbeat not written: %s", exc)
 
     def _batch_stalled(self) -> bool:
-        running_for, limit = self._batch_running_for(), self.settings.stream_batch_timeout_seconds
+        running_for, limit = self._batch_running_for(), self.settings.stream.batch_timeout_seconds
         stalled = running_for > limit
         if stalled and not self._stalled:
             log.error(

@@ -174,7 +174,7 @@ class StreamJob:
     def _prepare(self, spark: SparkSession, watcher: ChampionWatcher) -> tuple[BatchProcessor, DataFrame]:
         """The batch function and the parsed stream it is handed, ready to start."""
         settings = self.settings
-        self._statistics = OnlineStatistics(self.ctx.feature_store, settings.stream_statistics_refresh_seconds)
+        self._statistics = OnlineStatistics(self.ctx.feature_store, settings.stream.statistics_refresh_seconds)
         self._statistics.start()
         processor = BatchProcessor(
             settings,
@@ -209,7 +209,7 @@ class StreamJob:
             events.writeStream.queryName(QUERY_NAME)
             .foreachBatch(processor)
             .option("checkpointLocation", str(self.settings.checkpoint_dir))
-            .trigger(processingTime=f"{self.settings.stream_trigger_seconds} seconds")
+            .trigger(processingTime=f"{self.settings.stream.trigger_seconds} seconds")
             .start()
         )
         # The transactional id follows the query's id, kept in its checkpoint across restarts.
@@ -263,13 +263,13 @@ class StreamJob:
             # its checkpoint makes a restart replay that batch, and the sinks keep replays exact.
             reason = failure_reason(raised, failure)
             failures = 1 if self.metrics.totals["batches"] > batches_at_start else failures + 1
-            if failures > settings.stream_max_restarts:
+            if failures > settings.stream.max_restarts:
                 raise QueryGaveUp(f"the streaming query failed {failures} times in a row, giving up: {reason}")
             wait = min(2.0**failures, 30.0)
             self.report.restarts += 1
             progress.update(
                 f"batch failed: {reason}; restarting from the checkpoint in {wait:.0f} s "
-                f"(attempt {failures}/{settings.stream_max_restarts})",
+                f"(attempt {failures}/{settings.stream.max_restarts})",
                 force=True,
             )
             if stop.wait(wait) or not _wait_for_broker(settings, stop, progress):
@@ -338,7 +338,7 @@ def stream_session(ctx: Context) -> SparkSession:
     # Adaptive execution re-plans every stage: seconds of fixed cost on batches of a few thousand
     # rows. A shuffle (the features' per-device window) makes as many tasks as the batch has.
     spark.conf.set("spark.sql.adaptive.enabled", "false")
-    spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream_batch_tasks))
+    spark.conf.set("spark.sql.shuffle.partitions", str(settings.stream.batch_tasks))
     return spark
 
 
@@ -347,14 +347,14 @@ def telemetry_records(spark: SparkSession, settings: Settings) -> DataFrame:
     source = (
         spark.readStream.format("kafka")
         .options(**kafka_source_options(settings))
-        .option("startingOffsets", settings.stream_starting_offsets)
-        .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
-        .option("failOnDataLoss", str(settings.stream_fail_on_data_loss).lower())
+        .option("startingOffsets", settings.stream.starting_offsets)
+        .option("maxOffsetsPerTrigger", settings.stream.max_offsets_per_trigger)
+        .option("failOnDataLoss", str(settings.stream.fail_on_data_loss).lower())
         .load()
     )
     # Few tasks: per-task overhead, not work, dominates small batches, and with a single one the
     # context join and the per-device features need no shuffle.
-    return source.coalesce(settings.stream_batch_tasks)
+    return source.coalesce(settings.stream.batch_tasks)
 
 
 def failure_reason(raised: BaseException | None, failure: StreamingQueryException) -> str:

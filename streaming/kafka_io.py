@@ -23,7 +23,7 @@ def telemetry_producer(settings: Settings) -> Producer:
     """A producer that never loses or duplicates an acknowledged event."""
     return Producer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            "bootstrap.servers": settings.kafka.bootstrap,
             "logger": KAFKA_CLIENT_LOG,
             "acks": "all",
             "enable.idempotence": True,
@@ -44,9 +44,9 @@ def require_broker(settings: Settings) -> None:
     try:
         topics = admin_client(settings).list_topics(timeout=PROBE_TIMEOUTS[-1]).topics
     except KafkaException as exc:
-        raise ServiceError(f"Kafka at {settings.kafka_bootstrap} does not answer: {exc.args[0].str()}") from None
-    if settings.topic_telemetry not in topics:
-        raise ServiceError(f'topic "{settings.topic_telemetry}" does not exist; `warden up` creates it')
+        raise ServiceError(f"Kafka at {settings.kafka.bootstrap} does not answer: {exc.args[0].str()}") from None
+    if settings.topic.telemetry not in topics:
+        raise ServiceError(f'topic "{settings.topic.telemetry}" does not exist; `warden up` creates it')
 
 
 @dataclass
@@ -99,8 +99,8 @@ READER_GROUP = "streamwarden-telemetry-reader"
 def kafka_source_options(settings: Settings) -> dict[str, str]:
     """How Spark's `kafka` source reads the telemetry topic, for the query and its rehearsal."""
     return {
-        "kafka.bootstrap.servers": settings.kafka_bootstrap,
-        "subscribe": settings.topic_telemetry,
+        "kafka.bootstrap.servers": settings.kafka.bootstrap,
+        "subscribe": settings.topic.telemetry,
         # A task reads its Kafka partitions one after the other, and each read first waits for
         # the consumer's idle fetch, which the broker holds for this long when no new data comes
         # (500 ms by default: 6 s per batch on a 12-partition topic).
@@ -117,7 +117,7 @@ def kafka_source_options(settings: Settings) -> dict[str, str]:
 def end_offsets(settings: Settings, topic: str) -> Offsets:
     """The high watermark of every partition of `topic`."""
     consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": "warden-offsets", "logger": KAFKA_CLIENT_LOG}
+        {"bootstrap.servers": settings.kafka.bootstrap, "group.id": "warden-offsets", "logger": KAFKA_CLIENT_LOG}
     )
     try:
         metadata = consumer.list_topics(topic, timeout=10)
@@ -202,7 +202,7 @@ def _readback_consumer(settings: Settings) -> Consumer:
     """A consumer that reads a topic back as a read_committed application does, committing nothing."""
     return Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            "bootstrap.servers": settings.kafka.bootstrap,
             "group.id": "warden-readback",
             "logger": KAFKA_CLIENT_LOG,
             "enable.auto.commit": False,

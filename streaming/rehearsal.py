@@ -97,10 +97,10 @@ def _newest_records(spark: SparkSession, settings: Settings, events: int) -> Dat
     """About `events` of the telemetry topic's newest records, spread over its partitions (one
     each at least), as Spark's Kafka source reads them (a consumer per partition, as each batch of
     the query has)."""
-    end = end_offsets(settings, settings.topic_telemetry).by_partition
+    end = end_offsets(settings, settings.topic.telemetry).by_partition
     per_partition = math.ceil(events / max(len(end), 1))
     offsets = {
-        bound: json.dumps({settings.topic_telemetry: {str(p): edge for p, edge in edges.items()}})
+        bound: json.dumps({settings.topic.telemetry: {str(p): edge for p, edge in edges.items()}})
         for bound, edges in (
             ("startingOffsets", {p: max(high - per_partition, 0) for p, high in end.items()}),
             ("endingOffsets", end),
@@ -113,4 +113,4 @@ def _newest_records(spark: SparkSession, settings: Settings, events: int) -> Dat
         .option("failOnDataLoss", "false")
         .load()
     )
-    return records.coalesce(settings.stream_batch_tasks)
+    return records.coalesce(settings.stream.batch_tasks)

@@ -82,7 +82,7 @@ def simulate(
     producer = telemetry_producer(settings)
     deliveries = DeliveryCounter()
     run_id = uuid.uuid4().hex[:8]
-    report = SimulationReport(settings.topic_telemetry, 0, 0, 0.0, params.seed)
+    report = SimulationReport(settings.topic.telemetry, 0, 0, 0.0, params.seed)
     labels: list[pa.Table] = []
     buffered = 0
     started = time.monotonic()
@@ -98,7 +98,7 @@ def simulate(
         delay = started + (step + 1) * step_seconds - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        produce_all(producer, settings.topic_telemetry, keys, values, deliveries)
+        produce_all(producer, settings.topic.telemetry, keys, values, deliveries)
         step += 1
         report.events += len(chunk)
         report.anomalies.update(ANOMALY_KINDS[k] for k in chunk.kind[chunk.kind >= 0])

@@ -151,12 +151,12 @@ class TransactionalKafkaSink:
     """Alerts and dead letters of a batch, in one Kafka transaction, exactly once per batch id."""
 
     def __init__(self, settings: Settings, query_name: str) -> None:
-        self.alerts_topic = settings.topic_alerts
-        self.dlq_topic = settings.topic_dlq
-        self._bootstrap = settings.kafka_bootstrap
+        self.alerts_topic = settings.topic.alerts
+        self.dlq_topic = settings.topic.dlq
+        self._bootstrap = settings.kafka.bootstrap
         self._query_name = query_name
         # The bookkeeping group's committed offset on this partition is the next batch id to write.
-        self._marker = TopicPartition(settings.topic_alerts, 0)
+        self._marker = TopicPartition(settings.topic.alerts, 0)
         self._broker_lost = False
         self._next: int | None = None
         self._producer, self._consumer = self._connect()

@@ -17,7 +17,7 @@ def device_stats(settings: Settings, lake: Lake) -> FeatureView:
         name="device_stats",
         entities=[device],
         # Offline joins ignore older rows; online reads do not enforce it (features.logic.usable_stats does).
-        ttl=timedelta(minutes=settings.feature_max_age_minutes),
+        ttl=timedelta(minutes=settings.feature.max_age_minutes),
         schema=[
             Field(name="count", dtype=Int64, description="Readings in the window."),
             Field(name=STATS_TIME, dtype=UnixTimestamp, description="End of the window these statistics cover."),
@@ -25,11 +25,11 @@ def device_stats(settings: Settings, lake: Lake) -> FeatureView:
         ],
         source=device_stats_source(lake),
         online=True,
-        description=f"Mean and standard deviation of each sensor over the last {settings.feature_window_minutes} minutes.",
+        description=f"Mean and standard deviation of each sensor over the last {settings.feature.window_minutes} minutes.",
         owner="streamwarden",
         tags={
-            "window_minutes": str(settings.feature_window_minutes),
-            "step_minutes": str(settings.feature_step_minutes),
+            "window_minutes": str(settings.feature.window_minutes),
+            "step_minutes": str(settings.feature.step_minutes),
         },
     )
 
@@ -52,10 +52,10 @@ def device_baseline(settings: Settings, lake: Lake) -> FeatureView:
         ],
         source=device_baseline_source(lake),
         online=True,
-        description=f"Robust mean and standard deviation of each sensor over the last {settings.feature_baseline_days} days, "
+        description=f"Robust mean and standard deviation of each sensor over the last {settings.feature.baseline_days} days, "
         "the device's own or, before it has history, its type's.",
         owner="streamwarden",
-        tags={"days": str(settings.feature_baseline_days)},
+        tags={"days": str(settings.feature.baseline_days)},
     )
 
 

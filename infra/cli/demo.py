@@ -122,7 +122,7 @@ def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> N
     # The demo retrains itself (step 6); a scheduled retraining or feature refresh started by an
     # Airflow it brings up would share the two cores with the live phase and hold the training
     # lock. An Airflow that is already running keeps its schedules.
-    settings = settings.model_copy(update={"training_window_days": 2, "airflow_schedules": False})
+    settings = settings.updated(training_window_days=2, airflow_schedules=False)
     manager.up(settings, manager.default_services(settings), progress=ProgressLine("  up"))
     ctx = Context.build("warden-demo-train", settings)
     click.echo("  up: the DAGs' schedules are off in an Airflow the demo starts; step 6 retrains")
@@ -151,11 +151,11 @@ def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> N
         )
         cold = _watch(settings, stream, _last_batch_id(settings), warm_up.events, log, "  warm-up")
         steps.begin(f"5/8 live: {rate:,.0f} events/s for {seconds:.0f} s while the stream scores them")
-        before = end_offsets(settings, settings.topic_telemetry)
+        before = end_offsets(settings, settings.topic.telemetry)
         live_run = simulate(
             settings, ctx.lake, SimulationParams(devices=devices, rate=rate, duration=seconds), _quiet()
         )
-        after = end_offsets(settings, settings.topic_telemetry)
+        after = end_offsets(settings, settings.topic.telemetry)
         live = _watch(settings, stream, cold.last_batch, live_run.events, log, "  stream")
         steps.begin(
             "6/8 retrain (XGBoost) on the history the stream just wrote, approve the candidate (over the gate, "
@@ -185,14 +185,14 @@ def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> N
         f"  live      {live_run.events:,} events at {live_run.events / live_run.seconds:,.0f}/s over "
         f"{live_run.seconds:.0f} s, {sum(live_run.anomalies.values()):,} anomalous; {verdict_line}\n"
         f"  stream    {live.rows:,} of them scored in {live.batches} batches, {live.alerts:,} alerts to "
-        f"{settings.topic_alerts}, {live.dead} dead letters; exit code {code}\n"
+        f"{settings.topic.alerts}, {live.dead} dead letters; exit code {code}\n"
         f"  latency   live, event time to alert at {rate:,.0f} events/s: {_percentiles(live.latency_ms)}\n"
         f"  start-up  the first batch after the start scored {cold.rows:,} waiting events "
         f"(a backlog, not the live latency): {_percentiles(cold.latency_ms)}\n"
         f"  retrain   {verdict}\n"
         f"  swap      {swap}; {second:,} more live events\n"
         f"  UIs       dashboard {settings.dashboard_url}, MLflow {settings.mlflow_tracking_uri}, "
-        f"Airflow {settings.airflow_url} (logins: warden status)\n"
+        f"Airflow {settings.airflow.url} (logins: warden status)\n"
         f"  logs      {log} (the stream), {library_log(settings)} and spark-*.log (the libraries) in "
         f"{logs_dir(settings)}\n"
         f"  took      {steps.summary()}; stop the stack with `warden down`"

@@ -61,8 +61,8 @@ def up(settings: Settings, services: tuple[str, ...], lake: str | None, spark_cl
     if "hdfs" in names and not settings.lake_on_hdfs:
         host, port = settings.hdfs_namenode
         click.echo(f"  The lake is still local: export WARDEN_LAKE_ROOT=hdfs://{host}:{port}/warden to use HDFS.")
-    if "spark" in names and not settings.spark_master.startswith("spark://"):
-        host, port = settings.spark_master_listen
+    if "spark" in names and not settings.spark.master.startswith("spark://"):
+        host, port = settings.spark.master_listen
         click.echo(f"  Jobs still run in-process: export WARDEN_SPARK_MASTER=spark://{host}:{port} to use the cluster.")
     click.echo("Logins and settings: `warden status`.")
 
@@ -122,7 +122,7 @@ def _show_schedules(settings: Settings) -> None:
     from infra.locks import current_holder
 
     holder = current_holder(settings)
-    schedules = "as dags/ declares them" if settings.airflow_schedules else "off, manual triggers only"
+    schedules = "as dags/ declares them" if settings.airflow.schedules else "off, manual triggers only"
     click.echo(
         f"Airflow's schedules: {schedules} (WARDEN_AIRFLOW_SCHEDULES); the DAGs and `warden train` take turns "
         f"on the training lock, now {'held by ' + holder if holder else 'free'}"

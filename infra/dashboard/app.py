@@ -54,7 +54,7 @@ class Dashboard:
             "at": time.time(),
             "links": {
                 "mlflow": self.settings.mlflow_tracking_uri,
-                "airflow": self.settings.airflow_url,
+                "airflow": self.settings.airflow.url,
                 "metrics": f"http://127.0.0.1:{self.settings.metrics_port}/metrics",
             },
             "stream": stream,

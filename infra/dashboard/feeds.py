@@ -194,7 +194,7 @@ class AlertFeed(BackgroundFeed):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.topic = settings.topic_alerts
+        self.topic = settings.topic.alerts
         self.latest: deque[dict[str, Any]] = deque(maxlen=LATEST_ALERTS)
         self.per_minute: Counter[int] = Counter()
         self.problem = "connecting to Kafka"
@@ -218,7 +218,7 @@ class AlertFeed(BackgroundFeed):
             try:
                 self._consume()
             except KafkaException as exc:
-                self.problem = f"Kafka at {self.settings.kafka_bootstrap} does not answer ({exc.args[0].str()})."
+                self.problem = f"Kafka at {self.settings.kafka.bootstrap} does not answer ({exc.args[0].str()})."
             except Exception as exc:  # the page must go on whatever the topic holds
                 log.exception("reading the alert topic failed")
                 self.problem = f'Reading the alert topic "{self.topic}" failed: {type(exc).__name__}.'
@@ -228,7 +228,7 @@ class AlertFeed(BackgroundFeed):
     def _consume(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "bootstrap.servers": self.settings.kafka.bootstrap,
                 "group.id": "warden-dashboard",
                 "isolation.level": "read_committed",  # an alert of an aborted batch was never sent
                 "enable.auto.commit": False,
@@ -240,7 +240,7 @@ class AlertFeed(BackgroundFeed):
             metadata = consumer.list_topics(self.topic, timeout=5)
             topic = metadata.topics.get(self.topic)
             if topic is None or topic.error is not None or not topic.partitions:
-                self.problem = f'The alert topic "{self.topic}" does not exist on {self.settings.kafka_bootstrap}.'
+                self.problem = f'The alert topic "{self.topic}" does not exist on {self.settings.kafka.bootstrap}.'
                 return
             assignment = []
             for partition in topic.partitions:
@@ -255,7 +255,7 @@ class AlertFeed(BackgroundFeed):
                         self.problem = ""
                         self._add(message)
                     elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
-                        self.problem = f"Kafka at {self.settings.kafka_bootstrap} does not answer ({error.str()})."
+                        self.problem = f"Kafka at {self.settings.kafka.bootstrap} does not answer ({error.str()})."
         finally:
             consumer.close()
 

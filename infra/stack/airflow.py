@@ -40,10 +40,10 @@ class AirflowStack:
 
     @property
     def url(self) -> str:
-        return self.settings.airflow_url
+        return self.settings.airflow.url
 
     def env(self) -> dict[str, str]:
-        port = self.settings.airflow_port
+        port = self.settings.airflow.port
         return {
             **self.settings.to_env(),
             **mlflow_client_env(self.settings),
@@ -51,7 +51,7 @@ class AirflowStack:
             "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": str(self.settings.airflow_parallelism),
+            "AIRFLOW__CORE__PARALLELISM": str(self.settings.airflow.parallelism),
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
             ),
@@ -65,7 +65,7 @@ class AirflowStack:
             # The platform's DAGs are meant to run: unpaused, new or changed files seen in 30 s, and
             # on their schedules unless WARDEN_AIRFLOW_SCHEDULES turns them off.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.settings.airflow_schedules),
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.settings.airflow.schedules),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "SPARK_LOCAL_IP": "127.0.0.1",
         }
@@ -77,7 +77,7 @@ class AirflowStack:
         if all(process.pid() is not None for process in self.processes.values()):
             return
         if self.processes["api-server"].pid() is None:
-            require_free_port("127.0.0.1", self.settings.airflow_port, "airflow")
+            require_free_port("127.0.0.1", self.settings.airflow.port, "airflow")
         self.home.mkdir(parents=True, exist_ok=True)
         env = self.env()
         # Creates airflow.cfg (with the JWT secret every component must share) and the schema.
@@ -91,7 +91,7 @@ class AirflowStack:
         if migrate.returncode != 0:
             tail = (migrate.stderr or migrate.stdout).strip().splitlines()[-1:] or ["no output"]
             raise ServiceError(f"airflow: `airflow db migrate` failed: {tail[0]}")
-        api_args = ["api-server", "--host", "127.0.0.1", "--port", str(self.settings.airflow_port)]
+        api_args = ["api-server", "--host", "127.0.0.1", "--port", str(self.settings.airflow.port)]
         self.processes["api-server"].start(self._airflow(*api_args), env=env, cwd=self.home)
         for component, args in _COMPONENTS.items():
             self.processes[component].start(self._airflow(*args), env=env, cwd=self.home)

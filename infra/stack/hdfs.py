@@ -75,10 +75,10 @@ class HdfsCluster:
         s = self.settings
         return [
             s.hdfs_namenode[1],
-            s.hdfs_http_port,
-            s.hdfs_datanode_port,
-            s.hdfs_datanode_http_port,
-            s.hdfs_datanode_ipc_port,
+            s.hdfs.http_port,
+            s.hdfs.datanode_port,
+            s.hdfs.datanode_http_port,
+            s.hdfs.datanode_ipc_port,
         ]
 
     def _classpath(self, conf: Path) -> str:
@@ -98,7 +98,7 @@ class HdfsCluster:
                 {
                     "fs.defaultFS": f"hdfs://{host}:{rpc_port}",
                     "hadoop.tmp.dir": str(self.dir / "tmp"),
-                    "hadoop.http.staticuser.user": s.hdfs_user,
+                    "hadoop.http.staticuser.user": s.hdfs.user,
                 }
             )
         )
@@ -109,10 +109,10 @@ class HdfsCluster:
                     "dfs.namenode.name.dir": f"file://{self.dir / 'name'}",
                     "dfs.datanode.data.dir": f"file://{self.dir / 'data'}",
                     "dfs.namenode.rpc-address": f"{host}:{rpc_port}",
-                    "dfs.namenode.http-address": f"{host}:{s.hdfs_http_port}",
-                    "dfs.datanode.address": f"{host}:{s.hdfs_datanode_port}",
-                    "dfs.datanode.http.address": f"{host}:{s.hdfs_datanode_http_port}",
-                    "dfs.datanode.ipc.address": f"{host}:{s.hdfs_datanode_ipc_port}",
+                    "dfs.namenode.http-address": f"{host}:{s.hdfs.http_port}",
+                    "dfs.datanode.address": f"{host}:{s.hdfs.datanode_port}",
+                    "dfs.datanode.http.address": f"{host}:{s.hdfs.datanode_http_port}",
+                    "dfs.datanode.ipc.address": f"{host}:{s.hdfs.datanode_ipc_port}",
                     # WebHDFS redirects reads and writes to the DataNode by this name: keep it loopback.
                     "dfs.datanode.hostname": host,
                     "dfs.namenode.datanode.registration.ip-hostname-check": "false",
@@ -132,13 +132,13 @@ class HdfsCluster:
         s = self.settings
         return [
             s.java,
-            f"-Xmx{s.hdfs_heap_mb}m",
+            f"-Xmx{s.hdfs.heap_mb}m",
             "-XX:+UseG1GC",
             "-Djava.net.preferIPv4Stack=true",
             "-Djava.awt.headless=true",
             f"-Dhadoop.log.dir={s.home / 'logs'}",
             f"-Dhadoop.home.dir={self.dir}",
-            f"-Dhadoop.id.str={s.hdfs_user}",
+            f"-Dhadoop.id.str={s.hdfs.user}",
             f"-Dproc_{daemon}",
             *_JPMS_OPENS,
             "-cp",

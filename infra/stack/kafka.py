@@ -26,9 +26,9 @@ class TopicSpec:
 def contract_topics(settings: Settings) -> list[TopicSpec]:
     """The topics of ARCHITECTURE.md's external contract."""
     return [
-        TopicSpec(settings.topic_telemetry, settings.telemetry_partitions),
-        TopicSpec(settings.topic_alerts, settings.telemetry_partitions),
-        TopicSpec(settings.topic_dlq, 1),
+        TopicSpec(settings.topic.telemetry, settings.telemetry_partitions),
+        TopicSpec(settings.topic.alerts, settings.telemetry_partitions),
+        TopicSpec(settings.topic.dlq, 1),
     ]
 
 
@@ -42,11 +42,11 @@ class KafkaBroker:
 
     @property
     def url(self) -> str:
-        return self.settings.kafka_bootstrap
+        return self.settings.kafka.bootstrap
 
     @property
     def ports(self) -> list[int]:
-        return [self.settings.kafka_listen[1], self.settings.kafka_controller_port]
+        return [self.settings.kafka.listen[1], self.settings.kafka.controller_port]
 
     def _classpath(self) -> str:
         jars = self.settings.jars_dir / "kafka"
@@ -55,14 +55,14 @@ class KafkaBroker:
         return f"{jars}/*"
 
     def _render_config(self) -> Path:
-        host, port = self.settings.kafka_listen
+        host, port = self.settings.kafka.listen
         template = (_HERE / "server.properties.template").read_text()
         config = self.dir / "server.properties"
         config.write_text(
             template.format(
                 host=host,
                 port=port,
-                controller_port=self.settings.kafka_controller_port,
+                controller_port=self.settings.kafka.controller_port,
                 log_dir=self.dir / "data",
             )
         )
@@ -94,19 +94,19 @@ class KafkaBroker:
     def start(self) -> None:
         if self.process.pid() is not None:
             return
-        host, _ = self.settings.kafka_listen
+        host, _ = self.settings.kafka.listen
         for port in self.ports:
             require_free_port(host, port, "kafka")
         classpath = self._classpath()
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self._render_config()
         self._format_storage_once(config, classpath)
-        heap = f"-Xmx{self.settings.kafka_heap_mb}m"
+        heap = f"-Xmx{self.settings.kafka.heap_mb}m"
         self.process.start(
             [
                 self.settings.java,
                 heap,
-                f"-Xms{self.settings.kafka_heap_mb}m",
+                f"-Xms{self.settings.kafka.heap_mb}m",
                 "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20",
                 "-XX:InitiatingHeapOccupancyPercent=35",

@@ -44,13 +44,13 @@ def default_services(settings: Settings) -> tuple[str, ...]:
     in the settings is on this machine. A broker, server, NameNode or master elsewhere is someone
     else's to run."""
     names = {"airflow", "dashboard"}
-    if settings.kafka_listen[0] in _LOOPBACK:
+    if settings.kafka.listen[0] in _LOOPBACK:
         names.add("kafka")
     if settings.mlflow_listen[0] in _LOOPBACK:
         names.add("mlflow")
     if settings.lake_on_hdfs and settings.hdfs_namenode[0] in _LOOPBACK:
         names.add("hdfs")
-    if settings.spark_master.startswith("spark://") and settings.spark_master_listen[0] in _LOOPBACK:
+    if settings.spark.master.startswith("spark://") and settings.spark.master_listen[0] in _LOOPBACK:
         names.add("spark")
     return tuple(name for name in SERVICE_NAMES if name in names)
 
@@ -154,7 +154,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
     used = set(CORE_SERVICES)
     if settings.lake_on_hdfs:
         used.add("hdfs")
-    if settings.spark_master.startswith("spark://"):
+    if settings.spark.master.startswith("spark://"):
         used.add("spark")
     probed = [
         s

@@ -34,12 +34,12 @@ class SparkCluster:
 
     @property
     def master_url(self) -> str:
-        host, port = self.settings.spark_master_listen
+        host, port = self.settings.spark.master_listen
         return f"spark://{host}:{port}"
 
     @property
     def ui_url(self) -> str:
-        return f"http://{self.settings.spark_master_listen[0]}:{self.settings.spark_master_ui_port}"
+        return f"http://{self.settings.spark.master_listen[0]}:{self.settings.spark.master_ui_port}"
 
     @property
     def url(self) -> str:
@@ -49,7 +49,7 @@ class SparkCluster:
         env = {
             "SPARK_HOME": str(spark_home()),
             # Every daemon and executor binds to loopback only, like the rest of the embedded stack.
-            "SPARK_LOCAL_IP": self.settings.spark_master_listen[0],
+            "SPARK_LOCAL_IP": self.settings.spark.master_listen[0],
             "SPARK_LOG_DIR": str(self.settings.home / "logs"),
             "SPARK_WORKER_DIR": str(self.dir / "work"),
             "SPARK_LOCAL_DIRS": str(self.dir / "tmp"),
@@ -68,12 +68,12 @@ class SparkCluster:
         if self.master.pid() is not None and self.worker.pid() is not None:
             return
         s = self.settings
-        host, port = s.spark_master_listen
+        host, port = s.spark.master_listen
         if self.master.pid() is None:
-            for needed in (port, s.spark_master_ui_port):
+            for needed in (port, s.spark.master_ui_port):
                 require_free_port(host, needed, "the Spark master")
         if self.worker.pid() is None:
-            require_free_port(host, s.spark_worker_ui_port, "the Spark worker")
+            require_free_port(host, s.spark.worker_ui_port, "the Spark worker")
         (self.dir / "work").mkdir(parents=True, exist_ok=True)
         env = self._env()
         self.master.start(
@@ -84,7 +84,7 @@ class SparkCluster:
                 "--port",
                 str(port),
                 "--webui-port",
-                str(s.spark_master_ui_port),
+                str(s.spark.master_ui_port),
             ),
             env=env,
             cwd=self.dir,
@@ -95,11 +95,11 @@ class SparkCluster:
                 "--host",
                 host,
                 "--webui-port",
-                str(s.spark_worker_ui_port),
+                str(s.spark.worker_ui_port),
                 "--cores",
-                str(s.spark_worker_cores),
+                str(s.spark.worker_cores),
                 "--memory",
-                s.spark_worker_memory,
+                s.spark.worker_memory,
                 "--work-dir",
                 str(self.dir / "work"),
                 self.master_url,

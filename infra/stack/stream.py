@@ -23,7 +23,7 @@ class StreamDrivers:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        slots = ["stream", "stream-standby"] if settings.stream_standby else ["stream"]
+        slots = ["stream", "stream-standby"] if settings.stream.standby else ["stream"]
         self.processes = [ManagedProcess(slot, settings.home) for slot in slots]
 
     @property

@@ -70,19 +70,13 @@ def test_the_production_env_file_sets_only_real_settings(monkeypatch: pytest.Mon
     from infra.settings import Settings
     from infra.stack import manager
 
-    known = {f"WARDEN_{name.upper()}" for name in Settings.model_fields}
-    known |= {
-        choice
-        for field in Settings.model_fields.values()
-        if field.validation_alias
-        for choice in field.validation_alias.choices
-    }  # type: ignore[union-attr]
+    known = Settings.variables()
     production = _production_env()
     assert set(production) <= known, f"not settings: {sorted(set(production) - known)}"
     for key, value in production.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
-    assert settings.lake_on_hdfs and settings.spark_master.startswith("spark://")
+    assert settings.lake_on_hdfs and settings.spark.master.startswith("spark://")
     assert settings.feast_config == DEPLOY / "production" / "feature_store.yaml"
     # Remote brokers, MLflow, NameNode and master: `warden up` must not try to start them here.
     assert manager.default_services(settings) == ("airflow", "dashboard")

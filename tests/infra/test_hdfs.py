@@ -32,10 +32,10 @@ def test_up_starts_a_namenode_and_a_datanode_on_loopback(lake_on_hdfs: tuple[dic
     s = settings
     for port in (
         s.hdfs_namenode[1],
-        s.hdfs_http_port,
-        s.hdfs_datanode_port,
-        s.hdfs_datanode_http_port,
-        s.hdfs_datanode_ipc_port,
+        s.hdfs.http_port,
+        s.hdfs.datanode_port,
+        s.hdfs.datanode_http_port,
+        s.hdfs.datanode_ipc_port,
     ):
         addresses = listening_addresses(port)
         assert addresses and addresses <= LOOPBACK, f"port {port} listens on {addresses}"
@@ -49,7 +49,7 @@ def test_the_lake_round_trips_parquet_through_webhdfs_and_spark(
     _, settings = lake_on_hdfs
     lake = Lake(settings)
     assert lake.offline_url("devices").startswith(
-        f"webhdfs://{settings.hdfs_user}@127.0.0.1:{settings.hdfs_http_port}/warden/"
+        f"webhdfs://{settings.hdfs.user}@127.0.0.1:{settings.hdfs.http_port}/warden/"
     )
     ts = [dt.datetime(2026, 11, 30, 23, 59, tzinfo=dt.UTC), dt.datetime(2026, 12, 1, 0, 1, tzinfo=dt.UTC)]
     table = pa.table({"ts": pa.array(ts, pa.timestamp("us", tz="UTC")), "reading": [1.5, 2.5]})
@@ -99,5 +99,5 @@ def test_down_stops_both_daemons(lake_on_hdfs: tuple[dict[str, str], Settings]) 
     assert "hdfs" in result.stdout
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
-    assert not port_is_open("127.0.0.1", settings.hdfs_http_port)
+    assert not port_is_open("127.0.0.1", settings.hdfs.http_port)
     assert not port_is_open("127.0.0.1", settings.hdfs_namenode[1])

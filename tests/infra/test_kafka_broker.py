@@ -25,7 +25,7 @@ def topic(kafka: Settings) -> str:
 def _consume_all(settings: Settings, topic: str, group: str, expected: int) -> list[bytes]:
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            "bootstrap.servers": settings.kafka.bootstrap,
             "group.id": group,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
@@ -45,7 +45,7 @@ def _consume_all(settings: Settings, topic: str, group: str, expected: int) -> l
 
 
 def test_transactions_hide_aborted_records(kafka: Settings, topic: str) -> None:
-    producer = Producer({"bootstrap.servers": kafka.kafka_bootstrap, "transactional.id": f"tx-{topic}"})
+    producer = Producer({"bootstrap.servers": kafka.kafka.bootstrap, "transactional.id": f"tx-{topic}"})
     producer.init_transactions(30)
     producer.begin_transaction()
     for i in range(10):
@@ -61,7 +61,7 @@ def test_transactions_hide_aborted_records(kafka: Settings, topic: str) -> None:
 
 
 def test_consumer_group_commits_and_resumes(kafka: Settings, topic: str) -> None:
-    producer = Producer({"bootstrap.servers": kafka.kafka_bootstrap, "acks": "all"})
+    producer = Producer({"bootstrap.servers": kafka.kafka.bootstrap, "acks": "all"})
     for i in range(30):
         producer.produce(topic, f"m-{i}".encode(), key=str(i % 5).encode())
     producer.flush(30)

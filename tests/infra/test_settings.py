@@ -11,9 +11,9 @@ def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch, tmp_path:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     settings = load_settings()
-    assert settings.kafka_bootstrap == "127.0.0.1:9092"
-    assert settings.kafka_listen == ("127.0.0.1", 9092)
-    assert (settings.topic_telemetry, settings.topic_alerts, settings.topic_dlq) == (
+    assert settings.kafka.bootstrap == "127.0.0.1:9092"
+    assert settings.kafka.listen == ("127.0.0.1", 9092)
+    assert (settings.topic.telemetry, settings.topic.alerts, settings.topic.dlq) == (
         "iot_stream",
         "anomaly_alerts",
         "iot_stream_dlq",
@@ -34,7 +34,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     settings = load_settings()
     assert settings.home == tmp_path / "h"
     assert settings.lake_url == "hdfs://127.0.0.1:8020/warden"
-    assert settings.kafka_listen == ("127.0.0.1", 19092)
+    assert settings.kafka.listen == ("127.0.0.1", 19092)
     assert settings.mlflow_tracking_uri == "http://127.0.0.1:15000"
     assert settings.telemetry_partitions == 6
     shown = settings.as_dict()
@@ -82,7 +82,7 @@ def test_hdfs_and_spark_cluster_addresses_come_from_the_urls(monkeypatch: pytest
     assert settings.lake_on_hdfs
     assert settings.hdfs_namenode == ("127.0.0.1", 18020)
     assert settings.webhdfs_url == "http://127.0.0.1:19870"
-    assert settings.spark_master_listen == ("127.0.0.1", 17077)
+    assert settings.spark.master_listen == ("127.0.0.1", 17077)
 
 
 def test_a_local_lake_and_spark_keep_the_embedded_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -91,4 +91,4 @@ def test_a_local_lake_and_spark_keep_the_embedded_defaults(monkeypatch: pytest.M
     settings = load_settings()
     assert not settings.lake_on_hdfs
     assert settings.hdfs_namenode == ("127.0.0.1", 8020)
-    assert settings.spark_master_listen == ("127.0.0.1", 7077)
+    assert settings.spark.master_listen == ("127.0.0.1", 7077)

@@ -60,10 +60,10 @@ def test_contract_topics_exist_with_their_partitions(full_stack: tuple[dict[str,
 def test_services_listen_on_loopback_only(full_stack: tuple[dict[str, str], Settings]) -> None:
     _, settings = full_stack
     ports = [
-        settings.kafka_listen[1],
-        settings.kafka_controller_port,
+        settings.kafka.listen[1],
+        settings.kafka.controller_port,
         settings.mlflow_listen[1],
-        settings.airflow_port,
+        settings.airflow.port,
         settings.dashboard_port,
     ]
     for port in ports:
@@ -84,10 +84,10 @@ def test_writes_need_a_login(full_stack: tuple[dict[str, str], Settings]) -> Non
     # The server remembers a checked login for a minute; that must let no other password through.
     wrong = (settings.mlflow_username, mlflow_password(settings) + "x")
     assert requests.post(create, json={"name": "wrong-login"}, auth=wrong, timeout=10).status_code == 401
-    dags = f"{settings.airflow_url}/api/v2/dags"
+    dags = f"{settings.airflow.url}/api/v2/dags"
     assert requests.get(dags, timeout=10).status_code == 401
     token = requests.post(
-        f"{settings.airflow_url}/auth/token",
+        f"{settings.airflow.url}/auth/token",
         json={"username": ADMIN_USER, "password": AirflowStack(settings).admin_password()},
         timeout=10,
     )
@@ -121,9 +121,9 @@ def test_port_taken_by_another_process_is_named(tmp_path: Path) -> None:
 @pytest.mark.stops_the_stack
 def test_kafka_data_survives_down_and_up(full_stack: tuple[dict[str, str], Settings]) -> None:
     env, settings = full_stack
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all"})
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "acks": "all"})
     for i in range(25):
-        producer.produce(settings.topic_dlq, f"kept-{i}".encode())
+        producer.produce(settings.topic.dlq, f"kept-{i}".encode())
     assert producer.flush(30) == 0
 
     kafka_pid = settings.home / "run" / "kafka.pid"
@@ -131,9 +131,9 @@ def test_kafka_data_survives_down_and_up(full_stack: tuple[dict[str, str], Setti
     assert not kafka_pid.exists()
     assert run_warden(env, "up", "--service", "kafka").returncode == 0
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "survivor"})
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": "survivor"})
     try:
-        low, high = _watermarks(consumer, TopicPartition(settings.topic_dlq, 0))
+        low, high = _watermarks(consumer, TopicPartition(settings.topic.dlq, 0))
     finally:
         consumer.close()
     assert high - low == 25

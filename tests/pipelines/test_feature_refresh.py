@@ -59,7 +59,7 @@ def test_history_days_old_is_online_for_every_device_after_the_first_refresh(
     known = [*DEVICES, "dev-newcomer"]
     online = online_features(ctx.feature_store, [*known, "dev-never-seen"]).set_index("device_id")
     newest = pd.Timestamp(history_end)
-    step, window = (timedelta(minutes=m) for m in (settings.feature_step_minutes, settings.feature_window_minutes))
+    step, window = (timedelta(minutes=m) for m in (settings.feature.step_minutes, settings.feature.window_minutes))
     for device in DEVICES:
         assert online.loc[device, STATS_COLUMNS[0]] is not None, device
         # Each device's newest window: the last grid point whose window still holds its last reading.
@@ -81,7 +81,7 @@ def test_history_days_old_is_online_for_every_device_after_the_first_refresh(
     # type's for the device without history.
     now = pd.Timestamp(datetime.now(UTC))
     events = online.reset_index().assign(ts=now, event_id="e", **{sensor: 10.0 for sensor in SENSOR_COLUMNS})
-    used = frames.usable_stats(events, settings.feature_max_age_minutes).set_index("device_id")
+    used = frames.usable_stats(events, settings.feature.max_age_minutes).set_index("device_id")
     assert list(used.loc[DEVICES, "feature_status"]) == [BASELINE] * len(DEVICES)
     assert used.loc["dev-newcomer", "feature_status"] == TYPE_BASELINE
     for column in STATS_COLUMNS:

@@ -91,7 +91,7 @@ def test_every_device_is_split_by_its_own_clock_and_the_coverage_is_logged(
     # the window before it holds none): Feast, asked for all views at once, dropped the first
     # day's, before the first baseline.
     missing = data.where(F.col("feature_status") == "missing").count()
-    assert 0 < missing <= DEVICES * load_settings().feature_step_minutes, missing
+    assert 0 < missing <= DEVICES * load_settings().feature.step_minutes, missing
     for device in devices:
         train, validation, test = (spans[(device, split)] for split in ("train", "validation", "test"))
         assert train[1] <= validation[0] and validation[1] <= test[0], device
@@ -120,7 +120,7 @@ def test_the_gate_refuses_a_candidate_below_the_unsupervised_floor_or_a_test_spl
         pass
     perfect_floor = Quality(1.0, 1.0, 1.0, 1.0, candidate.quality.rows, candidate.quality.positives)
     below = dataclasses.replace(candidate, run_id=run.info.run_id, floor=perfect_floor)
-    strict = load_settings().model_copy(update={"gate_min_test_anomalies": 10**6})
+    strict = load_settings().updated(gate_min_test_anomalies=10**6)
     verdict = judge(strict, spark, _registry(), trained_run.data.tags[TAG_TRAINING_SET], [below])
     assert not verdict.promotable
     failures = [r for r in verdict.reasons if "z-score" in r or "needed to judge" in r]
@@ -203,7 +203,7 @@ def test_a_candidate_that_does_not_beat_the_champion_is_registered_not_promotabl
     from pipelines.retrain import retrain, window_ending
 
     decide(_registry(), retrained.version, True, "pytest", "first champion")
-    strict = load_settings().model_copy(update={"gate_margin": 0.5})  # no model beats its champion by 0.5 F1
+    strict = load_settings().updated(gate_margin=0.5)  # no model beats its champion by 0.5 F1
     report = retrain(
         Context.build("warden-tests", strict), window_ending(strict, datetime.now(UTC)), ("xgboost",), seed=7
     )
@@ -248,7 +248,7 @@ def test_a_feature_row_from_after_an_event_is_never_joined_to_it(
     # A copy of the session's statistics: the planted row must not reach another test's training set.
     settings = load_settings().model_copy(update={"lake_root": str(tmp_path / "lake")})
     shutil.copytree(Path(load_settings().lake_url) / STATS_DATASET, Path(settings.lake_url) / STATS_DATASET)
-    step = timedelta(minutes=settings.feature_step_minutes)
+    step = timedelta(minutes=settings.feature.step_minutes)
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     grid_point = end - 3 * step
     # A statistics row one second after the event, with values no real window has.

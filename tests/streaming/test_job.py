@@ -49,9 +49,9 @@ def settings_of(env: dict[str, str]) -> Settings:
 
 
 def produce(settings: Settings, values: list[bytes], keys: list[bytes | None]) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True})
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "acks": "all", "enable.idempotence": True})
     for key, value in zip(keys, values, strict=True):
-        producer.produce(settings.topic_telemetry, value, key)
+        producer.produce(settings.topic.telemetry, value, key)
     assert producer.flush(30) == 0
 
 
@@ -118,10 +118,10 @@ def test_exactly_once_through_a_sigkill(
     # statistics are read: no event of a device the store knows is scored without them.
     assert "missing" not in set(rows["feature_status"])
 
-    letters = committed_records(settings, settings.topic_dlq)
+    letters = committed_records(settings, settings.topic.dlq)
     assert sorted((value, headers["reason"].decode()) for _, value, headers in letters) == sorted(MALFORMED)
     for _, _, headers in letters:
-        assert headers["source_topic"] == settings.topic_telemetry.encode()
+        assert headers["source_topic"] == settings.topic.telemetry.encode()
         assert int(headers["source_offset"]) >= 0 and headers["reason_detail"]
 
     rejected = Lake(settings).read_table("rejected").to_pandas()
@@ -129,7 +129,7 @@ def test_exactly_once_through_a_sigkill(
         MALFORMED
     )
 
-    alerts = committed_records(settings, settings.topic_alerts)
+    alerts = committed_records(settings, settings.topic.alerts)
     alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in alerts]
     assert len(alert_ids) == len(set(alert_ids)), "an alert was delivered twice"
     assert set(alert_ids) == set(rows.loc[rows["is_alert"], "event_id"])
@@ -268,7 +268,7 @@ def test_an_alert_storm_is_delivered_exactly_once(env: dict[str, str], settings_
     rows = rows[rows["event_id"].str.startswith("storm-")]
     assert len(rows) == 4000 and rows["is_alert"].mean() > 0.9
     time.sleep(3)  # the batch's transaction commits after its lake writes
-    alerts = [orjson.loads(value)["event_id"] for _, value, _ in committed_records(settings, settings.topic_alerts)]
+    alerts = [orjson.loads(value)["event_id"] for _, value, _ in committed_records(settings, settings.topic.alerts)]
     storm_alerts = [a for a in alerts if a.startswith("storm-")]
     assert len(storm_alerts) == len(set(storm_alerts))
     assert set(storm_alerts) == set(rows.loc[rows["is_alert"], "event_id"])

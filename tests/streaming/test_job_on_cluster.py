@@ -32,7 +32,7 @@ DURING_OUTAGE = 3000
 
 
 def produce_events(settings: Settings, count: int) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True})
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "acks": "all", "enable.idempotence": True})
     now = datetime.now(UTC)
     for i in range(count):
         event = {
@@ -45,7 +45,7 @@ def produce_events(settings: Settings, count: int) -> None:
             "vibration": 2.0,
             "voltage": 230.0,
         }
-        producer.produce(settings.topic_telemetry, orjson.dumps(event))
+        producer.produce(settings.topic.telemetry, orjson.dumps(event))
     assert producer.flush(30) == 0
 
 
@@ -85,7 +85,7 @@ def cluster_env(hdfs: dict[str, str], mlflow_server: Settings) -> Iterator[dict[
 
 def applications(settings: Settings) -> list[str]:
     """Names of the apps the standalone master has run or runs."""
-    state = requests.get(f"http://127.0.0.1:{settings.spark_master_ui_port}/json/", timeout=10).json()
+    state = requests.get(f"http://127.0.0.1:{settings.spark.master_ui_port}/json/", timeout=10).json()
     return [app["name"] for app in state["activeapps"] + state["completedapps"]]
 
 
@@ -142,7 +142,7 @@ def test_exactly_once_on_the_cluster_through_a_sigkill_and_a_datanode_restart(
     rows = scored(settings)
     assert len(rows) == EVENTS
     assert rows["event_id"].is_unique
-    alerts = committed_records(settings, settings.topic_alerts)
+    alerts = committed_records(settings, settings.topic.alerts)
     alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in alerts]
     assert len(alert_ids) == len(set(alert_ids)), "an alert was delivered twice"
     assert set(alert_ids) == set(rows.loc[rows["is_alert"], "event_id"])

@@ -15,21 +15,21 @@ pytestmark = pytest.mark.integration
 
 
 def test_produce_n_read_exactly_n_back(kafka: Settings, session_env: dict[str, str]) -> None:
-    before = end_offsets(kafka, kafka.topic_telemetry)
+    before = end_offsets(kafka, kafka.topic.telemetry)
     result = run_warden(
         session_env, "simulate", "--events", "5000", "--rate", "20000", "--devices", "40", "--seed", "3"
     )
     assert result.returncode == 0, result.stderr
     assert "produced 5,000 events" in result.stdout
-    after = end_offsets(kafka, kafka.topic_telemetry)
+    after = end_offsets(kafka, kafka.topic.telemetry)
     counts = count_records(kafka, before, after)
     assert sum(counts.values()) == 5000
     assert sum(1 for c in counts.values() if c) > 6  # keys spread over the 12 partitions
 
     # Key = device_id, and a device always lands in the same partition.
-    consumer = Consumer({"bootstrap.servers": kafka.kafka_bootstrap, "group.id": "key-check"})
+    consumer = Consumer({"bootstrap.servers": kafka.kafka.bootstrap, "group.id": "key-check"})
     partition = next(p for p, c in counts.items() if c)
-    consumer.assign([TopicPartition(kafka.topic_telemetry, partition, before.by_partition[partition])])
+    consumer.assign([TopicPartition(kafka.topic.telemetry, partition, before.by_partition[partition])])
     messages = consumer.consume(counts[partition], timeout=10)
     consumer.close()
     devices = {m.key().decode() for m in messages}

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def sink_settings(kafka: Settings) -> Settings:
     suffix = uuid.uuid4().hex[:8]
-    settings = kafka.model_copy(update={"topic_alerts": f"sink-alerts-{suffix}", "topic_dlq": f"sink-dlq-{suffix}"})
+    settings = kafka.updated(topic_alerts=f"sink-alerts-{suffix}", topic_dlq=f"sink-dlq-{suffix}")
     admin = admin_client(settings)
-    topics = [NewTopic(settings.topic_alerts, 1, 1), NewTopic(settings.topic_dlq, 1, 1)]
+    topics = [NewTopic(settings.topic.alerts, 1, 1), NewTopic(settings.topic.dlq, 1, 1)]
     for future in admin.create_topics(topics).values():
         future.result(timeout=30)
     return settings
@@ -50,10 +50,10 @@ def test_a_batch_whose_records_fail_midway_is_written_once_by_its_retry(sink_set
         assert not sink.publish(0, alerts, [])  # written: a replay is skipped
     finally:
         sink.close()
-    assert sorted(value for _, value, _ in committed_records(sink_settings, sink_settings.topic_alerts)) == sorted(
+    assert sorted(value for _, value, _ in committed_records(sink_settings, sink_settings.topic.alerts)) == sorted(
         value for _, value in alerts
     )
-    assert [value for _, value, _ in committed_records(sink_settings, sink_settings.topic_dlq)] == [b"\xff\xfe"]
+    assert [value for _, value, _ in committed_records(sink_settings, sink_settings.topic.dlq)] == [b"\xff\xfe"]
 
 
 def _batch(spark: SparkSession, batch_id: int, rows: int, tag: str) -> DataFrame:

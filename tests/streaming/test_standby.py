@@ -102,9 +102,9 @@ def drivers(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
 
 def test_two_drivers_never_run_the_query_at_once(drivers: Drivers) -> None:
     settings = drivers.settings
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True})
     for value in MALFORMED:
-        producer.produce(settings.topic_telemetry, value, b"dev-00001")
+        producer.produce(settings.topic.telemetry, value, b"dev-00001")
     assert producer.flush(30) == 0
     first = drivers.start()
     load = drivers.load()
@@ -213,10 +213,10 @@ def _assert_exactly_once(drivers: Drivers) -> None:
     rows = scored(settings)
     assert len(rows) == drivers.offered, f"{len(rows)} scored rows for {drivers.offered} events offered"
     assert rows["event_id"].is_unique
-    alerts = [orjson.loads(value)["event_id"] for _, value, _ in committed_records(settings, settings.topic_alerts)]
+    alerts = [orjson.loads(value)["event_id"] for _, value, _ in committed_records(settings, settings.topic.alerts)]
     assert len(alerts) == len(set(alerts)), "an alert was delivered twice"
     assert set(alerts) == set(rows.loc[rows["is_alert"], "event_id"])
-    letters = sorted(value for _, value, _ in committed_records(settings, settings.topic_dlq))
+    letters = sorted(value for _, value, _ in committed_records(settings, settings.topic.dlq))
     assert letters == sorted(MALFORMED)
     # The standbys' rehearsals wrote their records that are no events to scratch tables only.
     assert sorted(Lake(settings).read_table("rejected", ["value"]).to_pydict()["value"]) == sorted(MALFORMED)
