@@ -29,6 +29,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Producer
 
+from infra.context import Context
 from infra.lake import Lake
 from infra.logs import KAFKA_CLIENT_LOG
 from infra.progress import ProgressLine
@@ -54,6 +55,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
     system = Streamwarden(_takeover_settings(bench))
     scratch = system.settings  # with the system's own alert and dead-letter topics
     topics += [scratch.topic_telemetry, scratch.topic_alerts, scratch.topic_dlq]
+    lake = Context.build("warden-bench-takeover", scratch).lake  # the scenario's own lake
     progress = ProgressLine("takeover")
     drivers: dict[int, Running] = {}
     first = system.start("latest")
@@ -70,6 +72,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
             target=lambda: offered.append(
                 simulate(
                     scratch,
+                    lake,
                     SimulationParams(devices=devices, rate=rate, duration=seconds, seed=23),
                     ProgressLine("takeover load"),
                     stop=load_done,
@@ -144,7 +147,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         time.sleep(TAIL_SECONDS)
         load_done.set()
         load.join()
-        _wait_scored(scratch, offered[0])
+        _wait_scored(lake, offered[0])
         time.sleep(3)  # a duplicate would land now
         for running in drivers.values():
             running.stop()
@@ -164,7 +167,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         "kills": kills_measured,
         "takeover_s": {"min": min(times), "median": statistics.median(times), "max": max(times)},
         "broker_bounce": bounce,
-        **exactly_once(scratch, offered[0], alert_ids),
+        **exactly_once(lake, offered[0], alert_ids),
         "dead_letters": len(letters),
         "dead_letters_match": sorted(letters) == sorted(malformed),
     }
@@ -252,10 +255,10 @@ def _batch_after(settings: Settings, driver: int, since: float) -> BatchRecord |
     return min(after, key=lambda r: r.finished_at or 0) if after else None
 
 
-def _wait_scored(settings: Settings, offered: int) -> None:
+def _wait_scored(lake: Lake, offered: int) -> None:
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        if len(Lake(settings).read_table("scored", ["event_id"])) >= offered:
+        if len(lake.read_table("scored", ["event_id"])) >= offered:
             return
         time.sleep(5)
     raise SystemExit(f"error: {offered:,} events not all scored 900 s after the load ended")
