@@ -42,6 +42,7 @@ from infra.context import Context
 from infra.lake import Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
+from infra.waiting import wait_until
 from streaming.kafka_io import end_offsets
 from streaming.simulation import SimulationParams, simulate
 from systems import Batch, Running, Streamwarden, System
@@ -50,12 +51,14 @@ WARMUP_SECONDS = 10.0  # a short load before each measured one: JIT, Python work
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, running: Running, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
+    def ready() -> bool:
+        if condition():
+            return True
         running.check_alive()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"error: {running.system.name}: timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
+        return False
+
+    if not wait_until(ready, timeout=timeout, interval=0.5):
+        raise SystemExit(f"error: {running.system.name}: timed out after {timeout:.0f} s waiting for {what}")
 
 
 def wait_drained(running: Running, since: float, offered: int, timeout: float) -> float | None:
@@ -64,14 +67,13 @@ def wait_drained(running: Running, since: float, offered: int, timeout: float) -
 
     Counting rows, not waiting for quiet: a system busy with one long batch reports nothing
     until it ends, and would look idle."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def drained() -> float | None:
         running.check_alive()
         done = [b for b in running.batches() if b.end >= since and b.rows]
-        if sum(b.rows for b in done) >= offered:
-            return max(b.end for b in done)
-        time.sleep(0.5)
-    return None
+        return max(b.end for b in done) if sum(b.rows for b in done) >= offered else None
+
+    return wait_until(drained, done=lambda end: end is not None, timeout=timeout, interval=0.5)
 
 
 def offer(ctx: Context, rate: float, seconds: float, devices: int, label: str) -> int:

@@ -36,6 +36,7 @@ from infra.lake import table_properties
 from infra.progress import ProgressLine
 from infra.settings import load_settings
 from infra.stack.kafka import KafkaBroker
+from infra.waiting import wait_until
 from streaming.job import stream_session, telemetry_records
 from streaming.simulation import SimulationParams, simulate
 
@@ -90,11 +91,12 @@ def measure(spark: SparkSession, ctx: Context, body: str, bursts: int, events: i
             params = SimulationParams(devices=devices, rate=50 * events, events=events)
             burst = ProgressLine(f"spark floor, {body}, burst {n + 1}/{bursts}")
             offered = simulate(settings, ctx.lake, params, burst).events
-            deadline = time.monotonic() + 120
-            while sum(p["numInputRows"] for p in query.recentProgress) < read + offered:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"error: the {body} query did not read a {offered:,}-event burst in 120 s")
-                time.sleep(0.1)
+            if not wait_until(
+                lambda target=read + offered: sum(p["numInputRows"] for p in query.recentProgress) >= target,
+                timeout=120,
+                interval=0.1,
+            ):
+                raise SystemExit(f"error: the {body} query did not read a {offered:,}-event burst in 120 s")
             read += offered
             time.sleep(1.0)  # idle between bursts, as in the fixed-cost scenario
         sized = [p for p in query.recentProgress if 0.5 * events <= p["numInputRows"] <= 1.5 * events]

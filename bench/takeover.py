@@ -35,6 +35,7 @@ from infra.logs import KAFKA_CLIENT_LOG
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
+from infra.waiting import wait_until
 from scenarios import exactly_once, wait_for
 from streaming.drivers import read_drivers
 from streaming.kafka_io import committed_records
@@ -206,15 +207,16 @@ def _bounce_broker(settings: Settings, scratch: Settings, progress: ProgressLine
     if done.returncode:
         raise SystemExit(f"error: warden up --service kafka failed: {done.stderr.decode()[-500:]}")
     restarted = time.time()
-    deadline = restarted + 600
-    while time.time() < deadline:
-        after = [r for r in batch_records(scratch) if (r.finished_at or 0) > restarted and r.input_rows]
-        if after:
-            back = min(r.finished_at or 0 for r in after)
-            progress.update(f"broker back in {restarted - killed:.1f} s, the stream {back - killed:.1f} s", force=True)
-            return {"broker_restart_s": restarted - killed, "stream_back_s": back - killed}
-        time.sleep(0.5)
-    raise SystemExit("error: the stream scored nothing in 600 s after the broker came back")
+    after = wait_until(
+        lambda: [r for r in batch_records(scratch) if (r.finished_at or 0) > restarted and r.input_rows],
+        timeout=600,
+        interval=0.5,
+    )
+    if not after:
+        raise SystemExit("error: the stream scored nothing in 600 s after the broker came back")
+    back = min(r.finished_at or 0 for r in after)
+    progress.update(f"broker back in {restarted - killed:.1f} s, the stream {back - killed:.1f} s", force=True)
+    return {"broker_restart_s": restarted - killed, "stream_back_s": back - killed}
 
 
 def _caught_up(settings: Settings, driver: int, rate: float, steady_rows: float | None = None) -> bool:
@@ -256,9 +258,5 @@ def _batch_after(settings: Settings, driver: int, since: float) -> BatchRecord |
 
 
 def _wait_scored(lake: Lake, offered: int) -> None:
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if len(lake.read_table("scored", ["event_id"])) >= offered:
-            return
-        time.sleep(5)
-    raise SystemExit(f"error: {offered:,} events not all scored 900 s after the load ended")
+    if not wait_until(lambda: len(lake.read_table("scored", ["event_id"])) >= offered, timeout=900, interval=5):
+        raise SystemExit(f"error: {offered:,} events not all scored 900 s after the load ended")
