@@ -20,10 +20,10 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from infra.context import Context
 from infra.progress import ProgressLine
 from infra.secrets import mlflow_password
 from infra.settings import Settings
-from infra.spark import spark_session
 from models import registry
 from models.estimators import MODEL_KINDS
 from models.evaluation import Quality
@@ -36,10 +36,11 @@ from pipelines.training_set import Window, build_training_set, read_training_set
 from pipelines.unsupervised_floor import zscore_floor
 
 
-def held_out_quality(settings: Settings, days: int, devices: int, seed: int) -> dict:
-    """Precision, recall, F1 and PR-AUC of the champion on `days` of fresh history (`seed`)."""
-    client = registry.configure_mlflow(settings)
-    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+def held_out_quality(ctx: Context, days: int, devices: int, seed: int) -> dict:
+    """Precision, recall, F1 and PR-AUC of the champion of `ctx`'s model on `days` of fresh
+    history (`seed`)."""
+    settings = ctx.settings
+    champion = ctx.registry.by_alias(registry.CHAMPION)
     if champion is None:
         raise SystemExit(f"error: {settings.model_name} has no champion; train and promote one first")
     scratch = Path(tempfile.mkdtemp(prefix="warden-quality-"))
@@ -53,16 +54,17 @@ def held_out_quality(settings: Settings, days: int, devices: int, seed: int) -> 
     try:
         end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         window = Window(end - timedelta(days=days), end)
-        backfill(held_out, BackfillParams(days=days, devices=devices, seed=seed, end=end), ProgressLine("history"))
-        spark = spark_session(held_out, "warden-quality", with_kafka=False)
+        fresh = Context.build("warden-quality", held_out)
+        backfill(fresh.lake, BackfillParams(days=days, devices=devices, seed=seed, end=end), ProgressLine("history"))
+        spark = fresh.spark
         try:
-            refresh_features(held_out, spark, window.end, None, ProgressLine("features"))
+            refresh_features(fresh, window.end, None, ProgressLine("features"))
             progress = ProgressLine("quality")
             progress.update(
                 f"scoring {window} with {settings.model_name} v{champion.version} ({champion.kind})", force=True
             )
             model = load_version(spark, champion)
-            quality = judge_on(model.score, build_training_set(held_out, spark, window), champion.threshold)
+            quality = judge_on(model.score, build_training_set(fresh, window), champion.threshold)
         finally:
             spark.stop()
     finally:
@@ -99,20 +101,21 @@ def trained_quality(settings: Settings, scenario: str, devices: int, days: int, 
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     held_out = Window(end - timedelta(days=1), end)
     try:
-        backfill(trained, BackfillParams(days=days + 1, devices=devices, seed=seed, end=end, scenario=scenario))
-        spark = spark_session(trained, f"warden-quality-{scenario}", with_kafka=False)
+        ctx = Context.build(f"warden-quality-{scenario}", trained)
+        backfill(ctx.lake, BackfillParams(days=days + 1, devices=devices, seed=seed, end=end, scenario=scenario))
+        spark = ctx.spark
         try:
-            report = retrain(trained, spark, Window(held_out.start - timedelta(days=days), held_out.start), MODEL_KINDS)
+            report = retrain(ctx, Window(held_out.start - timedelta(days=days), held_out.start), MODEL_KINDS)
             assert report.version is not None and report.verdict is not None  # noqa: S101 - narrows the type
             version = report.version
             train_split = read_training_set(spark, report.training_set).where("split = 'train'")
             start = held_out.start - timedelta(minutes=trained.feature_window_minutes)
-            refresh_features(trained, spark, held_out.end, start, ProgressLine("features"))
+            refresh_features(ctx, held_out.end, start, ProgressLine("features"))
             progress = ProgressLine("quality")
             progress.update(
                 f"scoring the held-out day with {trained.model_name} v{version.version} ({version.kind})", force=True
             )
-            held = build_training_set(trained, spark, held_out).cache()
+            held = build_training_set(ctx, held_out).cache()
             quality = judge_on(load_version(spark, version).score, held, version.threshold)
             floor = zscore_floor(train_split, held)
             held.unpersist()

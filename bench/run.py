@@ -34,12 +34,12 @@ from confluent_kafka import KafkaError, KafkaException
 from pydantic import SecretStr
 
 from features.formulas import FEATURE_COLUMNS
+from infra.context import Context
 from infra.endpoints import admin_client
 from infra.logs import configure as configure_logging
 from infra.progress import ProgressLine
 from infra.secrets import mlflow_password
-from infra.settings import PROJECT_ROOT, Settings, get_settings
-from infra.spark import spark_session
+from infra.settings import PROJECT_ROOT, Settings, load_settings
 from infra.stack.kafka import KafkaBroker
 from models import registry
 from models.estimators import XGBOOST
@@ -80,9 +80,10 @@ def scratch_settings(settings: Settings, home: Path) -> Settings:
 
 def prepare(bench: Settings, devices: int) -> None:
     """A day of the fleet's history and fresh online statistics: what the stream scores against."""
-    backfill(bench, BackfillParams(days=1, devices=devices, interval_s=300), ProgressLine("history"))
-    spark = spark_session(bench, "warden-bench-features", with_kafka=False)
-    refresh_features(bench, spark, datetime.now(UTC), None, ProgressLine("features"))
+    ctx = Context.build("warden-bench-features", bench)
+    backfill(ctx.lake, BackfillParams(days=1, devices=devices, interval_s=300), ProgressLine("history"))
+    spark = ctx.spark
+    refresh_features(ctx, datetime.now(UTC), None, ProgressLine("features"))
     spark.stop()
     KafkaBroker(bench).ensure_topics()
 
@@ -90,25 +91,24 @@ def prepare(bench: Settings, devices: int) -> None:
 def bench_champion(settings: Settings, bench: Settings) -> tuple[Settings, registry.VersionInfo]:
     """The XGBoost champion every system scores with: the configured model's, or else one the
     bench trains on its own history (the baselines cannot score a Spark MLlib forest)."""
-    client = registry.configure_mlflow(settings)
-    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+    configured = Context.build("warden-bench", bench).for_model(settings.model_name)
+    champion = configured.registry.by_alias(registry.CHAMPION)
     if _scores_today(champion):
         return bench, champion
     bench = bench.model_copy(update={"model_name": f"{settings.model_name}-bench", "training_window_days": 1})
-    champion = registry.version_by_alias(client, bench.model_name, registry.CHAMPION)
+    ctx = Context.build("warden-bench-train", bench)
+    champion = ctx.registry.by_alias(registry.CHAMPION)
     if not _scores_today(champion):
-        spark = spark_session(bench, "warden-bench-train", with_kafka=False)
+        spark = ctx.spark
         try:
-            report = retrain(
-                bench, spark, window_ending(bench, datetime.now(UTC)), (XGBOOST,), 0, ProgressLine("train")
-            )
+            report = retrain(ctx, window_ending(bench, datetime.now(UTC)), (XGBOOST,), 0, ProgressLine("train"))
         finally:
             spark.stop()
         assert report.version is not None  # noqa: S101 - retrain() always fills the report; this narrows its type
         # The bench measures speed with a model of its own; a one-day window may not pass the
         # gate's floors, and the override, if any, is recorded on the version.
         champion = decide(
-            bench, report.version.version, True, "bench/run.py", "the benchmark's own model", override_gate=True
+            ctx.registry, report.version.version, True, "bench/run.py", "the benchmark's own model", override_gate=True
         )
     return bench, champion
 
@@ -203,7 +203,7 @@ def main() -> None:
     if "throughput" not in args.scenarios and args.max_rate is None and args.scenarios & {"latency", "recovery"}:
         parser.error("latency and recovery without the throughput scenario need --max-rate")
 
-    settings = get_settings()
+    settings = load_settings()
     # The console carries the bench's own lines; the libraries' go to the log, as with `warden`.
     configure_logging(settings)
     names = [n.strip() for n in args.systems.split(",") if n.strip()]
@@ -211,10 +211,9 @@ def main() -> None:
     stem = f"{started:%Y%m%d-%H%M}-{git_commit()[:8]}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     bench = scratch_settings(settings, Path(tempfile.mkdtemp(prefix="warden-bench-")))
-    # The Feast repository's modules read their lake and store paths from this process's
-    # settings: point them at the scratch home, not at the user's own lake.
+    # The scratch home, not the user's own, for whatever reads its settings from this process's
+    # environment (the processes the bench starts); each stage here is handed the bench's settings.
     os.environ.update(bench.to_env())
-    get_settings.cache_clear()
     result: dict = {
         "started": started.isoformat(),
         "commit": git_commit(),
@@ -271,6 +270,8 @@ def on_the_champion(
     (for the champion's model). Topics it creates are added to `topics`."""
     prepare(bench, args.devices)
     bench, champion = bench_champion(settings, bench)
+    # The bench's lake (the simulator writes its labels there) and registry (the quality scenario's champion).
+    ctx = Context.build("warden-bench", bench)
     result["champion"] = {"name": champion.name, "version": champion.version, "kind": champion.kind}
     under_test = systems(bench, names)
     topics += [bench.topic_telemetry, bench.topic_alerts, bench.topic_dlq]
@@ -278,12 +279,13 @@ def on_the_champion(
     if "throughput" in args.scenarios:
         simulate(
             bench,
+            ctx.lake,
             SimulationParams(devices=args.devices, rate=300_000, events=args.backlog),
             ProgressLine("backlog"),
         )
     ours = next((s for s in under_test if isinstance(s, Streamwarden)), None)
     if ours is not None and "fixedcost" in args.scenarios:
-        runs = [fixed_cost(ours, bench, args.devices, spark_log=n == 0) for n in range(args.runs)]
+        runs = [fixed_cost(ours, ctx, args.devices, spark_log=n == 0) for n in range(args.runs)]
         floors = [spark_floor(bench, args.devices) for _ in range(args.runs)]
         result["fixed_cost"] = {
             "runs": runs,
@@ -296,7 +298,7 @@ def on_the_champion(
         }
         save(result, stem)
     for system in under_test:
-        result["systems"][system.name] = measure(system, bench, args, stem)
+        result["systems"][system.name] = measure(system, ctx, args, stem)
         save(result, stem)  # a long run interrupted later keeps what it measured
     if "streamwarden" in names and "recovery" in args.scenarios:
         ours = result["systems"]["streamwarden"]
@@ -315,7 +317,7 @@ def on_the_champion(
         save(result, stem)
     if "quality" in args.scenarios:
         # Fixed seed and model: repeated within the hour, it gives the same figures.
-        result["quality"] = held_out_quality(bench, days=1, devices=50, seed=99)
+        result["quality"] = held_out_quality(ctx, days=1, devices=50, seed=99)
     return bench
 
 
@@ -333,7 +335,7 @@ def sustainable(measured: dict) -> float:
     )
 
 
-def measure(system: System, bench: Settings, args: argparse.Namespace, stem: str) -> dict:
+def measure(system: System, ctx: Context, args: argparse.Namespace, stem: str) -> dict:
     """Backlog throughput, then the sustained search from 50 % of it, then latency at 25 % and
     50 % of the sustained max (or of `--max-rate`): each `args.runs` times."""
     print(f"\n== {system.name}")
@@ -344,7 +346,7 @@ def measure(system: System, bench: Settings, args: argparse.Namespace, stem: str
         per_minute = summary([r["events_per_minute"] for r in backlog])
         start_rate = 0.5 * per_minute["median"] / 60
         searches = [
-            sustained(system, bench, start_rate, args.seconds, args.steps, args.devices) for _ in range(args.runs)
+            sustained(system, ctx, start_rate, args.seconds, args.steps, args.devices) for _ in range(args.runs)
         ]
         measured["backlog"] = {"runs": backlog, "events_per_minute": per_minute}
         measured["sustained"] = {
@@ -360,7 +362,7 @@ def measure(system: System, bench: Settings, args: argparse.Namespace, stem: str
         profiles = [
             RESULTS / f"{stem}-{system.name}.pyspy.txt" if share == 0.5 and n == 0 else None for n in range(args.runs)
         ]
-        runs = [latency(system, bench, share * ceiling, args.seconds, args.devices, profile) for profile in profiles]
+        runs = [latency(system, ctx, share * ceiling, args.seconds, args.devices, profile) for profile in profiles]
         measured["latency"][f"{share:.0%}"] = {
             "runs": runs,
             **{q: summary([r[q] for r in runs]) for q in ("p50", "p95", "p99")},

@@ -38,9 +38,11 @@ from confluent_kafka import Consumer, TopicPartition
 
 import cpu_profile
 import spark_stages
+from infra.context import Context
 from infra.lake import Lake
 from infra.progress import ProgressLine
 from infra.settings import Settings
+from infra.waiting import wait_until
 from streaming.kafka_io import end_offsets
 from streaming.simulation import SimulationParams, simulate
 from systems import Batch, Running, Streamwarden, System
@@ -49,12 +51,14 @@ WARMUP_SECONDS = 10.0  # a short load before each measured one: JIT, Python work
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, running: Running, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
+    def ready() -> bool:
+        if condition():
+            return True
         running.check_alive()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"error: {running.system.name}: timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
+        return False
+
+    if not wait_until(ready, timeout=timeout, interval=0.5):
+        raise SystemExit(f"error: {running.system.name}: timed out after {timeout:.0f} s waiting for {what}")
 
 
 def wait_drained(running: Running, since: float, offered: int, timeout: float) -> float | None:
@@ -63,27 +67,27 @@ def wait_drained(running: Running, since: float, offered: int, timeout: float) -
 
     Counting rows, not waiting for quiet: a system busy with one long batch reports nothing
     until it ends, and would look idle."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def drained() -> float | None:
         running.check_alive()
         done = [b for b in running.batches() if b.end >= since and b.rows]
-        if sum(b.rows for b in done) >= offered:
-            return max(b.end for b in done)
-        time.sleep(0.5)
-    return None
+        return max(b.end for b in done) if sum(b.rows for b in done) >= offered else None
+
+    return wait_until(drained, done=lambda end: end is not None, timeout=timeout, interval=0.5)
 
 
-def offer(bench: Settings, rate: float, seconds: float, devices: int, label: str) -> int:
-    """The simulator at a fixed rate: the events it produced."""
-    report = simulate(bench, SimulationParams(devices=devices, rate=rate, duration=seconds), ProgressLine(label))
+def offer(ctx: Context, rate: float, seconds: float, devices: int, label: str) -> int:
+    """The simulator at a fixed rate, into the context's topic and lake: the events it produced."""
+    params = SimulationParams(devices=devices, rate=rate, duration=seconds)
+    report = simulate(ctx.settings, ctx.lake, params, ProgressLine(label))
     return report.events
 
 
-def warm_up(running: Running, bench: Settings, rate: float, devices: int) -> None:
+def warm_up(running: Running, ctx: Context, rate: float, devices: int) -> None:
     """Offer a short load and wait until it is processed, so that the measured load meets a warm
     system (as in production), not the first batches of a fresh process."""
     since = time.time()
-    offered = offer(bench, rate, WARMUP_SECONDS, devices, f"{running.system.name} warm-up at {rate:,.0f}/s")
+    offered = offer(ctx, rate, WARMUP_SECONDS, devices, f"{running.system.name} warm-up at {rate:,.0f}/s")
     if wait_drained(running, since, offered, timeout=600) is None:
         raise SystemExit(f"error: {running.system.name} did not process its {offered:,}-event warm-up in 600 s")
 
@@ -113,18 +117,18 @@ def backlog_throughput(system: System, events: int, max_seconds: float) -> dict:
     return {"events_per_minute": per_minute, "batches": len(batches), "rows": rows, "seconds": seconds}
 
 
-def sustained(system: System, bench: Settings, start_rate: float, seconds: float, steps: int, devices: int) -> dict:
+def sustained(system: System, ctx: Context, start_rate: float, seconds: float, steps: int, devices: int) -> dict:
     """Raise the offered rate by 25 % a step until the system falls behind."""
     grace = max(10.0, 0.15 * seconds)
     running = system.start("latest")
     trials = []
     try:
         wait_for(system.started, 300, running, "the system to start")
-        warm_up(running, bench, start_rate, devices)
+        warm_up(running, ctx, start_rate, devices)
         rate = start_rate
         for _ in range(steps):
             load_start = time.time()
-            offered = offer(bench, rate, seconds, devices, f"{system.name} offered {rate:,.0f}/s")
+            offered = offer(ctx, rate, seconds, devices, f"{system.name} offered {rate:,.0f}/s")
             load_end = time.time()
             drained = wait_drained(running, load_start, offered, timeout=max(600.0, 3 * seconds))
             during = [b for b in running.batches() if b.end >= load_start]
@@ -199,21 +203,21 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def latency(
-    system: System, bench: Settings, rate: float, seconds: float, devices: int, profile_to: Path | None = None
+    system: System, ctx: Context, rate: float, seconds: float, devices: int, profile_to: Path | None = None
 ) -> dict:
     """Alert latency at `rate`; with `profile_to`, py-spy samples the system during the load and,
     for streamwarden, Spark logs its events (bench/spark_stages.py)."""
-    spark_log = bench.home / "spark-events" if profile_to and isinstance(system, Streamwarden) else None
+    spark_log = ctx.settings.home / "spark-events" if profile_to and isinstance(system, Streamwarden) else None
     running = system.start("latest", env=spark_stages.event_log_env(spark_log) if spark_log else None)
     profile: dict = {}
     stages: dict = {}
     try:
         wait_for(system.started, 300, running, "the system to start")
-        warm_up(running, bench, rate, devices)
-        with AlertClock(bench, system.alerts_topic) as clock:
+        warm_up(running, ctx, rate, devices)
+        with AlertClock(ctx.settings, system.alerts_topic) as clock:
             since = time.time()
             recorder = cpu_profile.start(running.proc.pid, seconds, profile_to) if profile_to else None
-            offered = offer(bench, rate, seconds, devices, f"{system.name} latency at {rate:,.0f}/s")
+            offered = offer(ctx, rate, seconds, devices, f"{system.name} latency at {rate:,.0f}/s")
             if profile_to:
                 profile = cpu_profile.finish(recorder, profile_to)
             if wait_drained(running, since, offered, timeout=600) is None:
@@ -252,21 +256,22 @@ def batch_profile(batches: list[Batch]) -> dict:
 
 
 def fixed_cost(
-    system: Streamwarden, bench: Settings, devices: int, bursts: int = 12, events: int = 1000, spark_log: bool = False
+    system: Streamwarden, ctx: Context, devices: int, bursts: int = 12, events: int = 1000, spark_log: bool = False
 ) -> dict:
     """What a batch costs besides its rows: bursts of `events` sent to an otherwise idle job, one
     at a time, and the median duration (and phase clock) of the batches that held about one burst;
     with `spark_log`, also Spark's account of those batches (bench/spark_stages.py)."""
-    log_folder = bench.home / "spark-events-fixed-cost" if spark_log else None
+    log_folder = ctx.settings.home / "spark-events-fixed-cost" if spark_log else None
     running = system.start("latest", env=spark_stages.event_log_env(log_folder) if log_folder else None)
     try:
         wait_for(system.started, 300, running, "the system to start")
-        warm_up(running, bench, 500.0, devices)
+        warm_up(running, ctx, 500.0, devices)
         since = time.time()
         for n in range(bursts):
             sent = time.time()
             params = SimulationParams(devices=devices, rate=50 * events, events=events)
-            offered = simulate(bench, params, ProgressLine(f"{system.name} fixed cost, burst {n + 1}/{bursts}")).events
+            burst = ProgressLine(f"{system.name} fixed cost, burst {n + 1}/{bursts}")
+            offered = simulate(ctx.settings, ctx.lake, params, burst).events
             if wait_drained(running, sent, offered, timeout=300) is None:
                 raise SystemExit(f"error: {system.name} did not process a {offered:,}-event burst in 300 s")
             time.sleep(1.0)  # idle between bursts: each one meets a job with nothing else to do
@@ -301,15 +306,15 @@ def recovery(bench: Settings, number: int, rate: float, seconds: float, devices:
             "topic_telemetry": f"{bench.topic_telemetry}_recovery_{number}",
         }
     )
+    ctx = Context.build("warden-bench-recovery", scratch)
+    lake = ctx.lake  # built here, not in the load's thread
     system = Streamwarden(scratch)
     running = system.start("latest")
     restarted: Running | None = None
     offered: list[int] = []
     try:
         wait_for(system.started, 300, running, "the stream to start")
-        load = threading.Thread(
-            target=lambda: offered.append(offer(scratch, rate, seconds, devices, f"recovery {number}"))
-        )
+        load = threading.Thread(target=lambda: offered.append(offer(ctx, rate, seconds, devices, f"recovery {number}")))
         with AlertClock(scratch, system.alerts_topic) as clock:
             load.start()
             wait_for(lambda: any(b.rows for b in running.batches()), 300, running, "a first batch under load")
@@ -335,13 +340,13 @@ def recovery(bench: Settings, number: int, rate: float, seconds: float, devices:
         for process in (running, restarted):
             if process is not None:
                 process.kill()
-    return {"offered": offered[0], "recovery_s": back - killed, **exactly_once(scratch, offered[0], alert_ids)}
+    return {"offered": offered[0], "recovery_s": back - killed, **exactly_once(lake, offered[0], alert_ids)}
 
 
-def exactly_once(settings: Settings, offered: int, alert_ids: list[str]) -> dict:
+def exactly_once(lake: Lake, offered: int, alert_ids: list[str]) -> dict:
     """The lake's `scored` rows against the events offered (lost, duplicated), and the alerts
     delivered (their event ids) against the scored rows flagged as alerts."""
-    scored = Lake(settings).read_table("scored", ["event_id", "is_alert"])
+    scored = lake.read_table("scored", ["event_id", "is_alert"])
     event_ids = scored.column("event_id").to_pylist()
     flagged = {e for e, alert in zip(event_ids, scored.column("is_alert").to_pylist(), strict=True) if alert}
     return {

@@ -30,11 +30,13 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from infra.context import Context
 from infra.endpoints import admin_client
 from infra.lake import table_properties
 from infra.progress import ProgressLine
-from infra.settings import Settings, get_settings
+from infra.settings import load_settings
 from infra.stack.kafka import KafkaBroker
+from infra.waiting import wait_until
 from streaming.job import stream_session, telemetry_records
 from streaming.simulation import SimulationParams, simulate
 
@@ -70,8 +72,9 @@ def _body(name: str, folder: str) -> Callable[[DataFrame, int], None]:
     return {"count": count, "parquet": parquet, "delta": delta}[name]
 
 
-def measure(spark: SparkSession, settings: Settings, body: str, bursts: int, events: int, devices: int) -> dict:
+def measure(spark: SparkSession, ctx: Context, body: str, bursts: int, events: int, devices: int) -> dict:
     """One query with this body: the median duration of the batches that held about one burst."""
+    settings = ctx.settings
     folder = str(settings.home / "spark-floor" / body)
     query = (
         telemetry_records(spark, settings)
@@ -86,12 +89,14 @@ def measure(spark: SparkSession, settings: Settings, body: str, bursts: int, eve
         read = 0
         for n in range(bursts):
             params = SimulationParams(devices=devices, rate=50 * events, events=events)
-            offered = simulate(settings, params, ProgressLine(f"spark floor, {body}, burst {n + 1}/{bursts}")).events
-            deadline = time.monotonic() + 120
-            while sum(p["numInputRows"] for p in query.recentProgress) < read + offered:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"error: the {body} query did not read a {offered:,}-event burst in 120 s")
-                time.sleep(0.1)
+            burst = ProgressLine(f"spark floor, {body}, burst {n + 1}/{bursts}")
+            offered = simulate(settings, ctx.lake, params, burst).events
+            if not wait_until(
+                lambda target=read + offered: sum(p["numInputRows"] for p in query.recentProgress) >= target,
+                timeout=120,
+                interval=0.1,
+            ):
+                raise SystemExit(f"error: the {body} query did not read a {offered:,}-event burst in 120 s")
             read += offered
             time.sleep(1.0)  # idle between bursts, as in the fixed-cost scenario
         sized = [p for p in query.recentProgress if 0.5 * events <= p["numInputRows"] <= 1.5 * events]
@@ -107,15 +112,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1000, help="events per burst (default 1000)")
     parser.add_argument("--devices", type=int, default=200, help="devices in the fleet (default 200)")
     args = parser.parse_args()
-    base = get_settings()
+    base = load_settings()
     # A topic of its own, partitioned as the telemetry topic is (`ensure_topics`).
     settings = base.model_copy(
         update={"topic_telemetry": f"{base.topic_telemetry}_floor", "stream_starting_offsets": "latest"}
     )
     KafkaBroker(settings).ensure_topics()
-    spark = stream_session(settings, "bench-spark-floor")
+    ctx = Context.build("bench-spark-floor", settings, with_kafka=True)
+    spark = stream_session(ctx)
     try:
-        result = {body: measure(spark, settings, body, args.bursts, args.events, args.devices) for body in BODIES}
+        result = {body: measure(spark, ctx, body, args.bursts, args.events, args.devices) for body in BODIES}
     finally:
         admin_client(settings).delete_topics([settings.topic_telemetry])
     print(json.dumps(result), flush=True)

@@ -29,11 +29,13 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Producer
 
+from infra.context import Context
 from infra.lake import Lake
 from infra.logs import KAFKA_CLIENT_LOG
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from infra.stack.kafka import KafkaBroker
+from infra.waiting import wait_until
 from scenarios import exactly_once, wait_for
 from streaming.drivers import read_drivers
 from streaming.kafka_io import committed_records
@@ -54,6 +56,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
     system = Streamwarden(_takeover_settings(bench))
     scratch = system.settings  # with the system's own alert and dead-letter topics
     topics += [scratch.topic_telemetry, scratch.topic_alerts, scratch.topic_dlq]
+    lake = Context.build("warden-bench-takeover", scratch).lake  # the scenario's own lake
     progress = ProgressLine("takeover")
     drivers: dict[int, Running] = {}
     first = system.start("latest")
@@ -70,6 +73,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
             target=lambda: offered.append(
                 simulate(
                     scratch,
+                    lake,
                     SimulationParams(devices=devices, rate=rate, duration=seconds, seed=23),
                     ProgressLine("takeover load"),
                     stop=load_done,
@@ -144,7 +148,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         time.sleep(TAIL_SECONDS)
         load_done.set()
         load.join()
-        _wait_scored(scratch, offered[0])
+        _wait_scored(lake, offered[0])
         time.sleep(3)  # a duplicate would land now
         for running in drivers.values():
             running.stop()
@@ -164,7 +168,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         "kills": kills_measured,
         "takeover_s": {"min": min(times), "median": statistics.median(times), "max": max(times)},
         "broker_bounce": bounce,
-        **exactly_once(scratch, offered[0], alert_ids),
+        **exactly_once(lake, offered[0], alert_ids),
         "dead_letters": len(letters),
         "dead_letters_match": sorted(letters) == sorted(malformed),
     }
@@ -203,15 +207,16 @@ def _bounce_broker(settings: Settings, scratch: Settings, progress: ProgressLine
     if done.returncode:
         raise SystemExit(f"error: warden up --service kafka failed: {done.stderr.decode()[-500:]}")
     restarted = time.time()
-    deadline = restarted + 600
-    while time.time() < deadline:
-        after = [r for r in batch_records(scratch) if (r.finished_at or 0) > restarted and r.input_rows]
-        if after:
-            back = min(r.finished_at or 0 for r in after)
-            progress.update(f"broker back in {restarted - killed:.1f} s, the stream {back - killed:.1f} s", force=True)
-            return {"broker_restart_s": restarted - killed, "stream_back_s": back - killed}
-        time.sleep(0.5)
-    raise SystemExit("error: the stream scored nothing in 600 s after the broker came back")
+    after = wait_until(
+        lambda: [r for r in batch_records(scratch) if (r.finished_at or 0) > restarted and r.input_rows],
+        timeout=600,
+        interval=0.5,
+    )
+    if not after:
+        raise SystemExit("error: the stream scored nothing in 600 s after the broker came back")
+    back = min(r.finished_at or 0 for r in after)
+    progress.update(f"broker back in {restarted - killed:.1f} s, the stream {back - killed:.1f} s", force=True)
+    return {"broker_restart_s": restarted - killed, "stream_back_s": back - killed}
 
 
 def _caught_up(settings: Settings, driver: int, rate: float, steady_rows: float | None = None) -> bool:
@@ -252,10 +257,6 @@ def _batch_after(settings: Settings, driver: int, since: float) -> BatchRecord |
     return min(after, key=lambda r: r.finished_at or 0) if after else None
 
 
-def _wait_scored(settings: Settings, offered: int) -> None:
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if len(Lake(settings).read_table("scored", ["event_id"])) >= offered:
-            return
-        time.sleep(5)
-    raise SystemExit(f"error: {offered:,} events not all scored 900 s after the load ended")
+def _wait_scored(lake: Lake, offered: int) -> None:
+    if not wait_until(lambda: len(lake.read_table("scored", ["event_id"])) >= offered, timeout=900, interval=5):
+        raise SystemExit(f"error: {offered:,} events not all scored 900 s after the load ended")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from infra.lake import Lake
+from infra.context import Context
 from infra.progress import ProgressLine
 from infra.secrets import mlflow_password
 from infra.settings import Settings
@@ -45,11 +45,13 @@ def fleet_training(settings: Settings, devices: int, days: int, lake_root: str |
             "training_window_days": days,
         }
     )
+    # The backfill's lake and the registry the run's records are read from; `warden train` builds its own.
+    ctx = Context.build("warden-bench-training", fleet)
     progress = ProgressLine("training")
     try:
         end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         started = time.monotonic()
-        events = backfill(fleet, BackfillParams(days=days, devices=devices, seed=seed, end=end, interval_s=60.0))
+        events = backfill(ctx.lake, BackfillParams(days=days, devices=devices, seed=seed, end=end, interval_s=60.0))
         backfill_seconds = time.monotonic() - started
         log = scratch / "warden-train.log"
         progress.update(f"warden train on {events.events:,} events; its output in {log}", force=True)
@@ -79,12 +81,11 @@ def fleet_training(settings: Settings, devices: int, days: int, lake_root: str |
                 "xgb_max_rows": fleet.xgb_max_rows,
                 "rf_num_trees": fleet.rf_num_trees,
             },
-            **_recorded(fleet, started_ms),
+            **_recorded(ctx, started_ms),
         }
     finally:
         if lake_root is not None:
-            lake = Lake(fleet)
-            lake.fs.rm(lake.base, recursive=True)
+            ctx.lake.fs.rm(ctx.lake.base, recursive=True)
         shutil.rmtree(scratch, ignore_errors=True)
     progress.done(
         f"{devices} devices x {days} days ({result['events']:,} events): warden train {train_seconds / 60:.1f} min, "
@@ -93,11 +94,13 @@ def fleet_training(settings: Settings, devices: int, days: int, lake_root: str |
     return result
 
 
-def _recorded(settings: Settings, since_ms: int) -> dict:
+def _recorded(ctx: Context, since_ms: int) -> dict:
     """Each step's time and peak memory, and the candidates' quality, as the runs started since
     `since_ms` (this training's; an earlier bench run logged to the same experiment) logged them."""
-    client = registry.configure_mlflow(settings)
-    experiment = client.get_experiment_by_name(settings.model_name)
+    client = ctx.registry.client
+    experiment = client.get_experiment_by_name(ctx.registry.name)
+    if experiment is None:
+        raise SystemExit(f"error: warden train recorded nothing in MLflow (no experiment {ctx.registry.name})")
     runs = client.search_runs([experiment.experiment_id], f"attributes.start_time >= {since_ms}")
     steps: dict[str, dict[str, float]] = {}
     quality: dict[str, dict[str, float]] = {}

@@ -27,8 +27,9 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from bench.baselines.scoring import BaselineError, RunLog, Scorer, check_event, load_champion, parse_args
-from features.store import feature_store, online_features
-from infra.settings import Settings, get_settings
+from features.store import online_features
+from infra.context import Context
+from infra.settings import Settings
 
 BATCH = 5000
 POLL_SECONDS = 0.05
@@ -111,11 +112,13 @@ class HandwrittenConsumer:
 
 def main() -> None:
     args = parse_args("handwritten", __doc__)
-    settings = get_settings()
+    # Settings from the environment; the context sets what MLflow's client and Feast read (login, store folder).
+    ctx = Context.build("bench-handwritten")
+    settings = ctx.settings
     run = RunLog("handwritten", args.metrics_file)
     try:
-        scorer = Scorer(settings, load_champion(settings))
-        baseline = HandwrittenConsumer(settings, scorer, feature_store(settings), run, args.start, args.consumer_group)
+        scorer = Scorer(settings, load_champion(ctx.registry))
+        baseline = HandwrittenConsumer(settings, scorer, ctx.feature_store, run, args.start, args.consumer_group)
         signal.signal(signal.SIGTERM, baseline.stop)
         signal.signal(signal.SIGINT, baseline.stop)
         baseline.loop(args.idle_exit)

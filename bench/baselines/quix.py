@@ -31,8 +31,9 @@ if __package__ in (None, ""):  # run as a file: `bench` is not an installed pack
 from quixstreams import Application, message_context
 
 from bench.baselines.scoring import Alert, BaselineError, Event, RunLog, Scorer, check_event, load_champion, parse_args
-from features.store import feature_store, online_features
-from infra.settings import Settings, get_settings
+from features.store import online_features
+from infra.context import Context
+from infra.settings import Settings
 
 REFRESH_SECONDS = 10.0
 METRICS_SECONDS = 1.0
@@ -162,13 +163,15 @@ def stop_when_idle(app: Application, meter: Meter, idle_exit: float) -> None:
 
 def main() -> None:
     args = parse_args("quix", __doc__)
-    settings = get_settings()
+    # Settings from the environment; the context sets what MLflow's client and Feast read (login, store folder).
+    ctx = Context.build("bench-quix")
+    settings = ctx.settings
     run = RunLog("quix", args.metrics_file)
     try:
-        scorer = Scorer(settings, load_champion(settings))
+        scorer = Scorer(settings, load_champion(ctx.registry))
     except BaselineError as exc:
         sys.exit(f"quix: {exc}")
-    steps = Steps(settings, scorer, StatsCache(feature_store(settings)), run)
+    steps = Steps(settings, scorer, StatsCache(ctx.feature_store), run)
     meter = Meter(run)
     meter.watch_idle()
     # No step keeps state in Quix Streams' stores, but the app still opens a state folder.

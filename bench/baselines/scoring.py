@@ -36,7 +36,7 @@ from features.schema import EVENT_FIELDS, SENSOR_BOUNDS, SENSOR_COLUMNS
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from models.estimators import XGBOOST
-from models.registry import CHAMPION, VersionInfo, configure_mlflow, version_by_alias
+from models.registry import CHAMPION, ModelRegistry, VersionInfo
 from models.scoring import SCORE
 from streaming.parse import BAD_TIMESTAMP, INVALID_JSON, MISSING_FIELD, OUT_OF_RANGE, TOO_LARGE, WRONG_TYPE
 
@@ -58,20 +58,20 @@ class Champion:
     booster: xgb.Booster
 
 
-def load_champion(settings: Settings) -> Champion:
+def load_champion(models: ModelRegistry) -> Champion:
     """The `champion` version of the model, which must be an XGBoost booster on our features."""
     import mlflow.xgboost
 
-    info = version_by_alias(configure_mlflow(settings), settings.model_name, CHAMPION)
+    info = models.by_alias(CHAMPION)
     if info is None:
-        raise BaselineError(f"model {settings.model_name} has no {CHAMPION}")
+        raise BaselineError(f"model {models.name} has no {CHAMPION}")
     if info.kind != XGBOOST:
         raise BaselineError(
-            f"{settings.model_name} version {info.version} is a {info.kind!r} model; the baselines score "
+            f"{models.name} version {info.version} is a {info.kind!r} model; the baselines score "
             f"{XGBOOST!r} only (a Spark MLlib model needs Spark)"
         )
     if list(info.features) != list(FEATURE_COLUMNS):
-        raise BaselineError(f"{settings.model_name} version {info.version} was trained on other features")
+        raise BaselineError(f"{models.name} version {info.version} was trained on other features")
     booster = mlflow.xgboost.load_model(info.uri)
     # As in the job's UDF: one thread. On small inputs OpenMP's thread start-up costs more than
     # the trees (a one-row prediction takes 5 ms with all threads, 0.2 ms with one).
