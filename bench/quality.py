@@ -44,8 +44,8 @@ def held_out_quality(ctx: Context, days: int, devices: int, seed: int) -> dict:
     if champion is None:
         raise SystemExit(f"error: {settings.model_name} has no champion; train and promote one first")
     scratch = Path(tempfile.mkdtemp(prefix="warden-quality-"))
-    held_out = settings.model_copy(
-        update={
+    held_out = settings.updated(
+        **{
             "home": scratch,
             "lake_root": str(scratch / "lake"),
             "mlflow_password": SecretStr(mlflow_password(settings)),
@@ -89,8 +89,8 @@ def trained_quality(settings: Settings, scenario: str, devices: int, days: int, 
     the features the stream would have had (statistics and baselines of the days before), beside
     the per-device z-score floor fitted on the same training history."""
     scratch = Path(tempfile.mkdtemp(prefix=f"warden-{scenario}-"))
-    trained = settings.model_copy(
-        update={
+    trained = settings.updated(
+        **{
             "home": scratch,
             "lake_root": str(scratch / "lake"),
             "mlflow_password": SecretStr(mlflow_password(settings)),
@@ -109,7 +109,7 @@ def trained_quality(settings: Settings, scenario: str, devices: int, days: int, 
             assert report.version is not None and report.verdict is not None  # noqa: S101 - narrows the type
             version = report.version
             train_split = read_training_set(spark, report.training_set).where("split = 'train'")
-            start = held_out.start - timedelta(minutes=trained.feature_window_minutes)
+            start = held_out.start - timedelta(minutes=trained.feature.window_minutes)
             refresh_features(ctx, held_out.end, start, ProgressLine("features"))
             progress = ProgressLine("quality")
             progress.update(

@@ -65,8 +65,8 @@ _ON_THE_CHAMPION = frozenset(SCENARIOS) - {"realistic", "training"}
 
 
 def scratch_settings(settings: Settings, home: Path) -> Settings:
-    return settings.model_copy(
-        update={
+    return settings.updated(
+        **{
             "home": home,
             "lake_root": str(home / "lake"),
             "mlflow_password": SecretStr(mlflow_password(settings)),
@@ -95,7 +95,7 @@ def bench_champion(settings: Settings, bench: Settings) -> tuple[Settings, regis
     champion = configured.registry.by_alias(registry.CHAMPION)
     if _scores_today(champion):
         return bench, champion
-    bench = bench.model_copy(update={"model_name": f"{settings.model_name}-bench", "training_window_days": 1})
+    bench = bench.updated(**{"model_name": f"{settings.model_name}-bench", "training_window_days": 1})
     ctx = Context.build("warden-bench-train", bench)
     champion = ctx.registry.by_alias(registry.CHAMPION)
     if not _scores_today(champion):
@@ -274,8 +274,8 @@ def on_the_champion(
     ctx = Context.build("warden-bench", bench)
     result["champion"] = {"name": champion.name, "version": champion.version, "kind": champion.kind}
     under_test = systems(bench, names)
-    topics += [bench.topic_telemetry, bench.topic_alerts, bench.topic_dlq]
-    topics += [t for s in under_test for t in (s.alerts_topic, s.settings.topic_dlq)]
+    topics += [bench.topic.telemetry, bench.topic.alerts, bench.topic.dlq]
+    topics += [t for s in under_test for t in (s.alerts_topic, s.settings.topic.dlq)]
     if "throughput" in args.scenarios:
         simulate(
             bench,
@@ -304,7 +304,7 @@ def on_the_champion(
         ours = result["systems"]["streamwarden"]
         rate = 0.5 * ours["latency_base_per_second"]
         runs = [recovery(bench, n + 1, rate, max(args.seconds, 30.0), args.devices) for n in range(args.runs)]
-        topics += [f"{bench.topic_telemetry}_recovery_{n + 1}" for n in range(args.runs)]
+        topics += [f"{bench.topic.telemetry}_recovery_{n + 1}" for n in range(args.runs)]
         result["recovery"] = {
             "offered_per_second": rate,
             "runs": runs,

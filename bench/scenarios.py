@@ -163,7 +163,7 @@ class AlertClock:
     def __init__(self, bench: Settings, topic: str) -> None:
         self.consumer = Consumer(
             {
-                "bootstrap.servers": bench.kafka_bootstrap,
+                "bootstrap.servers": bench.kafka.bootstrap,
                 "group.id": f"bench-clock-{time.monotonic_ns()}",
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
@@ -300,10 +300,10 @@ def spark_floor(bench: Settings, devices: int, bursts: int = 12, events: int = 1
 
 def recovery(bench: Settings, number: int, rate: float, seconds: float, devices: int) -> dict:
     """Kill `warden stream` a third of the way into a load, restart it, and count what landed."""
-    scratch = bench.model_copy(
-        update={
+    scratch = bench.updated(
+        **{
             "lake_root": str(bench.home / f"recovery-{number}" / "lake"),
-            "topic_telemetry": f"{bench.topic_telemetry}_recovery_{number}",
+            "topic_telemetry": f"{bench.topic.telemetry}_recovery_{number}",
         }
     )
     ctx = Context.build("warden-bench-recovery", scratch)

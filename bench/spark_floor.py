@@ -80,7 +80,7 @@ def measure(spark: SparkSession, ctx: Context, body: str, bursts: int, events: i
         telemetry_records(spark, settings)
         .writeStream.foreachBatch(_body(body, folder))
         .option("checkpointLocation", f"{folder}/checkpoint")
-        .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
+        .trigger(processingTime=f"{settings.stream.trigger_seconds} seconds")
         .start()
     )
     try:
@@ -114,16 +114,14 @@ def main() -> None:
     args = parser.parse_args()
     base = load_settings()
     # A topic of its own, partitioned as the telemetry topic is (`ensure_topics`).
-    settings = base.model_copy(
-        update={"topic_telemetry": f"{base.topic_telemetry}_floor", "stream_starting_offsets": "latest"}
-    )
+    settings = base.updated(**{"topic_telemetry": f"{base.topic.telemetry}_floor", "stream_starting_offsets": "latest"})
     KafkaBroker(settings).ensure_topics()
     ctx = Context.build("bench-spark-floor", settings, with_kafka=True)
     spark = stream_session(ctx)
     try:
         result = {body: measure(spark, ctx, body, args.bursts, args.events, args.devices) for body in BODIES}
     finally:
-        admin_client(settings).delete_topics([settings.topic_telemetry])
+        admin_client(settings).delete_topics([settings.topic.telemetry])
     print(json.dumps(result), flush=True)
 
 

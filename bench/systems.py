@@ -80,14 +80,14 @@ class System:
 
     def __init__(self, bench: Settings) -> None:
         self.bench = bench
-        self.settings = bench.model_copy(
-            update={"topic_alerts": f"{bench.topic_alerts}_{self.name}", "topic_dlq": f"{bench.topic_dlq}_{self.name}"}
+        self.settings = bench.updated(
+            **{"topic_alerts": f"{bench.topic.alerts}_{self.name}", "topic_dlq": f"{bench.topic.dlq}_{self.name}"}
         )
         KafkaBroker(self.settings).ensure_topics()
 
     @property
     def alerts_topic(self) -> str:
-        return self.settings.topic_alerts
+        return self.settings.topic.alerts
 
     def start(self, starting_offsets: str, *, fresh: bool = True, env: dict[str, str] | None = None) -> Running:
         """Start the process; `env` is added to its environment."""
@@ -187,11 +187,11 @@ class Baseline(System):
 
 
 def _commit_end_offsets(settings: Settings, group: str) -> None:
-    ends = end_offsets(settings, settings.topic_telemetry).by_partition
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    ends = end_offsets(settings, settings.topic.telemetry).by_partition
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         consumer.commit(
-            offsets=[TopicPartition(settings.topic_telemetry, p, o) for p, o in ends.items()], asynchronous=False
+            offsets=[TopicPartition(settings.topic.telemetry, p, o) for p, o in ends.items()], asynchronous=False
         )
     finally:
         consumer.close()

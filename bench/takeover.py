@@ -55,7 +55,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
     topics it creates are added to `topics`."""
     system = Streamwarden(_takeover_settings(bench))
     scratch = system.settings  # with the system's own alert and dead-letter topics
-    topics += [scratch.topic_telemetry, scratch.topic_alerts, scratch.topic_dlq]
+    topics += [scratch.topic.telemetry, scratch.topic.alerts, scratch.topic.dlq]
     lake = Context.build("warden-bench-takeover", scratch).lake  # the scenario's own lake
     progress = ProgressLine("takeover")
     drivers: dict[int, Running] = {}
@@ -93,7 +93,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         time.sleep(15)  # five batches or so at the steady state
         steady_rows, steady_seconds = _steady(scratch, first.proc.pid)
         producer = Producer(
-            {"bootstrap.servers": scratch.kafka_bootstrap, "enable.idempotence": True, "logger": KAFKA_CLIENT_LOG}
+            {"bootstrap.servers": scratch.kafka.bootstrap, "enable.idempotence": True, "logger": KAFKA_CLIENT_LOG}
         )
         for kill in range(1, kills + 1):
             active = drivers[_active_pid(scratch)]
@@ -106,7 +106,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
                 "the active driver to catch up with the load",
             )
             letter = f"takeover bench: malformed {kill}".encode()
-            producer.produce(scratch.topic_telemetry, letter, b"dev-00001")
+            producer.produce(scratch.topic.telemetry, letter, b"dev-00001")
             producer.flush(30)
             malformed.append(letter)
             time.sleep(0.5)  # into its next batch
@@ -156,8 +156,8 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         load_done.set()
         for running in drivers.values():
             running.kill()
-    alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in committed_records(scratch, scratch.topic_alerts)]
-    letters = [value for _, value, _ in committed_records(scratch, scratch.topic_dlq)]
+    alert_ids = [orjson.loads(value)["event_id"] for _, value, _ in committed_records(scratch, scratch.topic.alerts)]
+    letters = [value for _, value, _ in committed_records(scratch, scratch.topic.dlq)]
     times = [k["seconds"] for k in kills_measured]
     return {
         "offered_per_second": rate,
@@ -177,13 +177,10 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
 def _takeover_settings(bench: Settings) -> Settings:
     """The scenario's own lake and topics: its alerts and dead letters are counted from their
     topics' first record."""
-    return bench.model_copy(
-        update={
+    return bench.updated(
+        **{
             "lake_root": str(bench.home / "takeover" / "lake"),
-            **{
-                f"topic_{kind}": f"{getattr(bench, f'topic_{kind}')}_takeover"
-                for kind in ("telemetry", "alerts", "dlq")
-            },
+            **{f"topic_{kind}": f"{getattr(bench.topic, kind)}_takeover" for kind in ("telemetry", "alerts", "dlq")},
         }
     )
 

@@ -36,8 +36,8 @@ def fleet_training(settings: Settings, devices: int, days: int, lake_root: str |
     The lake is a scratch folder, or `lake_root` (a folder of its own on HDFS, removed after);
     the Spark master is the configured one (`local[*]` or the embedded cluster)."""
     scratch = Path(tempfile.mkdtemp(prefix="warden-training-"))
-    fleet = settings.model_copy(
-        update={
+    fleet = settings.updated(
+        **{
             "home": scratch,
             "lake_root": lake_root or str(scratch / "lake"),
             "mlflow_password": SecretStr(mlflow_password(settings)),
@@ -75,11 +75,11 @@ def fleet_training(settings: Settings, devices: int, days: int, lake_root: str |
             "backfill_seconds": round(backfill_seconds, 1),
             "train_seconds": round(train_seconds, 1),
             "settings": {
-                "spark_master": fleet.spark_master,
+                "spark_master": fleet.spark.master,
                 "lake": fleet.lake_url,
-                "spark_driver_memory": fleet.spark_driver_memory,
-                "xgb_max_rows": fleet.xgb_max_rows,
-                "rf_num_trees": fleet.rf_num_trees,
+                "spark_driver_memory": fleet.spark.driver_memory,
+                "xgb_max_rows": fleet.xgb.max_rows,
+                "rf_num_trees": fleet.rf.num_trees,
             },
             **_recorded(ctx, started_ms),
         }

@@ -45,7 +45,7 @@ class HandwrittenConsumer:
         self.delivery_error: KafkaError | None = None
         self.consumer = Consumer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                "bootstrap.servers": settings.kafka.bootstrap,
                 "group.id": group,
                 "auto.offset.reset": start,
                 "enable.auto.commit": False,
@@ -53,7 +53,7 @@ class HandwrittenConsumer:
         )
         self.producer = Producer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                "bootstrap.servers": settings.kafka.bootstrap,
                 "acks": "all",
                 "linger.ms": 5,
                 "on_delivery": self._delivered,
@@ -68,7 +68,7 @@ class HandwrittenConsumer:
         self.stopping = True
 
     def loop(self, idle_exit: float) -> None:
-        self.consumer.subscribe([self.settings.topic_telemetry])
+        self.consumer.subscribe([self.settings.topic.telemetry])
         last_record: float | None = None
         try:
             while not self.stopping:
@@ -90,7 +90,7 @@ class HandwrittenConsumer:
             event, reason = check_event(message.value(), self.settings.max_event_bytes)
             if reason is not None:
                 self.producer.produce(
-                    self.settings.topic_dlq, message.value(), message.key(), headers=[("reason", reason.encode())]
+                    self.settings.topic.dlq, message.value(), message.key(), headers=[("reason", reason.encode())]
                 )
                 self.run.dead_letters += 1
                 continue
@@ -100,7 +100,7 @@ class HandwrittenConsumer:
         if events:
             online = online_features(self.store, list({event["device_id"] for event in events}))
             for alert in self.scorer.score(events, online):
-                self.producer.produce(self.settings.topic_alerts, orjson.dumps(alert), alert["device_id"].encode())
+                self.producer.produce(self.settings.topic.alerts, orjson.dumps(alert), alert["device_id"].encode())
                 self.run.alerts += 1
         self.producer.flush()
         if self.delivery_error is not None:

@@ -136,9 +136,9 @@ class Steps:
 
 def build(app: Application, settings: Settings, steps: Steps, meter: Meter) -> None:
     """The dataframe; Quix Streams runs every dataframe defined on the app."""
-    telemetry = app.topic(settings.topic_telemetry, key_deserializer="bytes", value_deserializer="bytes")
-    alerts = app.topic(settings.topic_alerts, key_serializer="str", value_serializer="json")  # orjson inside
-    dlq = app.topic(settings.topic_dlq, key_serializer="bytes", value_serializer="bytes")
+    telemetry = app.topic(settings.topic.telemetry, key_deserializer="bytes", value_deserializer="bytes")
+    alerts = app.topic(settings.topic.alerts, key_serializer="str", value_serializer="json")  # orjson inside
+    dlq = app.topic(settings.topic.dlq, key_serializer="bytes", value_serializer="bytes")
 
     checked = app.dataframe(telemetry).update(meter.started).apply(steps.check)
     rejected = checked.filter(lambda c: c[2] is not None)
@@ -177,7 +177,7 @@ def main() -> None:
     # No step keeps state in Quix Streams' stores, but the app still opens a state folder.
     with tempfile.TemporaryDirectory(prefix="quix-baseline-") as state_dir:
         app = Application(
-            broker_address=settings.kafka_bootstrap,
+            broker_address=settings.kafka.bootstrap,
             consumer_group=args.consumer_group,
             auto_offset_reset=args.start,
             state_dir=state_dir,

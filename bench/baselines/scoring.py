@@ -177,7 +177,7 @@ class Scorer:
     come from `features.store.online_features`."""
 
     def __init__(self, settings: Settings, champion: Champion) -> None:
-        self.max_age_minutes = settings.feature_max_age_minutes
+        self.max_age_minutes = settings.feature.max_age_minutes
         self.champion = champion
         self.last: dict[str, tuple[Any, ...]] = {}  # device_id -> (ts, event_id, *sensors)
 
