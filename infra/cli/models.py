@@ -37,12 +37,15 @@ def train_command(settings: Settings, days: int | None, kinds: tuple[str, ...], 
     from datetime import UTC, datetime
 
     from infra.endpoints import require_mlflow
+    from infra.spark import check_reachable
 
     if days is not None:
         settings = settings.model_copy(update={"training_window_days": days})
     # Training reaches the registry only after Spark has read and validated the lake: ask it first,
     # even before importing the pipeline (Spark, Great Expectations and scikit-learn take seconds).
     require_mlflow(settings)
+    # And the Spark master and the lake's NameNode: one line now, not a failure under step 1's progress line.
+    check_reachable(settings)
     from infra.context import Context
     from pipelines.retrain import retrain, window_ending
 
