@@ -57,12 +57,12 @@ def simulate_command(
     Ground truth (is_anomaly, anomaly_type) goes to the lake's labels/, never into the event.
     """
     # Imported here: every `warden` command loads this module, and the simulator pulls in pyarrow.
-    from infra.lake import Lake
+    from infra.context import Context
     from streaming.simulation import SimulationParams, simulate
 
     report = simulate(
         settings,
-        Lake(settings),
+        Context.build("warden-simulate", settings).lake,
         SimulationParams(devices, rate, duration, events, anomaly_rate, seed, _utc(start)),
     )
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(report.anomalies.items())) or "none"
@@ -102,10 +102,11 @@ def backfill_command(
     Also writes the fleet's device registry (devices/). Re-running replaces earlier backfill
     output on the dates it covers; the stream's tables are left alone.
     """
-    from infra.lake import Lake
+    from infra.context import Context
     from pipelines.backfill import BackfillParams, backfill
 
-    report = backfill(Lake(settings), BackfillParams(days, devices, interval, anomaly_rate, seed, scenario=scenario))
+    lake = Context.build("warden-backfill", settings).lake
+    report = backfill(lake, BackfillParams(days, devices, interval, anomaly_rate, seed, scenario=scenario))
     click.echo(
         f"wrote {report.events:,} events ({sum(report.anomalies.values()):,} anomalous) for "
         f"{report.start:%Y-%m-%d}..{report.end:%Y-%m-%d} (end exclusive) to {report.lake}"
