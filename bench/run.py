@@ -278,8 +278,7 @@ def on_the_champion(
     topics += [t for s in under_test for t in (s.alerts_topic, s.settings.topic.dlq)]
     if "throughput" in args.scenarios:
         simulate(
-            bench,
-            ctx.lake,
+            ctx,
             SimulationParams(devices=args.devices, rate=300_000, events=args.backlog),
             ProgressLine("backlog"),
         )

@@ -79,7 +79,7 @@ def wait_drained(running: Running, since: float, offered: int, timeout: float) -
 def offer(ctx: Context, rate: float, seconds: float, devices: int, label: str) -> int:
     """The simulator at a fixed rate, into the context's topic and lake: the events it produced."""
     params = SimulationParams(devices=devices, rate=rate, duration=seconds)
-    report = simulate(ctx.settings, ctx.lake, params, ProgressLine(label))
+    report = simulate(ctx, params, ProgressLine(label))
     return report.events
 
 
@@ -271,7 +271,7 @@ def fixed_cost(
             sent = time.time()
             params = SimulationParams(devices=devices, rate=50 * events, events=events)
             burst = ProgressLine(f"{system.name} fixed cost, burst {n + 1}/{bursts}")
-            offered = simulate(ctx.settings, ctx.lake, params, burst).events
+            offered = simulate(ctx, params, burst).events
             if wait_drained(running, sent, offered, timeout=300) is None:
                 raise SystemExit(f"error: {system.name} did not process a {offered:,}-event burst in 300 s")
             time.sleep(1.0)  # idle between bursts: each one meets a job with nothing else to do

@@ -90,7 +90,7 @@ def measure(spark: SparkSession, ctx: Context, body: str, bursts: int, events: i
         for n in range(bursts):
             params = SimulationParams(devices=devices, rate=50 * events, events=events)
             burst = ProgressLine(f"spark floor, {body}, burst {n + 1}/{bursts}")
-            offered = simulate(settings, ctx.lake, params, burst).events
+            offered = simulate(ctx, params, burst).events
             if not wait_until(
                 lambda target=read + offered: sum(p["numInputRows"] for p in query.recentProgress) >= target,
                 timeout=120,

@@ -56,7 +56,8 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
     system = Streamwarden(_takeover_settings(bench))
     scratch = system.settings  # with the system's own alert and dead-letter topics
     topics += [scratch.topic.telemetry, scratch.topic.alerts, scratch.topic.dlq]
-    lake = Context.build("warden-bench-takeover", scratch).lake  # the scenario's own lake
+    ctx = Context.build("warden-bench-takeover", scratch)
+    lake = ctx.lake  # the scenario's own lake
     progress = ProgressLine("takeover")
     drivers: dict[int, Running] = {}
     first = system.start("latest")
@@ -72,8 +73,7 @@ def takeovers(settings: Settings, bench: Settings, rate: float, kills: int, devi
         load = threading.Thread(
             target=lambda: offered.append(
                 simulate(
-                    scratch,
-                    lake,
+                    ctx,
                     SimulationParams(devices=devices, rate=rate, duration=seconds, seed=23),
                     ProgressLine("takeover load"),
                     stop=load_done,

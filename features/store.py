@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+import yaml
 
 from features.formulas import BASELINE_COLUMNS, BASELINE_OF, BASELINE_TIME, STATS_COLUMNS, STATS_TIME
 from infra.lake import Lake
@@ -29,10 +31,16 @@ def feature_store(settings: Settings) -> FeatureStore:
     """The store of `features/repo`: its registry and online store under WARDEN_HOME/feast, or
     wherever WARDEN_FEAST_CONFIG's feature_store.yaml puts them (Redis, a SQL registry)."""
     from feast import FeatureStore
+    from feast.repo_config import RepoConfig
 
-    # feature_store.yaml takes its paths from WARDEN_FEAST_DIR, which the context sets (`infra.environment`).
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(REPO_DIR), fs_yaml_file=settings.feast_config or REPO_DIR / "feature_store.yaml")
+    # What Feast's own loader does (it expands ${VARS} from the environment), with WARDEN_FEAST_DIR
+    # from these settings: each store a process opens is the one of its own settings.
+    text = (settings.feast_config or REPO_DIR / "feature_store.yaml").read_text()
+    text = os.path.expandvars(text.replace("${WARDEN_FEAST_DIR}", str(settings.feast_dir)))
+    config = RepoConfig(**yaml.safe_load(text))
+    config.repo_path = REPO_DIR
+    return FeatureStore(repo_path=str(REPO_DIR), config=config)
 
 
 def apply_definitions(store: FeatureStore, settings: Settings, lake: Lake) -> None:

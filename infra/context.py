@@ -48,6 +48,11 @@ class Context:
                 other.__dict__[shared] = self.__dict__[shared]
         return other
 
+    def start_spark(self) -> SparkSession:
+        """The Spark session, built now if it was not yet: before a measured step or a progress
+        line, so that neither carries the JVM's start, and a master that does not answer fails first."""
+        return self.spark
+
     @cached_property
     def spark(self) -> SparkSession:
         from infra.spark import spark_session

@@ -1,7 +1,6 @@
 """The process environment the libraries read their configuration from, set in one place.
 
-Spark, the MLflow client and Feast take part of their configuration only from environment
-variables. Each entry point's context (`infra.context.Context.build`) applies these once, before
+Spark and the MLflow client take part of their configuration only from environment variables. Each entry point's context (`infra.context.Context.build`) applies these once, before
 any of those libraries is used; nothing else in streamwarden writes `os.environ`. The embedded
 stack hands the same variables to the processes it starts.
 """
@@ -12,7 +11,7 @@ import os
 import sys
 import time
 
-from infra.secrets import mlflow_password
+from infra.secrets import known_mlflow_password
 from infra.settings import Settings
 
 # MLflow's client retries a failed request 7 times with backoff, for about 4 minutes, and waits 120 s
@@ -27,11 +26,14 @@ _CLIENT_RETRIES = {
 
 
 def mlflow_client_env(settings: Settings) -> dict[str, str]:
-    """Environment for any MLflow client process (our CLI, Airflow tasks, the stream)."""
+    """Environment for any MLflow client process (our CLI, Airflow tasks, the stream). The login
+    is the one MLflow was started with; a client never generates a password (a command that needs
+    no MLflow must not write one, and the server would refuse a new one anyway)."""
+    password = known_mlflow_password(settings)
     return {
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "MLFLOW_TRACKING_USERNAME": settings.mlflow_username,
-        "MLFLOW_TRACKING_PASSWORD": mlflow_password(settings),
+        **({"MLFLOW_TRACKING_PASSWORD": password} if password is not None else {}),
         # MLflow 3 reports usage to its vendor by default; nothing leaves this machine.
         "MLFLOW_DISABLE_TELEMETRY": "true",
         # Progress bars of artifact downloads would interleave with the stream's own output.
@@ -45,7 +47,7 @@ def mlflow_client_env(settings: Settings) -> dict[str, str]:
 
 
 def library_environment(settings: Settings) -> dict[str, str]:
-    """What Spark, pyspark, the MLflow client and Feast read from the environment, for `settings`."""
+    """What Spark, pyspark and the MLflow client read from the environment, for `settings`."""
     env = {
         # Spark picks a non-loopback address by default; the embedded stack is loopback only.
         "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
@@ -53,8 +55,6 @@ def library_environment(settings: Settings) -> dict[str, str]:
         "TZ": "UTC",
         # Python workers (pandas UDFs) run this interpreter, with this venv's packages.
         "PYSPARK_PYTHON": sys.executable,
-        # features/repo/feature_store.yaml takes its paths from here (Feast expands ${VARS} in it).
-        "WARDEN_FEAST_DIR": str(settings.feast_dir),
         **mlflow_client_env(settings),
     }
     if settings.java_home is not None:

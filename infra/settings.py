@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import (
     AfterValidator,
     AliasChoices,
@@ -30,7 +31,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from infra.exceptions import ConfigError
 
@@ -40,12 +41,12 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 def _memory_size(value: str) -> str:
-    if not re.fullmatch(r"[1-9][0-9]*[kmgt]", value.lower()):
-        raise ValueError(f"must be a JVM memory size such as 512m or 2g, got {value!r}")
+    if not re.fullmatch(r"[1-9][0-9]*([kmgt]b?)?", value.lower()):
+        raise ValueError(f"must be a memory size such as 512m, 2g or 2gb, got {value!r}")
     return value
 
 
-# A JVM memory size, as -Xmx and Spark take it.
+# A memory size as Spark takes it: a number of MiB, or with a unit (k, m, g, t, optionally kb…).
 MemorySize = Annotated[str, AfterValidator(_memory_size)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -58,7 +59,8 @@ def _port_of(hostport: str, what: str) -> tuple[str, int]:
 
 
 class _Group(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # An unknown WARDEN_<GROUP>_* variable is ignored, as an unknown WARDEN_* one is.
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 def _group_class(annotation: Any) -> type[_Group] | None:
@@ -573,10 +575,13 @@ _REMOVED = {
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment and `.env`, with `overrides` by their flat names
     (`load_settings(home=…, stream_lease_seconds=3)`); a bad value is one readable ConfigError."""
-    if removed := sorted(set(_REMOVED) & set(os.environ)):
+    given = set(os.environ) | set(dotenv_values(".env"))
+    if removed := sorted(set(_REMOVED) & given):
         raise ConfigError(f"{removed[0]} is no longer read: {_REMOVED[removed[0]]}")
     try:
         return Settings(**_nest(overrides))
+    except SettingsError as exc:  # a group's variable that is not JSON, e.g. WARDEN_STREAM=x
+        raise ConfigError(f"invalid configuration: {exc}") from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

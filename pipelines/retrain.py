@@ -56,6 +56,7 @@ def retrain(
     """All steps in a row, as the `retrain` DAG runs them, holding the training lock; stops at
     the first failure."""
     progress = progress or ProgressLine("train")
+    ctx.start_spark()
     with locks.holding(ctx.settings, "a training run", progress):
         return _retrain(ctx, window, kinds, seed, progress)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from infra import locks
 from infra.context import Context
+from infra.settings import load_settings
 
 
 def _context(app: str, model_name: str | None = None) -> Context:
@@ -26,7 +27,7 @@ def training_window(end: str) -> str:
     """The training window ending at the run's time (ISO-8601), as `start/end`."""
     from pipelines.retrain import window_ending
 
-    return str(window_ending(_context("warden-window").settings, datetime.fromisoformat(end)))
+    return str(window_ending(load_settings(), datetime.fromisoformat(end)))
 
 
 def validate(window: str, model_name: str | None = None) -> str:
@@ -107,7 +108,9 @@ def apply_decision(model_name: str, version: str, decision: dict[str, Any]) -> s
 
     approved = bool(decision["approved"])
     reviewer = decision.get("responded_by_user") or {}
-    decided_by = reviewer.get("name") or f"no answer within {decision['timeout_hours']:g} h"
+    # A decision recorded before the operator kept its timeout has none: it says so without one.
+    hours = decision.get("timeout_hours")
+    decided_by = reviewer.get("name") or (f"no answer within {hours:g} h" if hours else "no answer in time")
     answers = decision.get("params_input") or {}
     reason = answers.get("reason") or "(no reason given)"
     override_gate = bool(answers.get("override_gate"))

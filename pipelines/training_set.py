@@ -123,11 +123,12 @@ def prepare_training_set(ctx: Context, window: Window) -> str:
     from pipelines.feature_refresh import refresh_features
 
     history_start = window.start - timedelta(minutes=ctx.settings.feature.window_minutes)
+    spark = ctx.start_spark()
     with MeasuredStep() as refreshing:
         refresh_features(ctx, window.end, history_start, ProgressLine("features"))
     progress = ProgressLine("training set")
     with MeasuredStep() as building:
-        with spark_progress(ctx.spark, progress, "joining statistics point-in-time, writing the set"):
+        with spark_progress(spark, progress, "joining statistics point-in-time, writing the set"):
             written = write_training_set(ctx, window)
     progress.done(f"{written.rows:,} rows in {written.files} files at {written.location}, in {building.usage}")
     import mlflow

@@ -58,8 +58,9 @@ class ValidationReport:
 def validate_window(ctx: Context, window: Window) -> ValidationReport:
     """Run the expectation suite on the window; the report is kept as an MLflow artifact either
     way, and a failure raises DataValidationError before anything is trained."""
+    spark, lake = ctx.start_spark(), ctx.lake
     with MeasuredStep() as validating:
-        report = validate_history(ctx.settings, ctx.spark, ctx.lake, window)
+        report = validate_history(ctx.settings, spark, lake, window)
     import mlflow
 
     mlflow.set_experiment(ctx.registry.name)

@@ -22,7 +22,7 @@ from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException, StreamingQueryException
 
 from infra.context import Context
-from infra.exceptions import ServiceError
+from infra.exceptions import ConfigError, ServiceError
 from infra.progress import ProgressLine
 from infra.settings import Settings
 from models.loader import ChampionWatcher, ScoringModel
@@ -334,6 +334,8 @@ def _wait_for_broker(settings: Settings, stop: threading.Event, progress: Progre
 
 def stream_session(ctx: Context) -> SparkSession:
     """The context's Spark session (with the Kafka connector), set for small, frequent batches."""
+    if not ctx.with_kafka:
+        raise ConfigError("the stream's context needs Spark's Kafka connector: Context.build(..., with_kafka=True)")
     settings, spark = ctx.settings, ctx.spark
     # Adaptive execution re-plans every stage: seconds of fixed cost on batches of a few thousand
     # rows. A shuffle (the features' per-device window) makes as many tasks as the batch has.

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from features.schema import ANOMALY_KINDS
+from infra.context import Context
 from infra.exceptions import ServiceError
 from infra.lake import Lake
 from infra.progress import ProgressLine
-from infra.settings import Settings
 from simulator.generator import TelemetryGenerator, fleet_registry
 from streaming.kafka_io import DeliveryCounter, produce_all, require_broker, telemetry_producer
 
@@ -52,8 +52,7 @@ class SimulationReport:
 
 
 def simulate(
-    settings: Settings,
-    lake: Lake,
+    ctx: Context,
     params: SimulationParams,
     progress: ProgressLine | None = None,
     stop: threading.Event | None = None,
@@ -65,7 +64,9 @@ def simulate(
     the producer keeps up, `ts` follows the wall clock; when it cannot, the summary says so.
     """
     progress = progress or ProgressLine("simulate")
+    settings = ctx.settings
     require_broker(settings)
+    lake = ctx.lake
     lake.check_writable()
     total = params.events if params.events is not None else round(params.rate * params.duration)
     generator = TelemetryGenerator(

@@ -61,8 +61,7 @@ def simulate_command(
     from streaming.simulation import SimulationParams, simulate
 
     report = simulate(
-        settings,
-        Context.build("warden-simulate", settings).lake,
+        Context.build("warden-simulate", settings),
         SimulationParams(devices, rate, duration, events, anomaly_rate, seed, _utc(start)),
     )
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(report.anomalies.items())) or "none"

@@ -142,19 +142,16 @@ def run_demo(settings: Settings, devices: int, rate: float, seconds: float) -> N
         steps.begin("2/8 backfill two days of history into the lake")
         history = backfill(ctx.lake, BackfillParams(days=2, devices=devices), ProgressLine("  backfill"))
         steps.begin("3/8 make sure a champion model exists (train and approve one if not)")
+        ctx.start_spark()
         champion = _first_champion(ctx)
         steps.begin("4/8 the stream's first batch: one reading per device")
         # One reading per device: the first batch pays the stream's cold start (and scores any
         # backlog left in the topic), so the live phase below measures the running job.
-        warm_up = simulate(
-            settings, ctx.lake, SimulationParams(devices=devices, rate=rate, events=devices, seed=99), _quiet()
-        )
+        warm_up = simulate(ctx, SimulationParams(devices=devices, rate=rate, events=devices, seed=99), _quiet())
         cold = _watch(settings, stream, _last_batch_id(settings), warm_up.events, log, "  warm-up")
         steps.begin(f"5/8 live: {rate:,.0f} events/s for {seconds:.0f} s while the stream scores them")
         before = end_offsets(settings, settings.topic.telemetry)
-        live_run = simulate(
-            settings, ctx.lake, SimulationParams(devices=devices, rate=rate, duration=seconds), _quiet()
-        )
+        live_run = simulate(ctx, SimulationParams(devices=devices, rate=rate, duration=seconds), _quiet())
         after = end_offsets(settings, settings.topic.telemetry)
         live = _watch(settings, stream, cold.last_batch, live_run.events, log, "  stream")
         steps.begin(
@@ -245,9 +242,7 @@ def _until_swapped(
     for seed in range(1, 13):
         if stream.poll() is not None:
             raise click.ClickException(f"the stream exited with code {stream.returncode}; see {log}")
-        chunk = simulate(
-            settings, ctx.lake, SimulationParams(devices=devices, rate=rate, duration=5, seed=seed), _quiet()
-        )
+        chunk = simulate(ctx, SimulationParams(devices=devices, rate=rate, duration=5, seed=seed), _quiet())
         produced += chunk.events
         scored = wait_until(
             lambda: [
