@@ -92,3 +92,41 @@ def test_a_local_lake_and_spark_keep_the_embedded_defaults(monkeypatch: pytest.M
     assert not settings.lake_on_hdfs
     assert settings.hdfs_namenode == ("127.0.0.1", 8020)
     assert settings.spark.master_listen == ("127.0.0.1", 7077)
+
+
+def test_groups_read_the_flat_variable_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDEN_STREAM_MAX_OFFSETS_PER_TRIGGER", "1234")
+    monkeypatch.setenv("WARDEN_GATE_MIN_F1", "0.5")
+    monkeypatch.setenv("WARDEN_AIRFLOW_SCHEDULES", "false")
+    settings = load_settings(stream_lease_seconds=3)
+    assert settings.stream.max_offsets_per_trigger == 1234
+    assert settings.stream.lease_seconds == 3.0  # an override by its flat name, merged with the environment
+    assert settings.gate.min_f1 == 0.5
+    assert settings.airflow.schedules is False
+    env = settings.to_env()
+    assert env["WARDEN_STREAM_MAX_OFFSETS_PER_TRIGGER"] == "1234" and env["WARDEN_AIRFLOW_SCHEDULES"] == "False"
+    assert load_settings().stream.lease_seconds == 10.0
+    changed = settings.updated(gate_margin=0.5, model_name="other")
+    assert (changed.gate.margin, changed.gate.min_f1, changed.model_name) == (0.5, 0.5, "other")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("WARDEN_SPARK_DRIVER_MEMORY", "lots"), ("WARDEN_HDFS_HTTP_PORT", "0"), ("WARDEN_GATE_MARGIN", "2")],
+)
+def test_bad_values_in_a_group_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=variable):
+        load_settings()
+
+
+def test_a_removed_variable_says_what_replaced_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("WARDEN_RETRAIN_SCHEDULE=\n")
+    with pytest.raises(ConfigError, match="WARDEN_RETRAIN_SCHEDULE is no longer read.*WARDEN_AIRFLOW_SCHEDULES"):
+        load_settings()
+
+
+def test_an_unknown_override_is_refused() -> None:
+    with pytest.raises(ConfigError, match="WARDEN_STREAM_BATCH_TASK"):
+        load_settings(stream_batch_task=2)
