@@ -506,15 +506,14 @@ class Settings(BaseSettings):
         return found
 
     def flat(self) -> dict[str, Any]:
-        """Every setting by its flat name, in declaration order; Python values."""
+        """Every setting by its flat name, in declaration order: pydantic's dump, each group's
+        fields under their group's prefix. Python values (a secret is still a SecretStr)."""
         flat: dict[str, Any] = {}
-        for name in self.flat_names():
-            group, _, member = name.partition("_")
-            flat[name] = (
-                getattr(getattr(self, group), member)
-                if group in _GROUPS and name not in type(self).model_fields
-                else getattr(self, name)
-            )
+        for name, value in self.model_dump().items():
+            if name in _GROUPS:
+                flat.update({f"{name}_{member}": member_value for member, member_value in value.items()})
+            else:
+                flat[name] = value
         return flat
 
     def to_env(self) -> dict[str, str]:
