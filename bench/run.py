@@ -95,7 +95,7 @@ def bench_champion(settings: Settings, bench: Settings) -> tuple[Settings, regis
     champion = configured.registry.by_alias(registry.CHAMPION)
     if _scores_today(champion):
         return bench, champion
-    bench = bench.updated(**{"model_name": f"{settings.model_name}-bench", "training_window_days": 1})
+    bench = bench.updated(model_name=f"{settings.model_name}-bench", training_window_days=1)
     ctx = Context.build("warden-bench-train", bench)
     champion = ctx.registry.by_alias(registry.CHAMPION)
     if not _scores_today(champion):

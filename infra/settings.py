@@ -540,17 +540,16 @@ _GROUPS = {name for name, field in Settings.model_fields.items() if _group_class
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     """Flat names (`gate_margin`) as the model's shape (`{"gate": {"margin": …}}`); an unknown
     name is a ConfigError."""
+    known = set(Settings.flat_names())
     nested: dict[str, Any] = {}
     for name, value in flat.items():
-        group, _, field = name.partition("_")
-        if group in _GROUPS and name not in Settings.model_fields:
-            if field not in Settings.model_fields[group].annotation.model_fields:  # type: ignore[union-attr]
-                raise ConfigError(f"no setting {name} (WARDEN_{name.upper()})")
-            nested.setdefault(group, {})[field] = value
-        elif name in Settings.model_fields:
-            nested[name] = value
-        else:
+        if name not in known:
             raise ConfigError(f"no setting {name} (WARDEN_{name.upper()})")
+        group, _, member = name.partition("_")
+        if group in _GROUPS and name not in Settings.model_fields:
+            nested.setdefault(group, {})[member] = value
+        else:
+            nested[name] = value
     return nested
 
 
